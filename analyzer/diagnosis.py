@@ -1,0 +1,294 @@
+"""Rules that turn statistics and trends into findings with evidence; every threshold lives here.
+
+The rules are scale-free: they compare layers with each other (depth ratio), a run with its own start
+(growth), or count what cannot be healthy (non-finite values, exact zeros). Absolute magnitudes are
+never judged, since they depend on the loss scale, batch size and parameterisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .stats import RunStats, is_weight_tag
+from .trends import RunTrends, log10_positive
+
+VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
+SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers behind every rule, with their reasons (also in the README)."""
+
+    # Vanishing: the input-side layer's RMS is this many decades below the output-side layer's.
+    # Initialisations that preserve gradient scale (Glorot/He) keep this within ~1 decade; 3 decades
+    # (AutoTrainer's 1e-3) means the first layers learn a thousand times slower than the last.
+    vanishing_depth_decades: float = 3.0
+    # ...on at least this share of logged steps, so that one noisy step decides nothing.
+    vanishing_step_share: float = 0.5
+    # Exploding over time: the global gradient norm rises this many decades above its early level,
+    # and the Theil–Sen slope's 95 % interval lies wholly above zero (sustained, not a spike).
+    exploding_growth_decades: float = 2.0
+    # Exploding across depth: the input-side layer's RMS is this many decades above the output side's.
+    exploding_depth_decades: float = 3.0
+    # Dead units: at least this share of a layer's gradient entries are exactly zero ...
+    dead_zero_share: float = 0.5
+    # ... on at least this share of the second half of the logged steps (dead units do not recover) ...
+    dead_step_share: float = 0.5
+    # ... and only where the histogram can tell exact zeros apart: the bucket holding zero must be
+    # narrower than this fraction of the layer's largest |g| (30 even TF2 buckets cannot).
+    exact_zero_resolution: float = 1e-6
+    # Below this many logged steps no verdict is given.
+    min_steps: int = 2
+
+
+@dataclass
+class Finding:
+    kind: str  # "vanishing" | "exploding" | "dead_units"
+    severity: str  # "medium" | "high" | "critical"
+    layers: list[str]  # affected tags, depth order
+    steps: list[int]  # steps at which the rule held
+    summary: str  # one line, for people
+    evidence: dict[str, float | int | str] = field(default_factory=dict)
+    threshold: dict[str, float | int | str] = field(default_factory=dict)
+
+
+@dataclass
+class Diagnosis:
+    verdict: str  # a finding kind, "healthy" or "insufficient_data"
+    reason: str
+    findings: list[Finding]
+    layer_verdicts: list[str]  # per layer, same order as RunStats.layers
+
+
+def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = Thresholds()) -> Diagnosis:
+    if not stats.layers:
+        return Diagnosis("insufficient_data", "no gradient histograms", [], [])
+    if len(stats.steps) < limits.min_steps:
+        return Diagnosis(
+            "insufficient_data",
+            f"only {len(stats.steps)} logged step; trends need at least {limits.min_steps}",
+            [],
+            ["insufficient_data"] * len(stats.layers),
+        )
+    findings = [
+        f
+        for rule in (_exploding, _vanishing, _dead_units)
+        for f in rule(stats, trends, limits)
+    ]
+    findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
+    layer_verdicts = []
+    for tag in stats.tags:
+        hits = [f.kind for f in findings if tag in f.layers]
+        layer_verdicts.append(hits[0] if hits else "healthy")
+    if not findings:
+        return Diagnosis("healthy", _healthy_reason(stats, trends), [], layer_verdicts)
+    return Diagnosis(findings[0].kind, findings[0].summary, findings, layer_verdicts)
+
+
+def _healthy_reason(stats: RunStats, trends: RunTrends) -> str:
+    ratio = np.nanmedian(trends.depth_log10_ratio) if np.isfinite(trends.depth_log10_ratio).any() else np.nan
+    parts = [f"{len(stats.layers)} gradient tags over {len(stats.steps)} steps, all finite"]
+    if np.isfinite(ratio):
+        parts.append(f"first/last layer RMS within {abs(ratio):.1f} decades")
+    return "; ".join(parts)
+
+
+def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
+    found: list[Finding] = []
+    bad_steps = np.flatnonzero(stats.nonfinite.any(axis=0))
+    if len(bad_steps):
+        bad_layers = [stats.tags[i] for i in np.flatnonzero(stats.nonfinite.any(axis=1))]
+        first = int(stats.steps[bad_steps[0]])
+        found.append(
+            Finding(
+                "exploding",
+                "critical",
+                bad_layers,
+                [int(s) for s in stats.steps[bad_steps]],
+                f"NaN/Inf gradients from step {first} in {len(bad_layers)} of {len(stats.tags)} tags",
+                evidence={
+                    "first_nonfinite_step": first,
+                    "nonfinite_steps": int(len(bad_steps)),
+                    "logged_steps": int(len(stats.steps)),
+                    "last_finite_global_norm": _last_finite(trends.global_norm[: bad_steps[0]]),
+                },
+                threshold={"nonfinite_values": "any"},
+            )
+        )
+    growth = _growth(stats, trends)
+    if growth is not None and growth[0] >= limits.exploding_growth_decades:
+        decades, peak_index = growth
+        trend = trends.global_trend
+        if trend is not None and trend.ci_low > 0:
+            rising = np.flatnonzero(
+                log10_positive(trends.global_norm) >= _early_log_norm(trends) + limits.exploding_growth_decades
+            )
+            found.append(
+                Finding(
+                    "exploding",
+                    "high",
+                    _layers_growing(stats, trends, limits),
+                    [int(s) for s in stats.steps[rising]],
+                    f"global gradient norm grew {10**decades:.3g}x (+{decades:.1f} decades) "
+                    f"by step {int(stats.steps[peak_index])}",
+                    evidence={
+                        "growth_decades": round(decades, 3),
+                        "early_global_norm": float(10 ** _early_log_norm(trends)),
+                        "peak_global_norm": float(trends.global_norm[peak_index]),
+                        "trend_decades_per_1k_steps": round(trend.decades_per_1k_steps, 4),
+                        "trend_ci_low": round(trend.ci_low, 4),
+                        "trend_ci_high": round(trend.ci_high, 4),
+                    },
+                    threshold={
+                        "growth_decades": limits.exploding_growth_decades,
+                        "trend_ci_low": "> 0",
+                    },
+                )
+            )
+    depth_share = _share(trends.depth_log10_ratio >= limits.exploding_depth_decades, trends)
+    if depth_share >= limits.vanishing_step_share:
+        median = float(np.nanmedian(trends.depth_log10_ratio))
+        found.append(
+            Finding(
+                "exploding",
+                "high",
+                _layers_vs_output(stats, lambda d: d >= limits.exploding_depth_decades),
+                _steps_where(stats, trends.depth_log10_ratio >= limits.exploding_depth_decades),
+                f"input-side gradients {10**median:.3g}x larger than output-side (+{median:.1f} decades)",
+                evidence={"median_depth_log10_ratio": round(median, 3), "step_share": round(depth_share, 3)},
+                threshold={"depth_log10_ratio": f">= {limits.exploding_depth_decades}",
+                           "step_share": limits.vanishing_step_share},
+            )
+        )
+    return found
+
+
+def _vanishing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
+    below = trends.depth_log10_ratio <= -limits.vanishing_depth_decades
+    share = _share(below, trends)
+    if share < limits.vanishing_step_share:
+        return []
+    median = float(np.nanmedian(trends.depth_log10_ratio))
+    worst_fit = _median_depth_fit(trends)
+    evidence: dict[str, float | int | str] = {
+        "median_depth_log10_ratio": round(median, 3),
+        "first_last_rms_ratio": float(10**median),
+        "step_share": round(share, 3),
+    }
+    if worst_fit is not None:
+        evidence.update(
+            decades_per_layer=round(worst_fit.decades_per_layer, 4),
+            decades_per_layer_ci_low=round(worst_fit.ci_low, 4),
+            decades_per_layer_ci_high=round(worst_fit.ci_high, 4),
+            depth_fit_r2=round(worst_fit.r2, 3),
+        )
+    return [
+        Finding(
+            "vanishing",
+            "critical" if median <= -2 * limits.vanishing_depth_decades else "high",
+            _layers_vs_output(stats, lambda d: d <= -limits.vanishing_depth_decades),
+            _steps_where(stats, below),
+            f"first-layer gradient RMS is {10**median:.2g}x the last layer's ({median:.1f} decades) "
+            f"on {share:.0%} of steps",
+            evidence=evidence,
+            threshold={"depth_log10_ratio": f"<= -{limits.vanishing_depth_decades}",
+                       "step_share": limits.vanishing_step_share},
+        )
+    ]
+
+
+def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
+    late = np.arange(len(stats.steps)) >= len(stats.steps) // 2
+    first_weight = next((i for i, t in enumerate(stats.tags) if is_weight_tag(t)), None)
+    dead_layers, shares, steps = [], [], set()
+    for i, layer in enumerate(stats.layers):
+        if i == first_weight:
+            continue  # zeros here may be constant input features, not dead units
+        exact = layer.zero_bucket_width <= limits.exact_zero_resolution * np.nan_to_num(layer.max_abs)
+        zero = (layer.zero_share >= limits.dead_zero_share) & exact & ~layer.nonfinite
+        at = np.searchsorted(stats.steps, layer.steps)
+        in_late = late[at]
+        if in_late.sum() == 0 or zero[in_late].mean() < limits.dead_step_share:
+            continue
+        dead_layers.append(layer.tag)
+        shares.append(float(np.nanmedian(layer.zero_share[in_late])))
+        steps.update(int(s) for s in layer.steps[zero])
+    if not dead_layers:
+        return []
+    worst = max(shares)
+    return [
+        Finding(
+            "dead_units",
+            "high" if worst >= 0.9 else "medium",
+            dead_layers,
+            sorted(steps),
+            f"{worst:.0%} of gradient entries exactly zero in {len(dead_layers)} tag(s), not recovering",
+            evidence={"worst_zero_share": round(worst, 4),
+                      "median_zero_share": round(float(np.median(shares)), 4)},
+            threshold={"zero_share": limits.dead_zero_share, "late_step_share": limits.dead_step_share,
+                       "zero_bucket_width_vs_max_abs": limits.exact_zero_resolution},
+        )
+    ]
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _share(mask: np.ndarray, trends: RunTrends) -> float:
+    known = np.isfinite(trends.depth_log10_ratio)
+    return float(mask[known].mean()) if known.any() else 0.0
+
+
+def _steps_where(stats: RunStats, mask: np.ndarray) -> list[int]:
+    return [int(s) for s in stats.steps[np.flatnonzero(mask)]]
+
+
+def _layers_vs_output(stats: RunStats, crosses) -> list[str]:
+    """Tags whose median log10 RMS, relative to the output-side depth layer, crosses the threshold."""
+    log_rms = log10_positive(stats.rms)
+    last = stats.depth_layers[-1]
+    with np.errstate(invalid="ignore"):
+        relative = log_rms - log_rms[last]
+    out = []
+    for i, tag in enumerate(stats.tags):
+        row = relative[i][np.isfinite(relative[i])]
+        if len(row) and crosses(float(np.median(row))):
+            out.append(tag)
+    return out
+
+
+def _early_log_norm(trends: RunTrends) -> float:
+    log_norm = log10_positive(trends.global_norm)
+    finite = log_norm[np.isfinite(log_norm)]
+    head = max(3, len(finite) // 10)
+    return float(np.median(finite[:head])) if len(finite) else np.nan
+
+
+def _growth(stats: RunStats, trends: RunTrends) -> tuple[float, int] | None:
+    log_norm = log10_positive(trends.global_norm)
+    if np.isfinite(log_norm).sum() < 4:
+        return None
+    peak = int(np.nanargmax(log_norm))
+    return float(log_norm[peak] - _early_log_norm(trends)), peak
+
+
+def _layers_growing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[str]:
+    out = []
+    for tag, trend in zip(stats.tags, trends.layer_trends):
+        if trend is not None and trend.ci_low > 0:
+            out.append(tag)
+    return out or list(stats.tags)
+
+
+def _median_depth_fit(trends: RunTrends):
+    fits = [f for f in trends.depth_fits if f is not None]
+    if not fits:
+        return None
+    return sorted(fits, key=lambda f: f.decades_per_layer)[len(fits) // 2]
+
+
+def _last_finite(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if len(finite) else float("nan")

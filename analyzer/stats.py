@@ -1,0 +1,189 @@
+"""Magnitude statistics of gradient histograms, per tag and step, with bounds from bucket coarseness.
+
+Inside a bucket values are assumed uniform. That gives point estimates; the bucket edges alone give
+hard bounds (every value lies between its bucket's smallest and largest |g|), which say how coarse the
+estimate is. Where the legacy encoding carries exact moments, the RMS is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .events import HistogramSeries
+
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+@dataclass
+class LayerStats:
+    """Statistics of one tag's gradients; every array is indexed by step ([S])."""
+
+    tag: str
+    steps: np.ndarray  # int64
+    count: np.ndarray  # gradient entries seen (finite ones)
+    rms: np.ndarray  # root mean square of g, same unit as the gradient
+    rms_low: np.ndarray  # hard lower bound from bucket edges (== rms where exact)
+    rms_high: np.ndarray  # hard upper bound
+    rms_exact: np.ndarray  # bool: from exact sum of squares
+    mean_abs: np.ndarray  # mean |g|
+    mean_abs_low: np.ndarray
+    mean_abs_high: np.ndarray
+    abs_quantiles: np.ndarray  # [S, len(QUANTILES)] quantiles of |g|
+    max_abs: np.ndarray  # largest |g| (to the resolution of the outermost bucket edge)
+    zero_share: np.ndarray  # share of entries in the bucket(s) containing zero
+    zero_bucket_width: np.ndarray  # width of that bucket: how exact "zero" is (0 = exact zeros)
+    nonfinite: np.ndarray  # bool: NaN or Inf gradients were logged at this step
+    empty: np.ndarray  # bool: the histogram held no finite entries at all
+
+
+def layer_stats(series: HistogramSeries) -> LayerStats:
+    """Vectorised over steps and buckets; never raises on finite or non-finite input."""
+    left, right, counts = series.left, series.right, series.counts
+    finite = np.isfinite(left) & np.isfinite(right) & np.isfinite(counts) & (counts >= 0)
+    with np.errstate(all="ignore"):
+        lo_edge = np.where(finite, np.minimum(left, right), 0.0)
+        hi_edge = np.where(finite, np.maximum(left, right), 0.0)
+        c = np.where(finite, counts, 0.0)
+        total = c.sum(axis=1)
+        empty = total <= 0
+        safe_total = np.where(empty, 1.0, total)
+
+        straddles = (lo_edge <= 0) & (hi_edge >= 0)
+        abs_lo = np.where(straddles, 0.0, np.minimum(np.abs(lo_edge), np.abs(hi_edge)))
+        abs_hi = np.maximum(np.abs(lo_edge), np.abs(hi_edge))
+        width = hi_edge - lo_edge
+        # E|g| and E[g^2] of a uniform distribution on [lo, hi]
+        mean_abs_bucket = np.where(
+            width > 0,
+            (hi_edge * np.abs(hi_edge) - lo_edge * np.abs(lo_edge)) / (2 * np.where(width > 0, width, 1)),
+            np.abs(lo_edge),
+        )
+        mean_sq_bucket = (lo_edge**2 + lo_edge * hi_edge + hi_edge**2) / 3
+
+        mean_abs = (c * mean_abs_bucket).sum(axis=1) / safe_total
+        mean_abs_low = (c * abs_lo).sum(axis=1) / safe_total
+        mean_abs_high = (c * abs_hi).sum(axis=1) / safe_total
+        rms = np.sqrt((c * mean_sq_bucket).sum(axis=1) / safe_total)
+        rms_low = np.sqrt((c * abs_lo**2).sum(axis=1) / safe_total)
+        rms_high = np.sqrt((c * abs_hi**2).sum(axis=1) / safe_total)
+
+        exact = np.isfinite(series.num) & (series.num > 0) & np.isfinite(series.sum_squares)
+        exact_rms = np.sqrt(np.where(exact, series.sum_squares, 0.0) / np.where(exact, series.num, 1.0))
+        rms = np.where(exact, exact_rms, rms)
+        rms_low = np.where(exact, exact_rms, rms_low)
+        rms_high = np.where(exact, exact_rms, rms_high)
+
+        occupied = c > 0
+        max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0)
+        zero_share = (c * straddles).sum(axis=1) / safe_total
+        zero_bucket_width = np.where(straddles & occupied, width, 0.0).max(axis=1, initial=0.0)
+
+        nonfinite = _nonfinite(series, finite, counts, total)
+
+    nan_if_empty = [mean_abs, mean_abs_low, mean_abs_high, rms, rms_low, rms_high, max_abs, zero_share]
+    for array in nan_if_empty:
+        array[empty] = np.nan
+    quantiles = abs_quantiles(c, abs_lo, abs_hi, total)
+    count = np.where(np.isfinite(series.num) & ~nonfinite, series.num, total)
+    return LayerStats(
+        tag=series.tag,
+        steps=series.steps,
+        count=count,
+        rms=rms,
+        rms_low=rms_low,
+        rms_high=rms_high,
+        rms_exact=exact,
+        mean_abs=mean_abs,
+        mean_abs_low=mean_abs_low,
+        mean_abs_high=mean_abs_high,
+        abs_quantiles=quantiles,
+        max_abs=max_abs,
+        zero_share=zero_share,
+        zero_bucket_width=zero_bucket_width,
+        nonfinite=nonfinite,
+        empty=empty,
+    )
+
+
+def _nonfinite(
+    series: HistogramSeries, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
+) -> np.ndarray:
+    """NaN/Inf shows differently per writer: TF2 turns every edge to NaN; legacy writers put it in
+    the moments, or leave entries out of the buckets (num larger than the bucket total)."""
+    bad_bucket = (~finite & ((counts != 0) | ~np.isfinite(counts))).any(axis=1)
+    # A TF2 histogram of NaN input: every edge NaN and every count 0.
+    all_edges_nan = np.isnan(series.left).all(axis=1) & (series.left.shape[1] > 0)
+    has_moments = np.isfinite(series.num)
+    bad_moments = has_moments & ~(np.isfinite(series.sum) & np.isfinite(series.sum_squares))
+    missing_entries = has_moments & (total < series.num - 0.5)
+    return bad_bucket | all_edges_nan | bad_moments | missing_entries
+
+
+def abs_quantiles(
+    c: np.ndarray, abs_lo: np.ndarray, abs_hi: np.ndarray, total: np.ndarray
+) -> np.ndarray:
+    """Quantiles of |g|: buckets folded onto |g|, sorted by their upper end, interpolated inside the
+    bucket where the cumulative share crosses q. Exact to within one bucket's width."""
+    order = np.argsort(abs_hi, axis=1, kind="stable")
+    lo = np.take_along_axis(abs_lo, order, axis=1)
+    hi = np.take_along_axis(abs_hi, order, axis=1)
+    mass = np.take_along_axis(c, order, axis=1)
+    cumulative = np.cumsum(mass, axis=1)
+    out = np.full((c.shape[0], len(QUANTILES)), np.nan)
+    rows = np.arange(c.shape[0])
+    for j, q in enumerate(QUANTILES):
+        target = q * total
+        idx = np.minimum((cumulative < target[:, None]).sum(axis=1), c.shape[1] - 1)
+        before = np.where(idx > 0, cumulative[rows, np.maximum(idx - 1, 0)], 0.0)
+        inside = mass[rows, idx]
+        with np.errstate(all="ignore"):
+            frac = np.clip(np.where(inside > 0, (target - before) / inside, 1.0), 0.0, 1.0)
+        out[:, j] = lo[rows, idx] + frac * (hi[rows, idx] - lo[rows, idx])
+    out[total <= 0] = np.nan
+    return out
+
+
+# Tags of parameters whose gradients do not follow the depth profile of the weights: biases and
+# normalization parameters. They are analysed, but the depth fit uses the weights when it can.
+_NOT_A_WEIGHT = ("bias", "beta", "gamma", "moving_", "running_", "norm")
+
+
+@dataclass
+class RunStats:
+    """Per-layer statistics of one run aligned on the union of logged steps ([L, T] matrices)."""
+
+    layers: list[LayerStats]  # depth order, input side first
+    steps: np.ndarray  # int64 [T]
+    rms: np.ndarray  # [L, T], NaN where a layer has no finite value at that step
+    zero_share: np.ndarray  # [L, T]
+    nonfinite: np.ndarray  # bool [L, T]
+    count: np.ndarray  # [L, T] entries per layer
+    depth_layers: np.ndarray  # int indices into `layers` used for fits across depth
+
+    @property
+    def tags(self) -> list[str]:
+        return [layer.tag for layer in self.layers]
+
+
+def is_weight_tag(tag: str) -> bool:
+    lowered = tag.lower()
+    return not any(marker in lowered for marker in _NOT_A_WEIGHT)
+
+
+def run_stats(series: list[HistogramSeries]) -> RunStats:
+    layers = [layer_stats(s) for s in series]
+    steps = np.unique(np.concatenate([layer.steps for layer in layers])) if layers else np.zeros(0, int)
+    shape = (len(layers), len(steps))
+    rms, zero_share, count = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    nonfinite = np.zeros(shape, dtype=bool)
+    for i, layer in enumerate(layers):
+        at = np.searchsorted(steps, layer.steps)
+        rms[i, at] = layer.rms
+        zero_share[i, at] = layer.zero_share
+        count[i, at] = layer.count
+        nonfinite[i, at] = layer.nonfinite
+    weights = np.array([i for i, layer in enumerate(layers) if is_weight_tag(layer.tag)], dtype=int)
+    depth_layers = weights if len(weights) >= 2 else np.arange(len(layers))
+    return RunStats(layers, steps, rms, zero_share, nonfinite, count, depth_layers)
