@@ -54,8 +54,10 @@ from tensorboard.backend.event_processing import event_accumulator as ea  # noqa
 from tensorboard.util import tensor_util  # noqa: E402
 
 _READ_EVERYTHING = {kind: 0 for kind in ea.STORE_EVERYTHING_SIZE_GUIDANCE}
-# Only the last compressed histogram is kept; it is never used, so compress to nothing.
+# EventAccumulator also "compresses" every legacy histogram for the distributions dashboard; we never
+# use that, so keep only the last one, compressed to a single point (an empty tuple would raise).
 _READ_EVERYTHING[ea.COMPRESSED_HISTOGRAMS] = 1
+_ONE_COMPRESSION_POINT = (10000,)
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _read_file(path: str) -> tuple[dict[str, list[_Histogram]], list[Problem]]:
     if size == 0:
         return {}, [Problem(path, "empty file (0 bytes)")]
     accumulator = ea.EventAccumulator(
-        path, size_guidance=_READ_EVERYTHING, compression_bps=(), purge_orphaned_data=True
+        path, size_guidance=_READ_EVERYTHING, compression_bps=_ONE_COMPRESSION_POINT, purge_orphaned_data=True
     )
     with _data_loss_messages() as losses:
         try:

@@ -1,0 +1,111 @@
+"""The ``gradaudit`` command: arguments, progress, exit codes. Glue only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+# Exit codes, in one place.
+OK, FOUND, ERROR = 0, 1, 2
+FINDING_KINDS = ("vanishing", "exploding", "dead_units")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gradaudit",
+        description="Diagnose vanishing, exploding and dead gradients from TensorBoard histogram logs.",
+    )
+    parser.add_argument("--version", action="version", version=f"gradaudit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    report = sub.add_parser(
+        "report",
+        help="analyse runs and write an HTML report (and JSON)",
+        description="Every directory below PATH that directly holds events.out.tfevents.* files is a run.",
+    )
+    report.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a folder of runs, or an event file")
+    report.add_argument("-o", "--output", metavar="OUTDIR", default="gradaudit-report",
+                        help="folder for index.html and one page per run (default: gradaudit-report)")
+    report.add_argument("--json", metavar="FILE", help="also write results as JSON to FILE ('-' for stdout)")
+    report.add_argument("--no-html", action="store_true", help="write no HTML (with --json, for CI jobs)")
+    report.add_argument("--tags", metavar="REGEX", default=None,
+                        help="gradient tags to analyse (Python regex, searched anywhere in the tag); "
+                             "default: tags containing 'grad', any case")
+    report.add_argument("--fail-on", metavar="KIND[,KIND]", default="",
+                        help=f"exit with {FOUND} when a run has a finding of these kinds "
+                             f"({', '.join(FINDING_KINDS)}, or 'any')")
+    report.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        fail_on = _parse_fail_on(args.fail_on)
+        if args.tags is not None:
+            re.compile(args.tags)
+    except (ValueError, re.error) as err:
+        print(f"gradaudit: error: {err}", file=sys.stderr)
+        return ERROR
+    return _report(args, fail_on)
+
+
+def _parse_fail_on(text: str) -> set[str]:
+    kinds = {k.strip() for k in text.split(",") if k.strip()}
+    if "any" in kinds:
+        return set(FINDING_KINDS)
+    unknown = kinds - set(FINDING_KINDS)
+    if unknown:
+        raise ValueError(f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(FINDING_KINDS)}")
+    return kinds
+
+
+def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
+    # Heavy imports only once arguments are known, so --help stays instant.
+    from .events import DEFAULT_TAG_PATTERN
+    from .pipeline import analyse_run
+    from .problems import AnalyzerError
+    from .report import render, results_json, write_json, write_report
+    from .runs import find_runs
+
+    out_dir = None if args.no_html else args.output
+    discovery = find_runs(args.paths, exclude=[out_dir] if out_dir else None)
+    for problem in discovery.problems:
+        print(f"gradaudit: {problem}", file=sys.stderr)
+    results = []
+    for run in discovery.runs:
+        result = analyse_run(run, args.tags or DEFAULT_TAG_PATTERN)
+        results.append(result)
+        for problem in result.problems:
+            print(f"gradaudit: {problem}", file=sys.stderr)
+        if not args.quiet:
+            print(f"{result.diagnosis.verdict:>17}  {run.name}  — {result.diagnosis.reason}", file=sys.stderr)
+    if not results:
+        print("gradaudit: error: nothing to analyse (no event files found)", file=sys.stderr)
+        return ERROR
+    try:
+        if out_dir:
+            write_report(out_dir, render(results, discovery.problems))
+        if args.json:
+            write_json(args.json, results_json(results, discovery.problems))
+    except AnalyzerError as err:
+        print(f"gradaudit: error: {err}", file=sys.stderr)
+        return ERROR
+    except OSError as err:
+        print(f"gradaudit: error: {err.filename or out_dir}: {err.strerror}", file=sys.stderr)
+        return ERROR
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.diagnosis.verdict] = counts.get(r.diagnosis.verdict, 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    where = f"; report: {os.path.join(out_dir, 'index.html')}" if out_dir else ""
+    print(f"gradaudit: {len(results)} run(s): {summary}{where}", file=sys.stderr)
+    matched = [r for r in results if any(f.kind in fail_on for f in r.diagnosis.findings)]
+    return FOUND if matched else OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
