@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .stats import RunStats, is_weight_tag
-from .trends import RunTrends, log10_positive
+from .trends import RunTrends, log10_positive, theil_sen
 
 VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -28,9 +28,12 @@ class Thresholds:
     vanishing_depth_decades: float = 3.0
     # ...on at least this share of logged steps, so that one noisy step decides nothing.
     vanishing_step_share: float = 0.5
-    # Exploding over time: the global gradient norm rises this many decades above its early level,
-    # and the Theil–Sen slope's 95 % interval lies wholly above zero (sustained, not a spike).
+    # Exploding over time: the global gradient norm rises this many decades above its early level
+    # (the median of the first 10 % of logged steps, at least 3) ...
     exploding_growth_decades: float = 2.0
+    # ... and stays there on at least this many logged steps (sustained, not a one-step spike); the
+    # Theil–Sen slope of the rise, with its 95 % interval, is reported as evidence.
+    exploding_min_steps: int = 3
     # Exploding across depth: the input-side layer's RMS is this many decades above the output side's.
     exploding_depth_decades: float = 3.0
     # Dead units: at least this share of a layer's gradient entries are exactly zero ...
@@ -118,36 +121,9 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
                 threshold={"nonfinite_values": "any"},
             )
         )
-    growth = _growth(stats, trends)
-    if growth is not None and growth[0] >= limits.exploding_growth_decades:
-        decades, peak_index = growth
-        trend = trends.global_trend
-        if trend is not None and trend.ci_low > 0:
-            rising = np.flatnonzero(
-                log10_positive(trends.global_norm) >= _early_log_norm(trends) + limits.exploding_growth_decades
-            )
-            found.append(
-                Finding(
-                    "exploding",
-                    "high",
-                    _layers_growing(stats, trends, limits),
-                    [int(s) for s in stats.steps[rising]],
-                    f"global gradient norm grew {10**decades:.3g}x (+{decades:.1f} decades) "
-                    f"by step {int(stats.steps[peak_index])}",
-                    evidence={
-                        "growth_decades": round(decades, 3),
-                        "early_global_norm": float(10 ** _early_log_norm(trends)),
-                        "peak_global_norm": float(trends.global_norm[peak_index]),
-                        "trend_decades_per_1k_steps": round(trend.decades_per_1k_steps, 4),
-                        "trend_ci_low": round(trend.ci_low, 4),
-                        "trend_ci_high": round(trend.ci_high, 4),
-                    },
-                    threshold={
-                        "growth_decades": limits.exploding_growth_decades,
-                        "trend_ci_low": "> 0",
-                    },
-                )
-            )
+    rise = _sustained_rise(stats, trends, limits)
+    if rise is not None:
+        found.append(rise)
     depth_share = _share(trends.depth_log10_ratio >= limits.exploding_depth_decades, trends)
     if depth_share >= limits.vanishing_step_share:
         median = float(np.nanmedian(trends.depth_log10_ratio))
@@ -266,18 +242,48 @@ def _early_log_norm(trends: RunTrends) -> float:
     return float(np.median(finite[:head])) if len(finite) else np.nan
 
 
-def _growth(stats: RunStats, trends: RunTrends) -> tuple[float, int] | None:
+def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Finding | None:
     log_norm = log10_positive(trends.global_norm)
-    if np.isfinite(log_norm).sum() < 4:
+    early = _early_log_norm(trends)
+    if not np.isfinite(early):
+        return None
+    above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
+    if len(above) < limits.exploding_min_steps:
         return None
     peak = int(np.nanargmax(log_norm))
-    return float(log_norm[peak] - _early_log_norm(trends)), peak
+    decades = float(log_norm[peak] - early)
+    evidence: dict[str, float | int | str] = {
+        "growth_decades": round(decades, 3),
+        "early_global_norm": float(10**early),
+        "peak_global_norm": float(trends.global_norm[peak]),
+        "steps_above_threshold": int(len(above)),
+    }
+    rise = theil_sen(stats.steps[: peak + 1], log_norm[: peak + 1])
+    if rise is not None:
+        evidence.update(rise_decades_per_1k_steps=round(rise.decades_per_1k_steps, 4),
+                        rise_ci_low=round(rise.ci_low, 4), rise_ci_high=round(rise.ci_high, 4))
+    return Finding(
+        "exploding",
+        "high",
+        _layers_growing(stats, early, limits),
+        [int(s) for s in stats.steps[above]],
+        f"global gradient norm rose {10**decades:.3g}x (+{decades:.1f} decades) above its early level "
+        f"by step {int(stats.steps[peak])}, on {len(above)} logged steps",
+        evidence=evidence,
+        threshold={"growth_decades": limits.exploding_growth_decades,
+                   "min_steps_above": limits.exploding_min_steps},
+    )
 
 
-def _layers_growing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[str]:
+def _layers_growing(stats: RunStats, early_log_norm: float, limits: Thresholds) -> list[str]:
+    """Tags whose own RMS rose by the growth threshold over their early level."""
+    log_rms = log10_positive(stats.rms)
+    head = max(3, len(stats.steps) // 10)
     out = []
-    for tag, trend in zip(stats.tags, trends.layer_trends):
-        if trend is not None and trend.ci_low > 0:
+    for i, tag in enumerate(stats.tags):
+        row = log_rms[i]
+        early = row[:head][np.isfinite(row[:head])]
+        if early.size and np.nanmax(row) >= np.median(early) + limits.exploding_growth_decades:
             out.append(tag)
     return out or list(stats.tags)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,16 +24,21 @@ DEFAULT_TAG_PATTERN = r"(?i)grad"
 TF2_HISTOGRAM_PLUGIN = "histograms"
 
 
-def _use_tensorboard_stub() -> None:
-    """Make TensorBoard read without TensorFlow.
+def _read_without_tensorflow() -> None:
+    """Give TensorBoard's event reader its TensorFlow stub, and the stub a C CRC32C.
 
-    TensorBoard imports TensorFlow on the first read when it is installed (~5 s, ~530 MB), unless the
-    module ``tensorboard.compat.notf`` imports; the pip package does not ship it, so we register an
-    empty one. Then we give the stub's record reader the C CRC32C, as its pure-Python one reads ~4 MB/s.
+    TensorBoard's reader modules resolve ``tensorboard.compat.tf`` on first use, and that imports
+    TensorFlow when it is installed (~5 s, ~530 MB). Registering ``tensorboard.compat.notf`` would
+    avoid it for the whole process, breaking ``tf.summary`` for a user who trains and analyses in
+    one notebook. Instead only the three reader modules get the stub, which reads the same records.
+    The stub checks CRCs in pure Python (~4 MB/s); the ``crc32c`` C extension is 5-8x faster.
     """
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from tensorboard.backend.event_processing import directory_watcher, event_file_loader, io_wrapper
+    from tensorboard.compat import tensorflow_stub
     from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
 
+    for module in (io_wrapper, event_file_loader, directory_watcher):
+        module.tf = tensorflow_stub
     try:
         import crc32c as _crc32c
     except ImportError:  # still correct, only slower
@@ -48,7 +51,7 @@ def _use_tensorboard_stub() -> None:
     pywrap_tensorflow.masked_crc32c = masked_crc32c
 
 
-_use_tensorboard_stub()
+_read_without_tensorflow()
 
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402

@@ -56,13 +56,15 @@ def exploding():
     rng = np.random.default_rng(SEED + 1)
     target = (x @ rng.normal(size=(FEATURES, 1)) * 10).astype("float32")
     model = mlp([64, 64, 64], "relu", 1, None, kernel_initializer="he_normal")
-    return model, keras.optimizers.SGD(0.01, momentum=0.9), "mse", x, target
+    # Regression on large targets with a step size just past stability: grows, then NaN.
+    return model, keras.optimizers.SGD(0.003), "mse", x, target
 
 
 def dead_units():
     x, y = make_classification()
+    # Biases drawn around -2 start most ReLU units in the region where they get no gradient.
     model = mlp([64, 64, 64], "relu", CLASSES, "softmax", kernel_initializer="he_normal",
-                bias_initializer=keras.initializers.Constant(-2.5))
+                bias_initializer=keras.initializers.RandomNormal(mean=-2.0, stddev=1.0))
     return model, keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", x, y
 
 
@@ -71,6 +73,7 @@ RUNS = {"healthy_relu_adam": healthy, "vanishing_sigmoid_deep": vanishing,
 
 
 def write_run(name: str, out_dir: str, epochs: int = 8) -> None:
+    keras.backend.clear_session()  # layer names restart at dense, dense_1, ... for every run
     keras.utils.set_random_seed(SEED)
     model, optimizer, loss, x, y = RUNS[name]()
     model.compile(optimizer=optimizer, loss=loss)

@@ -1,0 +1,70 @@
+"""Fixtures that write real event files with real writers: TensorFlow/Keras, tensorboardX."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_LOGS = REPO / "sample_logs"
+REAL_LOGS = REPO.parent / "shared" / "real_logs"
+
+sys.path.insert(0, str(REPO))
+
+
+def write_tf2_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], steps: list[int]) -> None:
+    """TF2 tensor histograms (30 even buckets), as tf.summary.histogram writes them."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        for k, step in enumerate(steps):
+            for tag, values in series.items():
+                tf.summary.histogram(tag, values[k], step=step)
+    writer.flush()
+    writer.close()
+
+
+def write_tbx_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], steps: list[int]) -> None:
+    """Legacy HistogramProto with exact moments and TF1 exponential buckets, as tensorboardX writes."""
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    for k, step in enumerate(steps):
+        for tag, values in series.items():
+            writer.add_histogram(tag, values[k], global_step=step)
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """Write a run with one of the real writers and return its folder."""
+
+    def make(writer: str, series: dict[str, list[np.ndarray]], steps: list[int], name: str = "run") -> Path:
+        folder = tmp_path / name
+        {"tf2": write_tf2_histograms, "tbx": write_tbx_histograms}[writer](folder, series, steps)
+        return folder
+
+    return make
+
+
+def shrinking_series(rng: np.random.Generator, layers: int, steps: int, decades_per_layer: float,
+                     size: int = 2000) -> dict[str, list[np.ndarray]]:
+    """Gaussian gradients whose scale falls by a fixed number of decades per layer toward the input."""
+    return {
+        f"grad/layer{i}": [
+            rng.normal(scale=10 ** (-decades_per_layer * (layers - 1 - i)), size=size) for _ in range(steps)
+        ]
+        for i in range(layers)
+    }

@@ -1,0 +1,174 @@
+"""The callback, on real Keras trainings, read back through the analyzer's reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from analyzer.callback import GradientHistograms, bucket_limits  # noqa: E402
+from analyzer.events import read_run  # noqa: E402
+from analyzer.runs import find_runs  # noqa: E402
+from analyzer.stats import layer_stats  # noqa: E402
+
+
+def _data(n=256, features=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x[:, :1] * 2 + x[:, 1:2] ** 2).astype("float32")
+    return x, y
+
+
+def _read(log_dir):
+    [run] = find_runs([str(log_dir)]).runs
+    return read_run(run)
+
+
+def _true_gradients(model, x, y):
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
+    return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+
+
+def _sequential():
+    keras.backend.clear_session()
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
+
+
+def test_sequential_every_n_batches_writes_exact_gradients(tmp_path):
+    x, y = _data()
+    model = _sequential()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    probe = (x[:64], y[:64])
+    callback = GradientHistograms(tmp_path / "run", probe=probe, every_n_batches=2)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])  # 16 batches
+
+    data = _read(tmp_path / "run")
+    tags = [s.tag for s in data.series]
+    assert tags == ["gradients/" + v.path for v in model.trainable_variables]  # model order
+    assert list(data.series[0].steps) == [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert data.series[0].encodings == ("legacy",)
+    # The last histogram is of the final weights: compare with gradients computed here.
+    for series, grad in zip(data.series, _true_gradients(model, *probe)):
+        stats = layer_stats(series)
+        assert stats.count[-1] == grad.size
+        assert stats.rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(np.float64) ** 2)), rel=1e-6)
+        assert stats.max_abs[-1] >= np.abs(grad).max() * (1 - 1e-6)
+        assert stats.max_abs[-1] <= np.abs(grad).max() * 10 ** (1 / 10) * (1 + 1e-6)  # one bucket
+
+
+def test_default_frequency_is_every_epoch_plus_start(tmp_path):
+    x, y = _data()
+    model = _sequential()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, batch_size=64, epochs=3, verbose=0,
+              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:32], y[:32]))])
+    assert list(_read(tmp_path / "run").series[0].steps) == [0, 4, 8, 12]
+
+
+def test_functional_multi_output_model(tmp_path):
+    keras.backend.clear_session()
+    x, y = _data()
+    inputs = keras.Input((8,), name="features")
+    hidden = keras.layers.Dense(16, activation="relu", name="trunk")(inputs)
+    out_a = keras.layers.Dense(1, name="a")(hidden)
+    out_b = keras.layers.Dense(1, name="b")(hidden)
+    model = keras.Model(inputs, {"a": out_a, "b": out_b})
+    model.compile(optimizer="adam", loss={"a": "mse", "b": "mae"})
+    targets = {"a": y, "b": -y}
+    model.fit(x, targets, batch_size=64, epochs=1, verbose=0,
+              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], {"a": y[:64], "b": -y[:64]}))])
+    data = _read(tmp_path / "run")
+    assert [s.tag.split("/")[-2] for s in data.series] == ["trunk", "trunk", "a", "a", "b", "b"]
+    # (an MAE bias gradient is exactly zero when residual signs balance, so only kernels are checked)
+    kernels = [layer_stats(s) for s in data.series if s.tag.endswith("kernel")]
+    assert all(np.all(k.rms > 0) and not k.nonfinite.any() for k in kernels)
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(12, activation="relu")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_subclassed_model(tmp_path):
+    keras.backend.clear_session()
+    x, y = _data()
+    model = SubclassedNet()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, batch_size=64, epochs=2, verbose=0,
+              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], y[:64]))])
+    data = _read(tmp_path / "run")
+    assert len(data.series) == 4 and all(len(s.steps) == 3 for s in data.series)
+
+
+def test_mixed_precision_gradients_are_unscaled(tmp_path):
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x, y = _data()
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(1, dtype="float32")])
+        model.compile(optimizer="adam", loss="mse")  # Keras wraps it in a LossScaleOptimizer
+        probe = (x[:64], y[:64])
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0,
+                  callbacks=[GradientHistograms(tmp_path / "run", probe=probe)])
+        data = _read(tmp_path / "run")
+        true = _true_gradients(model, *probe)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for series, grad in zip(data.series, true):
+        # unscaled: the loss scale (2**15) would put the logged RMS four decades off
+        assert layer_stats(series).rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(float) ** 2)), rel=1e-2)
+
+
+def test_training_mode_probe_leaves_batchnorm_statistics_alone(tmp_path):
+    keras.backend.clear_session()
+    x, y = _data()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    before = [v.numpy().copy() for v in model.non_trainable_variables]
+    callback = GradientHistograms(tmp_path / "run", probe=(x[:64] * 5 + 3, y[:64]), training=True)
+    callback.set_model(model)
+    callback.on_train_begin()
+    for old, variable in zip(before, model.non_trainable_variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_nan_gradients_keep_the_finite_values(tmp_path):
+    keras.backend.clear_session()
+    x, y = _data()
+    y_bad = y.copy()
+    y_bad[0] = np.nan  # one NaN target: NaN loss, NaN gradients everywhere
+    model = _sequential()
+    model.compile(optimizer="sgd", loss="mse")
+    callback = GradientHistograms(tmp_path / "run", probe=(x[:16], y_bad[:16]))
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_train_end()
+    stats = layer_stats(_read(tmp_path / "run").series[0])
+    assert stats.nonfinite.all()
+
+
+def test_probe_is_required_and_validated(tmp_path):
+    with pytest.raises(ValueError, match="probe"):
+        GradientHistograms(tmp_path, probe=None)
+    with pytest.raises(ValueError, match="every_n_batches"):
+        GradientHistograms(tmp_path, probe=(np.zeros((2, 2)), np.zeros(2)), every_n_batches=0)
+
+
+def test_bucket_limits_isolate_exact_zero():
+    limits = bucket_limits()
+    zero = int(np.flatnonzero(limits == 0)[0])
+    assert limits[zero - 1] < 0 and -limits[zero - 1] <= 1.5e-45  # (-1e-45, 0] holds only zeros in float32
+    assert np.all(np.diff(limits) > 0)
+    assert limits[-1] > np.finfo(np.float32).max

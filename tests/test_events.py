@@ -1,0 +1,115 @@
+"""The reader: both encodings from real writers, restarts, damaged files, other tools' logs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REAL_LOGS, REPO, SAMPLE_LOGS
+
+from analyzer.events import read_run
+from analyzer.runs import find_runs
+from analyzer.stats import layer_stats
+
+
+def _only_run(folder):
+    discovery = find_runs([str(folder)])
+    assert len(discovery.runs) == 1, discovery
+    return discovery.runs[0]
+
+
+def test_tf2_histograms_are_read_with_bucket_bounds_around_the_truth(make_run, rng):
+    values = [rng.normal(scale=s, size=5000) for s in (1.0, 0.1, 0.01)]
+    folder = make_run("tf2", {"grad/dense": values, "loss_hist": values}, [0, 10, 20])
+    data = read_run(_only_run(folder))
+    assert [s.tag for s in data.series] == ["grad/dense"]
+    assert data.other_histogram_tags == ["loss_hist"]
+    series = data.series[0]
+    assert series.encodings == ("tf2",)
+    assert list(series.steps) == [0, 10, 20]
+    assert series.counts.shape[1] == 30  # TF2's 30 even buckets
+    stats = layer_stats(series)
+    true_rms = np.array([np.sqrt(np.mean(v**2)) for v in values])
+    assert np.all(stats.rms_low <= true_rms * (1 + 1e-6)) and np.all(true_rms <= stats.rms_high * (1 + 1e-6))
+    np.testing.assert_allclose(stats.rms, true_rms, rtol=0.02)
+    np.testing.assert_allclose(stats.count, 5000)
+    assert not stats.rms_exact.any()
+
+
+def test_legacy_histograms_from_tensorboardx_carry_exact_moments(make_run, rng):
+    values = [rng.standard_t(3, size=4000) * s for s in (1.0, 1e-3, 1e-6)]
+    folder = make_run("tbx", {"layer1/grad": values}, [5, 6, 7])
+    series = read_run(_only_run(folder)).series[0]
+    assert series.encodings == ("legacy",)
+    stats = layer_stats(series)
+    assert stats.rms_exact.all()
+    np.testing.assert_allclose(stats.rms, [np.sqrt(np.mean(v**2)) for v in values], rtol=1e-9)
+    # |g| quantiles: within one TF1 exponential bucket (10 %)
+    np.testing.assert_allclose(stats.abs_quantiles[:, 0], [np.median(np.abs(v)) for v in values], rtol=0.1)
+    np.testing.assert_allclose(stats.max_abs, [np.abs(v).max() for v in values], rtol=0.1)
+
+
+def test_same_gradients_through_both_writers_agree(make_run, rng):
+    values = [rng.normal(scale=0.05, size=8000) for _ in range(3)]
+    tf2 = layer_stats(read_run(_only_run(make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"))).series[0])
+    tbx = layer_stats(read_run(_only_run(make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"))).series[0])
+    np.testing.assert_allclose(tf2.rms, tbx.rms, rtol=0.02)
+    np.testing.assert_allclose(tf2.mean_abs, tbx.mean_abs, rtol=0.05)
+    np.testing.assert_allclose(tf2.abs_quantiles[:, 1], tbx.abs_quantiles[:, 1], rtol=0.1)
+
+
+def test_restart_keeps_the_later_files_steps(make_run, rng, tmp_path):
+    first = make_run("tbx", {"grad/w": [np.full(10, 1.0)] * 4}, [0, 10, 20, 30], "first")
+    second = make_run("tbx", {"grad/w": [np.full(10, 2.0)] * 3}, [20, 30, 40], "second")
+    run_dir = tmp_path / "restarted"
+    run_dir.mkdir()
+    for i, folder in enumerate((first, second)):
+        [f] = folder.iterdir()
+        shutil.copy(f, run_dir / f"events.out.tfevents.{1000 + i}.host")
+    data = read_run(_only_run(run_dir))
+    assert data.restarted
+    stats = layer_stats(data.series[0])
+    assert list(stats.steps) == [0, 10, 20, 30, 40]
+    np.testing.assert_allclose(stats.rms, [1, 1, 2, 2, 2])
+
+
+def test_truncated_last_record_is_reported_and_the_rest_kept(make_run, rng, tmp_path):
+    folder = make_run("tbx", {"grad/w": [rng.normal(size=100) for _ in range(5)]}, [0, 1, 2, 3, 4])
+    [f] = folder.iterdir()
+    f.write_bytes(f.read_bytes()[:-7])
+    data = read_run(_only_run(folder))
+    assert list(data.series[0].steps) == [0, 1, 2, 3]
+    assert len(data.problems) == 1 and "truncated" in data.problems[0].message
+    assert data.problems[0].path == str(f)
+
+
+def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request():
+    sweep = REAL_LOGS / "keras_tutorial_sweep"
+    if not sweep.exists():
+        pytest.skip("shared real_logs not present")
+    runs = find_runs([str(sweep)]).runs
+    assert len(runs) == 8
+    train = [r for r in runs if r.name.endswith("train")]
+    for run in train:
+        data = read_run(run)
+        assert data.series == [] and data.problems == []
+        assert any(t.endswith("kernel_0/histogram") for t in data.other_histogram_tags)
+        weights = read_run(run, tag_pattern=r"kernel_0/histogram")
+        assert len(weights.series) == 2 and all(len(s.steps) >= 10 for s in weights.series)
+
+
+def test_analyzer_never_imports_tensorflow():
+    """TensorFlow is installed here (the tests use it), so this proves the analyzer avoids it."""
+    pytest.importorskip("tensorflow")
+    code = (
+        "import sys, json\n"
+        "from analyzer.cli import main\n"
+        f"rc = main(['report', {str(SAMPLE_LOGS)!r}, '--no-html', '--json', '-', '-q'])\n"
+        "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"tf": False, "keras": False}
