@@ -45,10 +45,17 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
     with np.errstate(all="ignore"):
         lo_edge = np.where(finite, np.minimum(left, right), 0.0)
         hi_edge = np.where(finite, np.maximum(left, right), 0.0)
-        c = np.where(finite, counts, 0.0)
-        total = c.sum(axis=1)
-        empty = total <= 0
-        safe_total = np.where(empty, 1.0, total)
+        raw = np.where(finite, counts, 0.0)
+        total = raw.sum(axis=1)
+        # Work in units of each step's largest edge and largest count, so that edges near 1e308 or
+        # absurd counts cannot overflow; every statistic is a ratio or scales back linearly.
+        scale = np.abs(np.concatenate([lo_edge, hi_edge], axis=1)).max(axis=1, initial=0.0)
+        scale = np.where(scale > 0, scale, 1.0)[:, None]
+        lo_edge, hi_edge = lo_edge / scale, hi_edge / scale
+        c = raw / np.where(raw.max(axis=1, initial=0.0) > 0, raw.max(axis=1, initial=0.0), 1.0)[:, None]
+        weight = c.sum(axis=1)
+        empty = ~(total > 0)
+        safe_weight = np.where(weight > 0, weight, 1.0)
 
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
         abs_lo = np.where(straddles, 0.0, np.minimum(np.abs(lo_edge), np.abs(hi_edge)))
@@ -62,30 +69,32 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         )
         mean_sq_bucket = (lo_edge**2 + lo_edge * hi_edge + hi_edge**2) / 3
 
-        mean_abs = (c * mean_abs_bucket).sum(axis=1) / safe_total
-        mean_abs_low = (c * abs_lo).sum(axis=1) / safe_total
-        mean_abs_high = (c * abs_hi).sum(axis=1) / safe_total
-        rms = np.sqrt((c * mean_sq_bucket).sum(axis=1) / safe_total)
-        rms_low = np.sqrt((c * abs_lo**2).sum(axis=1) / safe_total)
-        rms_high = np.sqrt((c * abs_hi**2).sum(axis=1) / safe_total)
+        step_scale = scale[:, 0]
+        mean_abs = (c * mean_abs_bucket).sum(axis=1) / safe_weight * step_scale
+        mean_abs_low = (c * abs_lo).sum(axis=1) / safe_weight * step_scale
+        mean_abs_high = (c * abs_hi).sum(axis=1) / safe_weight * step_scale
+        rms = np.sqrt((c * mean_sq_bucket).sum(axis=1) / safe_weight) * step_scale
+        rms_low = np.sqrt((c * abs_lo**2).sum(axis=1) / safe_weight) * step_scale
+        rms_high = np.sqrt((c * abs_hi**2).sum(axis=1) / safe_weight) * step_scale
 
         exact = np.isfinite(series.num) & (series.num > 0) & np.isfinite(series.sum_squares)
         exact_rms = np.sqrt(np.where(exact, series.sum_squares, 0.0) / np.where(exact, series.num, 1.0))
+        exact &= np.isfinite(exact_rms)
         rms = np.where(exact, exact_rms, rms)
         rms_low = np.where(exact, exact_rms, rms_low)
         rms_high = np.where(exact, exact_rms, rms_high)
 
         occupied = c > 0
-        max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0)
-        zero_share = (c * straddles).sum(axis=1) / safe_total
-        zero_bucket_width = np.where(straddles & occupied, width, 0.0).max(axis=1, initial=0.0)
+        max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
+        zero_share = (c * straddles).sum(axis=1) / safe_weight
+        zero_bucket_width = np.where(straddles & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
 
         nonfinite = _nonfinite(series, finite, counts, total)
 
     nan_if_empty = [mean_abs, mean_abs_low, mean_abs_high, rms, rms_low, rms_high, max_abs, zero_share]
     for array in nan_if_empty:
         array[empty] = np.nan
-    quantiles = abs_quantiles(c, abs_lo, abs_hi, total)
+    quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * scale
     count = np.where(np.isfinite(series.num) & ~nonfinite, series.num, total)
     return LayerStats(
         tag=series.tag,

@@ -1,0 +1,101 @@
+"""Verdicts on runs written by real writers, including the traps that must stay healthy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_LOGS, shrinking_series
+
+from analyzer.diagnosis import Thresholds
+from analyzer.pipeline import analyse_run
+from analyzer.runs import find_runs
+
+
+def verdict_of(folder, **kwargs):
+    [run] = find_runs([str(folder)]).runs
+    return analyse_run(run, **kwargs)
+
+
+@pytest.mark.parametrize("name, verdict", [
+    ("healthy_relu_adam", "healthy"),
+    ("vanishing_sigmoid_deep", "vanishing"),
+    ("exploding_sgd_high_lr", "exploding"),
+    ("dead_units_negative_bias", "dead_units"),
+])
+def test_sample_runs_get_their_intended_verdict(name, verdict):
+    result = verdict_of(SAMPLE_LOGS / name)
+    assert result.diagnosis.verdict == verdict
+    if verdict != "healthy":
+        finding = result.diagnosis.findings[0]
+        assert finding.layers and finding.steps and finding.evidence and finding.threshold
+        assert result.remedies[0]
+
+
+def test_vanishing_names_the_input_side_layers(make_run, rng):
+    series = shrinking_series(rng, layers=6, steps=5, decades_per_layer=1.2)
+    result = verdict_of(make_run("tbx", series, [0, 10, 20, 30, 40]))
+    [finding] = result.diagnosis.findings
+    assert finding.kind == "vanishing"
+    assert finding.layers == ["grad/layer0", "grad/layer1", "grad/layer2"]  # >= 3 decades below the last
+    assert finding.evidence["decades_per_layer"] == pytest.approx(1.2, abs=0.05)
+
+
+def test_gradients_shrinking_over_time_while_converging_are_healthy(make_run, rng):
+    steps = list(range(0, 2000, 100))
+    series = {f"grad/l{i}": [rng.normal(scale=10 ** (-3 * k / len(steps)), size=500) for k in range(len(steps))]
+              for i in range(4)}
+    result = verdict_of(make_run("tf2", series, steps))
+    assert result.diagnosis.verdict == "healthy"
+    assert result.trends.global_trend.decades_per_1k_steps == pytest.approx(-1.5, abs=0.1)
+
+
+def test_large_but_stable_gradients_are_healthy(make_run, rng):
+    series = {f"grad/l{i}": [rng.normal(scale=1e4, size=500) for _ in range(10)] for i in range(3)}
+    assert verdict_of(make_run("tbx", series, list(range(10)))).diagnosis.verdict == "healthy"
+
+
+def test_sustained_growth_is_exploding_but_a_single_spike_is_not(make_run, rng):
+    steps = list(range(12))
+    growing = {"grad/w": [rng.normal(scale=10 ** (0.5 * k), size=300) for k in steps]}
+    result = verdict_of(make_run("tbx", growing, steps, "growing"))
+    assert result.diagnosis.verdict == "exploding"
+    assert result.diagnosis.findings[0].evidence["rise_decades_per_1k_steps"] == pytest.approx(500, rel=0.05)
+    spike = {"grad/w": [rng.normal(scale=1e3 if k == 6 else 1.0, size=300) for k in steps]}
+    assert verdict_of(make_run("tbx", spike, steps, "spike")).diagnosis.verdict == "healthy"
+
+
+def test_nan_from_a_tf2_writer_is_exploding(make_run, rng):
+    values = [rng.normal(size=100) for _ in range(4)]
+    values[3][5] = np.nan
+    result = verdict_of(make_run("tf2", {"grad/w": values, "grad/v": values}, [0, 1, 2, 3]))
+    finding = result.diagnosis.findings[0]
+    assert (finding.kind, finding.severity, finding.steps) == ("exploding", "critical", [3])
+
+
+def test_dead_units_need_exact_zero_resolution(make_run, rng):
+    def layer(zero_share):
+        v = rng.normal(size=1000)
+        v[: int(zero_share * 1000)] = 0.0
+        return v
+    steps = list(range(6))
+    series = {"grad/in": [layer(0.0) for _ in steps], "grad/hidden": [layer(0.8) for _ in steps],
+              "grad/out": [layer(0.0) for _ in steps]}
+    exact = verdict_of(make_run("tbx", series, steps, "tbx"))
+    assert exact.diagnosis.verdict == "dead_units"
+    assert exact.diagnosis.findings[0].layers == ["grad/hidden"]
+    # 30 even buckets cannot tell zeros from small values: no claim is made
+    assert verdict_of(make_run("tf2", series, steps, "tf2")).diagnosis.verdict == "healthy"
+
+
+def test_one_step_is_insufficient_data(make_run, rng):
+    result = verdict_of(make_run("tbx", {"grad/w": [rng.normal(size=10)]}, [0]))
+    assert result.diagnosis.verdict == "insufficient_data"
+    assert "1 logged step" in result.diagnosis.reason
+
+
+def test_thresholds_can_be_overridden(make_run, rng):
+    series = shrinking_series(rng, layers=4, steps=4, decades_per_layer=0.5)  # 1.5 decades in all
+    folder = make_run("tbx", series, [0, 1, 2, 3])
+    assert verdict_of(folder).diagnosis.verdict == "healthy"
+    strict = Thresholds(vanishing_depth_decades=1.0)
+    assert verdict_of(folder, limits=strict).diagnosis.verdict == "vanishing"
