@@ -1,0 +1,145 @@
+"""The command end to end: JSON shape, HTML files, exit codes, output-folder safety, escaping."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+from conftest import REAL_LOGS, SAMPLE_LOGS
+
+from analyzer.cli import ERROR, FOUND, OK, main
+
+INTENDED = {
+    "healthy_relu_adam": "healthy",
+    "vanishing_sigmoid_deep": "vanishing",
+    "exploding_sgd_high_lr": "exploding",
+    "dead_units_negative_bias": "dead_units",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    rc = main(["report", str(SAMPLE_LOGS), "-o", str(out), "--json", str(out / "r.json"), "-q"])
+    return rc, out, json.loads((out / "r.json").read_text())
+
+
+def test_sample_report_json_has_the_documented_shape_and_verdicts(sample_report):
+    rc, _, payload = sample_report
+    assert rc == OK
+    assert payload["schema_version"] == 1
+    assert {r["run"]: r["verdict"] for r in payload["runs"]} == INTENDED
+    for run in payload["runs"]:
+        assert {"run", "verdict", "findings", "layers", "errors"} <= set(run)
+        assert [layer["depth"] for layer in run["layers"]] == list(range(len(run["layers"])))
+        for finding in run["findings"]:
+            assert {"kind", "layers", "steps", "evidence", "remedies"} <= set(finding)
+            assert finding["remedies"] and finding["layers"]
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path):
+    collector = _Collector()
+    collector.feed(path.read_text(encoding="utf-8"))
+    return collector
+
+
+def test_every_run_page_draws_its_charts_and_links_nothing_remote(sample_report):
+    _, out, payload = sample_report
+    index = parse(out / "index.html")
+    pages = [a["href"] for tag, a in index.tags if tag == "a" and a.get("href", "").startswith("runs/")]
+    assert len(pages) == len(payload["runs"])
+    for page in pages:
+        html = (out / page).read_text(encoding="utf-8")
+        doc = parse(out / page)
+        charts = [a for tag, a in doc.tags if tag == "svg" and "chart" in a.get("class", "")]
+        assert len(charts) == 3 and all(a.get("aria-label") for a in charts)
+        assert html.count("<rect") > 50 and html.count("<polyline") >= 2  # heatmap cells, lines
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def test_fail_on_gives_exit_code_one_only_when_matched(tmp_path):
+    healthy = str(SAMPLE_LOGS / "healthy_relu_adam")
+    vanishing = str(SAMPLE_LOGS / "vanishing_sigmoid_deep")
+    assert main(["report", healthy, "--no-html", "--fail-on", "any", "-q"]) == OK
+    assert main(["report", vanishing, "--no-html", "--fail-on", "exploding", "-q"]) == OK
+    assert main(["report", vanishing, "--no-html", "--fail-on", "exploding,vanishing", "-q"]) == FOUND
+    assert main(["report", vanishing, "--no-html", "--fail-on", "sideways", "-q"]) == ERROR
+
+
+def test_nothing_to_analyse_is_exit_two_with_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == ERROR
+    err = capsys.readouterr().err
+    assert "holds no event files" in err and "Traceback" not in err
+    assert main(["report", str(tmp_path / "missing")]) == ERROR
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_real_keras_logs_report_plainly(tmp_path, capsys):
+    if not REAL_LOGS.exists():
+        pytest.skip("shared real_logs not present")
+    rc = main(["report", str(REAL_LOGS), "-o", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
+    assert rc == OK
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    train = [r for r in runs if r["run"].endswith("/train")]
+    assert len(train) == 4
+    for run in train:
+        assert run["verdict"] == "insufficient_data"
+        assert "no gradient histograms" in run["reason"] and "kernel_0/histogram" in run["reason"]
+    # and they are analysed when the user names the tags
+    assert main(["report", str(REAL_LOGS), "--tags", "kernel_0", "--no-html", "--json", str(tmp_path / "w.json")]) == OK
+    weights = json.loads((tmp_path / "w.json").read_text())["runs"]
+    assert sum(r["verdict"] != "insufficient_data" for r in weights) == 4
+
+
+def test_foreign_files_in_the_output_folder_are_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.html").write_text("my own notes")
+    assert main(["report", str(SAMPLE_LOGS / "healthy_relu_adam"), "-o", str(out), "-q"]) == ERROR
+    assert (out / "index.html").read_text() == "my own notes"
+    assert "not written by gradaudit" in capsys.readouterr().err
+    (tmp_path / "r.json").write_text("{}")
+    assert main(["report", str(SAMPLE_LOGS / "healthy_relu_adam"), "--no-html", "--json",
+                 str(tmp_path / "r.json"), "-q"]) == ERROR
+    assert (tmp_path / "r.json").read_text() == "{}"
+
+
+def test_rerun_replaces_its_own_files_and_keeps_others(tmp_path):
+    out = tmp_path / "out"
+    assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == OK
+    (out / "notes.txt").write_text("mine")
+    assert main(["report", str(SAMPLE_LOGS / "healthy_relu_adam"), "-o", str(out), "-q"]) == OK
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(list((out / "runs").iterdir())) == 1  # pages of runs no longer analysed are ours to remove
+
+
+def test_hostile_tag_and_folder_names_render_as_text(make_run, rng, tmp_path):
+    evil = '<script>alert(1)</script>'
+    folder_name = '"><img src=x onerror=alert(2)> run'
+    values = [rng.normal(size=100) * 10 ** -k for k in range(3)]
+    make_run("tbx", {f"grad/{evil}": values, "grad/ok": values}, [0, 1, 2], name=folder_name)
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path), "-o", str(out), "-q"]) == OK
+    for page in [out / "index.html", *(out / "runs").iterdir()]:
+        doc = parse(page)
+        assert not any(tag == "img" for tag, _ in doc.tags)
+        assert not any(k.startswith("on") for _, attrs in doc.tags for k in attrs)
+        scripts = [tag for tag, _ in doc.tags if tag == "script"]
+        assert len(scripts) <= 1  # only the report's own table script on the index
+        assert "alert(1)" not in page.read_text() or evil in "".join(doc.text)
