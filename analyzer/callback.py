@@ -15,11 +15,10 @@ This is the only module of gradaudit that imports TensorFlow.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorboard.compat.proto import summary_pb2
-
-import keras
 
 BUCKETS_PER_DECADE = 10
 # float32 spans 1.4e-45 (smallest subnormal) to 3.4e38: these limits cover every finite value.
@@ -63,7 +62,9 @@ class GradientHistograms(keras.callbacks.Callback):
     ):
         super().__init__()
         if probe is None:
-            raise ValueError("GradientHistograms needs probe=(x, y): Keras callbacks never see training batches")
+            raise ValueError(
+                "GradientHistograms needs probe=(x, y): Keras callbacks never see training batches"
+            )
         if every_n_batches is not None and every_n_batches < 1:
             raise ValueError(f"every_n_batches must be a positive integer or None, got {every_n_batches}")
         self.log_dir = str(log_dir)
@@ -109,9 +110,13 @@ class GradientHistograms(keras.callbacks.Callback):
         def gradients_summary(x, y, sample_weight):
             with tf.GradientTape() as tape:
                 y_pred = model(x, training=training)
-                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+                loss = model.compute_loss(
+                    x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+                )
             grads = tape.gradient(loss, model.trainable_variables)
-            return [_histogram_parts(g, v, limits, n_buckets) for g, v in zip(grads, model.trainable_variables)]
+            return [
+                _histogram_parts(g, v, limits, n_buckets) for g, v in zip(grads, model.trainable_variables)
+            ]
 
         return gradients_summary
 
@@ -143,7 +148,9 @@ def _histogram_parts(gradient, variable, limits, n_buckets):
     finite = tf.math.is_finite(g)
     values = tf.boolean_mask(g, finite)
     index = tf.searchsorted(limits, values, side="left")
-    counts = tf.math.bincount(tf.cast(index, tf.int32), minlength=n_buckets, maxlength=n_buckets, dtype=tf.float64)
+    counts = tf.math.bincount(
+        tf.cast(index, tf.int32), minlength=n_buckets, maxlength=n_buckets, dtype=tf.float64
+    )
     num = tf.cast(tf.size(g), tf.float64)
     nonfinite = num - tf.cast(tf.size(values), tf.float64)
     bad = tf.where(nonfinite > 0, tf.constant(np.nan, tf.float64), tf.constant(0.0, tf.float64))
@@ -165,7 +172,9 @@ def _fill_histogram(histo, counts, minimum, maximum, total, total_squares, num, 
     occupied = np.flatnonzero(counts)
     right_edges = np.append(limits, np.finfo(np.float64).max)
     bucket_limit, bucket = [], []
-    for previous, index in zip(np.concatenate([[occupied[0] - 1], occupied[:-1]]) if len(occupied) else [], occupied):
+    for previous, index in zip(
+        np.concatenate([[occupied[0] - 1], occupied[:-1]]) if len(occupied) else [], occupied
+    ):
         if index - previous > 1:
             bucket_limit.append(right_edges[index - 1])
             bucket.append(0.0)

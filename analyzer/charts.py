@@ -16,8 +16,15 @@ from .trends import TimeTrend
 
 # Viridis (perceptually uniform, colour-blind safe), 9 stops from low to high.
 _VIRIDIS = [
-    (68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141),
-    (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37),
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
 ]
 # Okabe–Ito, colour-blind safe, for distinct series.
 SERIES_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -86,17 +93,29 @@ def _axes(frame: _Frame, x_label: str, y_label: str, y_decades: bool) -> list[st
     ]
     for t in _ticks(*frame.x_range):
         x = frame.x(t)
-        out.append(f'<text class="tick" x="{x:.1f}" y="{frame.height - frame.bottom + 14}" '
-                   f'text-anchor="middle">{_number(t)}</text>')
+        out.append(
+            f'<text class="tick" x="{x:.1f}" y="{frame.height - frame.bottom + 14}" '
+            f'text-anchor="middle">{_number(t)}</text>'
+        )
     for t in _ticks(*frame.y_range, count=4):
         y = frame.y(t)
         label = f"1e{t:g}" if y_decades else _number(t)
-        out.append(f'<line class="grid" x1="{frame.left}" y1="{y:.1f}" x2="{frame.width - frame.right}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
-    out.append(f'<text class="label" x="{(frame.left + frame.width - frame.right) / 2:.1f}" '
-               f'y="{frame.height - 6}" text-anchor="middle">{escape(x_label)}</text>')
-    out.append(f'<text class="label" transform="rotate(-90)" x="{-(frame.top + frame.height - frame.bottom) / 2:.1f}" '
-               f'y="14" text-anchor="middle">{escape(y_label)}</text>')
+        out.append(
+            f'<line class="grid" x1="{frame.left}" y1="{y:.1f}" '
+            f'x2="{frame.width - frame.right}" y2="{y:.1f}"/>'
+        )
+        out.append(
+            f'<text class="tick" x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>'
+        )
+    out.append(
+        f'<text class="label" x="{(frame.left + frame.width - frame.right) / 2:.1f}" '
+        f'y="{frame.height - 6}" text-anchor="middle">{escape(x_label)}</text>'
+    )
+    middle = (frame.top + frame.height - frame.bottom) / 2
+    out.append(
+        f'<text class="label" transform="rotate(-90)" x="{-middle:.1f}" '
+        f'y="14" text-anchor="middle">{escape(y_label)}</text>'
+    )
     return out
 
 
@@ -115,9 +134,12 @@ def _finite_range(values: np.ndarray, pad: float = 0.0) -> tuple[float, float]:
 
 
 def no_data(label: str, width: int = 640, height: int = 80) -> Markup:
-    return _svg(width, height, label, [
-        f'<text class="label" x="{width / 2}" y="{height / 2}" text-anchor="middle">{escape(label)}</text>'
-    ])
+    return _svg(
+        width,
+        height,
+        label,
+        [f'<text class="label" x="{width / 2}" y="{height / 2}" text-anchor="middle">{escape(label)}</text>'],
+    )
 
 
 def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite: np.ndarray) -> Markup:
@@ -126,7 +148,9 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
     if rows == 0 or cols == 0:
         return no_data("Heatmap: no gradient data")
     width, cell_h = 720, max(6, min(22, 360 // rows))
-    frame = _Frame(width, rows * cell_h + 12 + 44 + 40, (float(steps[0]), float(steps[-1])), (0, rows), left=64)
+    frame = _Frame(
+        width, rows * cell_h + 12 + 44 + 40, (float(steps[0]), float(steps[-1])), (0, rows), left=64
+    )
     lo, hi = _finite_range(log10_rms)
     plot_w = width - frame.left - frame.right
     cell_w = plot_w / cols
@@ -141,43 +165,63 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
                 fill, cls = "#888888", ' class="zero"'
             else:
                 fill, cls = viridis((v - lo) / ((hi - lo) or 1)), ""
-            body.append(f'<rect{cls} x="{x:.2f}" y="{y}" width="{cell_w + 0.3:.2f}" height="{cell_h}" fill="{fill}">'
-                        f"<title>{escape(tags[r])} · step {int(steps[c])}: "
-                        f"{'NaN/Inf' if nonfinite[r, c] else (f'RMS 1e{v:.2f}' if np.isfinite(v) else 'all zero')}"
-                        f"</title></rect>")
+            body.append(
+                f'<rect{cls} x="{x:.2f}" y="{y}" width="{cell_w + 0.3:.2f}" height="{cell_h}" fill="{fill}">'
+                f"<title>{escape(tags[r])} · step {int(steps[c])}: "
+                f"{'NaN/Inf' if nonfinite[r, c] else (f'RMS 1e{v:.2f}' if np.isfinite(v) else 'all zero')}"
+                f"</title></rect>"
+            )
     bottom = frame.top + rows * cell_h
     for t in _ticks(float(steps[0]), float(steps[-1])):
         x = frame.left + (np.searchsorted(steps, t) + 0.5) * cell_w
-        body.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{_number(t)}</text>')
-    body.append(f'<text class="label" x="{frame.left + plot_w / 2:.1f}" y="{bottom + 30}" text-anchor="middle">'
-                "training step (columns are logged steps)</text>")
-    body.append(f'<text class="label" transform="rotate(-90)" x="{-(frame.top + bottom) / 2:.1f}" y="14" '
-                'text-anchor="middle">depth (input → output)</text>')
+        body.append(
+            f'<text class="tick" x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{_number(t)}</text>'
+        )
+    body.append(
+        f'<text class="label" x="{frame.left + plot_w / 2:.1f}" y="{bottom + 30}" text-anchor="middle">'
+        "training step (columns are logged steps)</text>"
+    )
+    body.append(
+        f'<text class="label" transform="rotate(-90)" x="{-(frame.top + bottom) / 2:.1f}" y="14" '
+        'text-anchor="middle">depth (input → output)</text>'
+    )
     body.append(f'<text class="tick" x="{frame.left - 6}" y="{frame.top + 9}" text-anchor="end">first</text>')
     body.append(f'<text class="tick" x="{frame.left - 6}" y="{bottom}" text-anchor="end">last</text>')
     body.extend(_legend(frame.left, bottom + 40, lo, hi))
-    label = (f"Heatmap of log10 gradient RMS for {rows} tags over {cols} logged steps, "
-             f"from 1e{lo:.1f} to 1e{hi:.1f}; red cells are NaN/Inf, grey are all-zero")
+    label = (
+        f"Heatmap of log10 gradient RMS for {rows} tags over {cols} logged steps, "
+        f"from 1e{lo:.1f} to 1e{hi:.1f}; red cells are NaN/Inf, grey are all-zero"
+    )
     return _svg(width, bottom + 80, label, body, "chart heatmap")
 
 
 def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
     width, out = 240, []
     for i in range(24):
-        out.append(f'<rect x="{x0 + i * width / 24:.1f}" y="{y0}" width="{width / 24 + 0.5:.1f}" height="10" '
-                   f'fill="{viridis(i / 23)}"/>')
+        out.append(
+            f'<rect x="{x0 + i * width / 24:.1f}" y="{y0}" width="{width / 24 + 0.5:.1f}" height="10" '
+            f'fill="{viridis(i / 23)}"/>'
+        )
     out.append(f'<text class="tick" x="{x0}" y="{y0 + 24}">1e{lo:.1f}</text>')
     out.append(f'<text class="tick" x="{x0 + width}" y="{y0 + 24}" text-anchor="end">1e{hi:.1f}</text>')
-    out.append(f'<text class="tick" x="{x0 + width + 10}" y="{y0 + 9}">gradient RMS (log scale, decades)</text>')
-    out.append(f'<rect x="{x0 + width + 230}" y="{y0}" width="10" height="10" fill="#d62728"/>'
-               f'<text class="tick" x="{x0 + width + 244}" y="{y0 + 9}">NaN/Inf</text>'
-               f'<rect x="{x0 + width + 300}" y="{y0}" width="10" height="10" fill="#888888"/>'
-               f'<text class="tick" x="{x0 + width + 314}" y="{y0 + 9}">all zero</text>')
+    out.append(
+        f'<text class="tick" x="{x0 + width + 10}" y="{y0 + 9}">gradient RMS (log scale, decades)</text>'
+    )
+    out.append(
+        f'<rect x="{x0 + width + 230}" y="{y0}" width="10" height="10" fill="#d62728"/>'
+        f'<text class="tick" x="{x0 + width + 244}" y="{y0 + 9}">NaN/Inf</text>'
+        f'<rect x="{x0 + width + 300}" y="{y0}" width="10" height="10" fill="#888888"/>'
+        f'<text class="tick" x="{x0 + width + 314}" y="{y0 + 9}">all zero</text>'
+    )
     return out
 
 
 def magnitude_over_steps(
-    tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, trends: list[TimeTrend | None], shown: list[int]
+    tags: list[str],
+    steps: np.ndarray,
+    log10_rms: np.ndarray,
+    trends: list[TimeTrend | None],
+    shown: list[int],
 ) -> Markup:
     """RMS of the chosen layers over steps (points and line) with each layer's Theil–Sen trend and
     its 95 % confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
@@ -196,13 +240,20 @@ def magnitude_over_steps(
             body.append(_trend_band(frame, steps[ok], row[ok], trend, colour))
             x0, x1 = float(steps[ok][0]), float(steps[ok][-1])
             y0, y1 = trend.predict_log10(np.array([x0, x1]))
-            body.append(f'<line class="trend" x1="{frame.x(x0):.1f}" y1="{frame.y(y0):.1f}" '
-                        f'x2="{frame.x(x1):.1f}" y2="{frame.y(y1):.1f}" stroke="{colour}"/>')
+            body.append(
+                f'<line class="trend" x1="{frame.x(x0):.1f}" y1="{frame.y(y0):.1f}" '
+                f'x2="{frame.x(x1):.1f}" y2="{frame.y(y1):.1f}" stroke="{colour}"/>'
+            )
         body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
-        slope = (f"{trend.decades_per_1k_steps:+.3f} dec/1k steps "
-                 f"[{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]" if trend else "no trend (too few points)")
+        slope = (
+            f"{trend.decades_per_1k_steps:+.3f} dec/1k steps [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]"
+            if trend
+            else "no trend (too few points)"
+        )
         legend.append((colour, f"{tags[i]} — {slope}"))
-    label = "Gradient RMS over training steps, log scale, with fitted trends: " + "; ".join(t for _, t in legend)
+    label = "Gradient RMS over training steps, log scale, with fitted trends: " + "; ".join(
+        t for _, t in legend
+    )
     return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
 
 
@@ -212,17 +263,28 @@ def _trend_band(frame: _Frame, x: np.ndarray, y: np.ndarray, trend: TimeTrend, c
     ends = [float(xk[0]), float(xk[-1])]
     upper = [cy + max(trend.ci_low * (e - cx), trend.ci_high * (e - cx)) for e in ends]
     lower = [cy + min(trend.ci_low * (e - cx), trend.ci_high * (e - cx)) for e in ends]
-    pts = [(ends[0], upper[0]), (cx, cy), (ends[1], upper[1]), (ends[1], lower[1]), (cx, cy), (ends[0], lower[0])]
+    pts = [
+        (ends[0], upper[0]),
+        (cx, cy),
+        (ends[1], upper[1]),
+        (ends[1], lower[1]),
+        (cx, cy),
+        (ends[0], lower[0]),
+    ]
     path = " ".join(f"{frame.x(px * 1000):.1f},{frame.y(py):.1f}" for px, py in pts)
     return f'<polygon class="band" points="{path}" fill="{colour}"/>'
 
 
 def _legend_list(items: list[tuple[str, str]]) -> Markup:
-    rows = "".join(f'<li><span class="swatch" style="background:{c}"></span>{escape(t)}</li>' for c, t in items)
+    rows = "".join(
+        f'<li><span class="swatch" style="background:{c}"></span>{escape(t)}</li>' for c, t in items
+    )
     return Markup(f'<ul class="legend">{rows}</ul>')
 
 
-def depth_profile(tags: list[str], depth_layers: np.ndarray, steps: np.ndarray, log10_rms: np.ndarray) -> Markup:
+def depth_profile(
+    tags: list[str], depth_layers: np.ndarray, steps: np.ndarray, log10_rms: np.ndarray
+) -> Markup:
     """log10 RMS against depth at the first, middle and last logged step."""
     if len(steps) == 0 or len(depth_layers) == 0:
         return no_data("Depth profile: no gradient data")
@@ -237,12 +299,15 @@ def depth_profile(tags: list[str], depth_layers: np.ndarray, steps: np.ndarray, 
         ok = np.isfinite(values)
         pts = " ".join(f"{frame.x(d):.1f},{frame.y(v):.1f}" for d, v in zip(np.flatnonzero(ok), values[ok]))
         body.append(f'<polyline class="series" points="{pts}" stroke="{colour}"/>')
-        body.extend(f'<circle cx="{frame.x(d):.1f}" cy="{frame.y(v):.1f}" r="3" fill="{colour}">'
-                    f"<title>{escape(tags[depth_layers[d]])}: RMS 1e{v:.2f}</title></circle>"
-                    for d, v in zip(np.flatnonzero(ok), values[ok]))
+        body.extend(
+            f'<circle cx="{frame.x(d):.1f}" cy="{frame.y(v):.1f}" r="3" fill="{colour}">'
+            f"<title>{escape(tags[depth_layers[d]])}: RMS 1e{v:.2f}</title></circle>"
+            for d, v in zip(np.flatnonzero(ok), values[ok])
+        )
         legend.append((colour, f"step {int(steps[col])}"))
-    label = ("Depth profile: gradient RMS (log scale) against depth at steps "
-             + ", ".join(t for _, t in legend))
+    label = "Depth profile: gradient RMS (log scale) against depth at steps " + ", ".join(
+        t for _, t in legend
+    )
     return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
 
 
@@ -250,7 +315,9 @@ def sparkline(values: np.ndarray, label: str) -> Markup:
     """A tiny depth profile for the index: log10 RMS by depth at the last step."""
     ok = np.isfinite(values)
     if ok.sum() < 2:
-        return _svg(80, 20, label + ": no data", ['<line class="grid" x1="2" y1="10" x2="78" y2="10"/>'], "spark")
+        return _svg(
+            80, 20, label + ": no data", ['<line class="grid" x1="2" y1="10" x2="78" y2="10"/>'], "spark"
+        )
     lo, hi = _finite_range(values)
     xs = np.linspace(2, 78, len(values))
     pts = " ".join(f"{x:.1f},{18 - (v - lo) / ((hi - lo) or 1) * 16:.1f}" for x, v in zip(xs[ok], values[ok]))

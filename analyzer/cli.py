@@ -26,17 +26,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse runs and write an HTML report (and JSON)",
         description="Every directory below PATH that directly holds events.out.tfevents.* files is a run.",
     )
-    report.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, a folder of runs, or an event file")
-    report.add_argument("-o", "--output", metavar="OUTDIR", default="gradaudit-report",
-                        help="folder for index.html and one page per run (default: gradaudit-report)")
+    report.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a run folder, a folder of runs, or an event file"
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTDIR",
+        default="gradaudit-report",
+        help="folder for index.html and one page per run (default: gradaudit-report)",
+    )
     report.add_argument("--json", metavar="FILE", help="also write results as JSON to FILE ('-' for stdout)")
     report.add_argument("--no-html", action="store_true", help="write no HTML (with --json, for CI jobs)")
-    report.add_argument("--tags", metavar="REGEX", default=None,
-                        help="gradient tags to analyse (Python regex, searched anywhere in the tag); "
-                             "default: tags containing 'grad', any case")
-    report.add_argument("--fail-on", metavar="KIND[,KIND]", default="",
-                        help=f"exit with {FOUND} when a run has a finding of these kinds "
-                             f"({', '.join(FINDING_KINDS)}, or 'any')")
+    report.add_argument(
+        "--tags",
+        metavar="REGEX",
+        default=None,
+        help="gradient tags to analyse (Python regex, searched anywhere in the tag); "
+        "default: tags containing 'grad', any case",
+    )
+    report.add_argument(
+        "--fail-on",
+        metavar="KIND[,KIND]",
+        default="",
+        help=f"exit with {FOUND} when a run has a finding of these kinds "
+        f"({', '.join(FINDING_KINDS)}, or 'any')",
+    )
     report.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary line")
     return parser
 
@@ -59,7 +74,9 @@ def _parse_fail_on(text: str) -> set[str]:
         return set(FINDING_KINDS)
     unknown = kinds - set(FINDING_KINDS)
     if unknown:
-        raise ValueError(f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(FINDING_KINDS)}")
+        raise ValueError(
+            f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(FINDING_KINDS)}"
+        )
     return kinds
 
 

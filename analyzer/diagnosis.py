@@ -47,6 +47,9 @@ class Thresholds:
     min_steps: int = 2
 
 
+DEFAULT_THRESHOLDS = Thresholds()
+
+
 @dataclass
 class Finding:
     kind: str  # "vanishing" | "exploding" | "dead_units"
@@ -66,7 +69,7 @@ class Diagnosis:
     layer_verdicts: list[str]  # per layer, same order as RunStats.layers
 
 
-def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = Thresholds()) -> Diagnosis:
+def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
     if not stats.layers:
         return Diagnosis("insufficient_data", "no gradient histograms", [], [])
     if len(stats.steps) < limits.min_steps:
@@ -76,11 +79,7 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = Thresholds
             [],
             ["insufficient_data"] * len(stats.layers),
         )
-    findings = [
-        f
-        for rule in (_exploding, _vanishing, _dead_units)
-        for f in rule(stats, trends, limits)
-    ]
+    findings = [f for rule in (_exploding, _vanishing, _dead_units) for f in rule(stats, trends, limits)]
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
     layer_verdicts = []
     for tag in stats.tags:
@@ -135,8 +134,10 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
                 _steps_where(stats, trends.depth_log10_ratio >= limits.exploding_depth_decades),
                 f"input-side gradients {10**median:.3g}x larger than output-side (+{median:.1f} decades)",
                 evidence={"median_depth_log10_ratio": round(median, 3), "step_share": round(depth_share, 3)},
-                threshold={"depth_log10_ratio": f">= {limits.exploding_depth_decades}",
-                           "step_share": limits.vanishing_step_share},
+                threshold={
+                    "depth_log10_ratio": f">= {limits.exploding_depth_decades}",
+                    "step_share": limits.vanishing_step_share,
+                },
             )
         )
     return found
@@ -170,8 +171,10 @@ def _vanishing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
             f"first-layer gradient RMS is {10**median:.2g}x the last layer's ({median:.1f} decades) "
             f"on {share:.0%} of steps",
             evidence=evidence,
-            threshold={"depth_log10_ratio": f"<= -{limits.vanishing_depth_decades}",
-                       "step_share": limits.vanishing_step_share},
+            threshold={
+                "depth_log10_ratio": f"<= -{limits.vanishing_depth_decades}",
+                "step_share": limits.vanishing_step_share,
+            },
         )
     ]
 
@@ -202,15 +205,21 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
             dead_layers,
             sorted(steps),
             f"{worst:.0%} of gradient entries exactly zero in {len(dead_layers)} tag(s), not recovering",
-            evidence={"worst_zero_share": round(worst, 4),
-                      "median_zero_share": round(float(np.median(shares)), 4)},
-            threshold={"zero_share": limits.dead_zero_share, "late_step_share": limits.dead_step_share,
-                       "zero_bucket_width_vs_max_abs": limits.exact_zero_resolution},
+            evidence={
+                "worst_zero_share": round(worst, 4),
+                "median_zero_share": round(float(np.median(shares)), 4),
+            },
+            threshold={
+                "zero_share": limits.dead_zero_share,
+                "late_step_share": limits.dead_step_share,
+                "zero_bucket_width_vs_max_abs": limits.exact_zero_resolution,
+            },
         )
     ]
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
 
 def _share(mask: np.ndarray, trends: RunTrends) -> float:
     known = np.isfinite(trends.depth_log10_ratio)
@@ -260,8 +269,11 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     }
     rise = theil_sen(stats.steps[: peak + 1], log_norm[: peak + 1])
     if rise is not None:
-        evidence.update(rise_decades_per_1k_steps=round(rise.decades_per_1k_steps, 4),
-                        rise_ci_low=round(rise.ci_low, 4), rise_ci_high=round(rise.ci_high, 4))
+        evidence.update(
+            rise_decades_per_1k_steps=round(rise.decades_per_1k_steps, 4),
+            rise_ci_low=round(rise.ci_low, 4),
+            rise_ci_high=round(rise.ci_high, 4),
+        )
     return Finding(
         "exploding",
         "high",
@@ -270,8 +282,10 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
         f"global gradient norm rose {10**decades:.3g}x (+{decades:.1f} decades) above its early level "
         f"by step {int(stats.steps[peak])}, on {len(above)} logged steps",
         evidence=evidence,
-        threshold={"growth_decades": limits.exploding_growth_decades,
-                   "min_steps_above": limits.exploding_min_steps},
+        threshold={
+            "growth_decades": limits.exploding_growth_decades,
+            "min_steps_above": limits.exploding_min_steps,
+        },
     )
 
 

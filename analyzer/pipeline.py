@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .diagnosis import Diagnosis, Thresholds, diagnose
+from .diagnosis import DEFAULT_THRESHOLDS, Diagnosis, Thresholds, diagnose
 from .events import DEFAULT_TAG_PATTERN, read_run
 from .problems import Problem
 from .remedies import Remedy, remedies_for
@@ -29,7 +29,7 @@ class RunResult:
 
 
 def analyse_run(
-    run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, limits: Thresholds = Thresholds()
+    run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, limits: Thresholds = DEFAULT_THRESHOLDS
 ) -> RunResult:
     data = read_run(run, tag_pattern)
     stats = run_stats(data.series)
@@ -37,8 +37,10 @@ def analyse_run(
     diagnosis = diagnose(stats, trends, limits)
     notes = []
     if data.restarted:
-        notes.append("the run restarted: a later event file went back to earlier steps; "
-                     "for each step the later file's histogram was used")
+        notes.append(
+            "the run restarted: a later event file went back to earlier steps; "
+            "for each step the later file's histogram was used"
+        )
     if not data.series:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
     return RunResult(
@@ -58,5 +60,7 @@ def _no_gradients_reason(other_tags: list[str], tag_pattern: str) -> str:
     if not other_tags:
         return "no histograms in this run's event files"
     shown = ", ".join(other_tags[:5]) + (f" and {len(other_tags) - 5} more" if len(other_tags) > 5 else "")
-    return (f"no gradient histograms (no tag matches {tag_pattern!r}); histogram tags found: {shown}; "
-            "pass --tags REGEX to analyse them")
+    return (
+        f"no gradient histograms (no tag matches {tag_pattern!r}); histogram tags found: {shown}; "
+        "pass --tags REGEX to analyse them"
+    )

@@ -34,6 +34,7 @@ os.umask(_UMASK)
 
 # --- views: plain data for the templates ---------------------------------------------------------
 
+
 @dataclass
 class LayerRow:
     depth: int
@@ -101,9 +102,7 @@ def run_view(result: RunResult) -> RunView:
         notes=result.notes,
         other_histogram_tags=result.other_histogram_tags,
     )
-    view.findings = [
-        {"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)
-    ]
+    view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
     view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
     last_column = log_rms[stats.depth_layers, -1] if len(stats.steps) else np.zeros(0)
     view.sparkline = charts.sparkline(last_column, f"depth profile of {result.run.name}")
@@ -139,8 +138,9 @@ def _layer_row(result: RunResult, i: int) -> LayerRow:
     finite = np.flatnonzero(np.isfinite(layer.rms))
     first = float(layer.rms[finite[0]]) if finite.size else math.nan
     last = float(layer.rms[finite[-1]]) if finite.size else math.nan
-    trend_text = (f"{trend.decades_per_1k_steps:+.3f} [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]"
-                  if trend else "—")
+    trend_text = (
+        f"{trend.decades_per_1k_steps:+.3f} [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]" if trend else "—"
+    )
     return LayerRow(
         depth=i,
         tag=layer.tag,
@@ -157,6 +157,7 @@ def _layer_row(result: RunResult, i: int) -> LayerRow:
 
 # --- JSON -----------------------------------------------------------------------------------------
 
+
 def results_json(results: list[RunResult], problems: list[Problem]) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
@@ -170,47 +171,50 @@ def results_json(results: list[RunResult], problems: list[Problem]) -> dict:
 def _run_json(result: RunResult) -> dict:
     view_rows = [_layer_row(result, i) for i in range(len(result.stats.layers))]
     g = result.trends.global_trend
-    return _clean({
-        "run": result.run.name,
-        "path": result.run.directory,
-        "verdict": result.diagnosis.verdict,
-        "reason": result.diagnosis.reason,
-        "steps": [int(s) for s in result.stats.steps],
-        "encodings": result.encodings,
-        "global_norm_trend": None if g is None else {
-            "decades_per_1k_steps": g.decades_per_1k_steps, "ci95": [g.ci_low, g.ci_high], "r2": g.r2},
-        "findings": [
-            {
-                "kind": f.kind,
-                "severity": f.severity,
-                "summary": f.summary,
-                "layers": f.layers,
-                "steps": f.steps,
-                "evidence": f.evidence,
-                "threshold": f.threshold,
-                "remedies": [r.action for r in remedies],
-            }
-            for f, remedies in zip(result.diagnosis.findings, result.remedies)
-        ],
-        "layers": [
-            {
-                "tag": row.tag,
-                "depth": row.depth,
-                "verdict": row.verdict,
-                "steps": row.steps,
-                "rms_first": row.rms_first,
-                "rms_last": row.rms_last,
-                "rms_exact": row.rms_exact,
-                "zero_share_last": row.zero_share_last,
-                "max_abs": row.max_abs,
-                "trend_decades_per_1k_steps": _trend_json(result.trends.layer_trends[row.depth]),
-            }
-            for row in view_rows
-        ],
-        "other_histogram_tags": result.other_histogram_tags,
-        "notes": result.notes,
-        "errors": [str(p) for p in result.problems],
-    })
+    return _clean(
+        {
+            "run": result.run.name,
+            "path": result.run.directory,
+            "verdict": result.diagnosis.verdict,
+            "reason": result.diagnosis.reason,
+            "steps": [int(s) for s in result.stats.steps],
+            "encodings": result.encodings,
+            "global_norm_trend": None
+            if g is None
+            else {"decades_per_1k_steps": g.decades_per_1k_steps, "ci95": [g.ci_low, g.ci_high], "r2": g.r2},
+            "findings": [
+                {
+                    "kind": f.kind,
+                    "severity": f.severity,
+                    "summary": f.summary,
+                    "layers": f.layers,
+                    "steps": f.steps,
+                    "evidence": f.evidence,
+                    "threshold": f.threshold,
+                    "remedies": [r.action for r in remedies],
+                }
+                for f, remedies in zip(result.diagnosis.findings, result.remedies)
+            ],
+            "layers": [
+                {
+                    "tag": row.tag,
+                    "depth": row.depth,
+                    "verdict": row.verdict,
+                    "steps": row.steps,
+                    "rms_first": row.rms_first,
+                    "rms_last": row.rms_last,
+                    "rms_exact": row.rms_exact,
+                    "zero_share_last": row.zero_share_last,
+                    "max_abs": row.max_abs,
+                    "trend_decades_per_1k_steps": _trend_json(result.trends.layer_trends[row.depth]),
+                }
+                for row in view_rows
+            ],
+            "other_histogram_tags": result.other_histogram_tags,
+            "notes": result.notes,
+            "errors": [str(p) for p in result.problems],
+        }
+    )
 
 
 def _trend_json(trend):
@@ -233,6 +237,7 @@ def _clean(value):
 
 
 # --- rendering ------------------------------------------------------------------------------------
+
 
 def template_environment() -> Environment:
     env = Environment(
@@ -295,6 +300,7 @@ def render(results: list[RunResult], problems: list[Problem]) -> dict[str, str]:
 
 # --- the output folder ----------------------------------------------------------------------------
 
+
 def write_report(out_dir: str, files: dict[str, str]) -> None:
     """Write atomically; refuse to overwrite a file gradaudit did not write there itself."""
     out = Path(out_dir)
@@ -304,8 +310,10 @@ def write_report(out_dir: str, files: dict[str, str]) -> None:
     for rel in files:
         target = out / rel
         if target.exists() and rel not in ours:
-            raise AnalyzerError(str(target), "exists and was not written by gradaudit; "
-                                "choose another output folder or remove it")
+            raise AnalyzerError(
+                str(target),
+                "exists and was not written by gradaudit; choose another output folder or remove it",
+            )
     for rel, text in files.items():
         write_atomic(out / rel, text)
     # Files of an earlier report (runs since gone) are ours to remove.

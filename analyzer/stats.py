@@ -130,9 +130,7 @@ def _nonfinite(
     return bad_bucket | all_edges_nan | bad_moments | missing_entries
 
 
-def abs_quantiles(
-    c: np.ndarray, abs_lo: np.ndarray, abs_hi: np.ndarray, total: np.ndarray
-) -> np.ndarray:
+def abs_quantiles(c: np.ndarray, abs_lo: np.ndarray, abs_hi: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Quantiles of |g|: buckets folded onto |g|, sorted by their upper end, interpolated inside the
     bucket where the cumulative share crosses q. Exact to within one bucket's width."""
     order = np.argsort(abs_hi, axis=1, kind="stable")

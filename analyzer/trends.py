@@ -55,7 +55,9 @@ def theil_sen(steps: np.ndarray, log10_values: np.ndarray) -> TimeTrend | None:
     if len(x) < MIN_POINTS_FOR_FIT or np.ptp(x) == 0:
         return None
     slope, intercept, low, high = scipy_stats.theilslopes(y, x, alpha=CONFIDENCE)
-    return TimeTrend(float(slope), float(low), float(high), float(intercept), _r2(x, y, slope, intercept), int(len(x)))
+    return TimeTrend(
+        float(slope), float(low), float(high), float(intercept), _r2(x, y, slope, intercept), int(len(x))
+    )
 
 
 def _r2(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> float:
@@ -78,8 +80,14 @@ def fit_depth(step: int, depth: np.ndarray, log10_rms: np.ndarray) -> DepthFit |
     fit = scipy_stats.linregress(x, y)
     t = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 2)
     half = t * fit.stderr if np.isfinite(fit.stderr) else np.nan
-    return DepthFit(int(step), float(fit.slope), float(fit.slope - half), float(fit.slope + half),
-                    float(fit.rvalue**2), int(len(x)))
+    return DepthFit(
+        int(step),
+        float(fit.slope),
+        float(fit.slope - half),
+        float(fit.slope + half),
+        float(fit.rvalue**2),
+        int(len(x)),
+    )
 
 
 def run_trends(stats: RunStats) -> RunTrends:

@@ -14,9 +14,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras  # noqa: E402
 from analyzer.callback import GradientHistograms  # noqa: E402
 
 SEED = 7
@@ -63,13 +63,23 @@ def exploding():
 def dead_units():
     x, y = make_classification()
     # Biases drawn around -2 start most ReLU units in the region where they get no gradient.
-    model = mlp([64, 64, 64], "relu", CLASSES, "softmax", kernel_initializer="he_normal",
-                bias_initializer=keras.initializers.RandomNormal(mean=-2.0, stddev=1.0))
+    model = mlp(
+        [64, 64, 64],
+        "relu",
+        CLASSES,
+        "softmax",
+        kernel_initializer="he_normal",
+        bias_initializer=keras.initializers.RandomNormal(mean=-2.0, stddev=1.0),
+    )
     return model, keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", x, y
 
 
-RUNS = {"healthy_relu_adam": healthy, "vanishing_sigmoid_deep": vanishing,
-        "exploding_sgd_high_lr": exploding, "dead_units_negative_bias": dead_units}
+RUNS = {
+    "healthy_relu_adam": healthy,
+    "vanishing_sigmoid_deep": vanishing,
+    "exploding_sgd_high_lr": exploding,
+    "dead_units_negative_bias": dead_units,
+}
 
 
 def write_run(name: str, out_dir: str, epochs: int = 8) -> None:

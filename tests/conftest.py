@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = REPO / "sample_logs"
-REAL_LOGS = REPO.parent / "shared" / "real_logs"
+REAL_LOGS = Path(os.environ.get("GRADAUDIT_REAL_LOGS", REPO.parent / "shared" / "real_logs"))
 
 sys.path.insert(0, str(REPO))
 
@@ -59,8 +59,9 @@ def make_run(tmp_path):
     return make
 
 
-def shrinking_series(rng: np.random.Generator, layers: int, steps: int, decades_per_layer: float,
-                     size: int = 2000) -> dict[str, list[np.ndarray]]:
+def shrinking_series(
+    rng: np.random.Generator, layers: int, steps: int, decades_per_layer: float, size: int = 2000
+) -> dict[str, list[np.ndarray]]:
     """Gaussian gradients whose scale falls by a fixed number of decades per layer toward the input."""
     return {
         f"grad/layer{i}": [
@@ -68,3 +69,13 @@ def shrinking_series(rng: np.random.Generator, layers: int, steps: int, decades_
         ]
         for i in range(layers)
     }
+
+
+@pytest.fixture
+def real_logs() -> Path:
+    """Other tools' event files, in shared/ beside the checkout. CI always has them: never skip there."""
+    if not REAL_LOGS.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{REAL_LOGS} is missing (set GRADAUDIT_REAL_LOGS)")
+        pytest.skip(f"{REAL_LOGS} not present")
+    return REAL_LOGS

@@ -9,8 +9,19 @@ import pytest
 
 ANALYZER = Path(__file__).resolve().parent.parent / "analyzer"
 # Each module may import only modules to its left.
-ORDER = ["problems", "runs", "events", "stats", "trends", "diagnosis", "remedies", "pipeline",
-         "charts", "report", "cli"]
+ORDER = [
+    "problems",
+    "runs",
+    "events",
+    "stats",
+    "trends",
+    "diagnosis",
+    "remedies",
+    "pipeline",
+    "charts",
+    "report",
+    "cli",
+]
 
 
 def imported_siblings(module: str) -> set[str]:

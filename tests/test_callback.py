@@ -34,8 +34,14 @@ def _true_gradients(model, x, y):
 
 def _sequential():
     keras.backend.clear_session()
-    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                             keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(1)])
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
 def test_sequential_every_n_batches_writes_exact_gradients(tmp_path):
@@ -64,8 +70,14 @@ def test_default_frequency_is_every_epoch_plus_start(tmp_path):
     x, y = _data()
     model = _sequential()
     model.compile(optimizer="adam", loss="mse")
-    model.fit(x, y, batch_size=64, epochs=3, verbose=0,
-              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:32], y[:32]))])
+    model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=3,
+        verbose=0,
+        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:32], y[:32]))],
+    )
     assert list(_read(tmp_path / "run").series[0].steps) == [0, 4, 8, 12]
 
 
@@ -79,8 +91,14 @@ def test_functional_multi_output_model(tmp_path):
     model = keras.Model(inputs, {"a": out_a, "b": out_b})
     model.compile(optimizer="adam", loss={"a": "mse", "b": "mae"})
     targets = {"a": y, "b": -y}
-    model.fit(x, targets, batch_size=64, epochs=1, verbose=0,
-              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], {"a": y[:64], "b": -y[:64]}))])
+    model.fit(
+        x,
+        targets,
+        batch_size=64,
+        epochs=1,
+        verbose=0,
+        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], {"a": y[:64], "b": -y[:64]}))],
+    )
     data = _read(tmp_path / "run")
     assert [s.tag.split("/")[-2] for s in data.series] == ["trunk", "trunk", "a", "a", "b", "b"]
     # (an MAE bias gradient is exactly zero when residual signs balance, so only kernels are checked)
@@ -103,8 +121,14 @@ def test_subclassed_model(tmp_path):
     x, y = _data()
     model = SubclassedNet()
     model.compile(optimizer="adam", loss="mse")
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0,
-              callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], y[:64]))])
+    model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], y[:64]))],
+    )
     data = _read(tmp_path / "run")
     assert len(data.series) == 4 and all(len(s.steps) == 3 for s in data.series)
 
@@ -114,26 +138,40 @@ def test_mixed_precision_gradients_are_unscaled(tmp_path):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         x, y = _data()
-        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                                  keras.layers.Dense(1, dtype="float32")])
+        model = keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu"),
+                keras.layers.Dense(1, dtype="float32"),
+            ]
+        )
         model.compile(optimizer="adam", loss="mse")  # Keras wraps it in a LossScaleOptimizer
         probe = (x[:64], y[:64])
-        model.fit(x, y, batch_size=64, epochs=1, verbose=0,
-                  callbacks=[GradientHistograms(tmp_path / "run", probe=probe)])
+        model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=1,
+            verbose=0,
+            callbacks=[GradientHistograms(tmp_path / "run", probe=probe)],
+        )
         data = _read(tmp_path / "run")
         true = _true_gradients(model, *probe)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     for series, grad in zip(data.series, true):
         # unscaled: the loss scale (2**15) would put the logged RMS four decades off
-        assert layer_stats(series).rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(float) ** 2)), rel=1e-2)
+        assert layer_stats(series).rms[-1] == pytest.approx(
+            np.sqrt(np.mean(grad.astype(float) ** 2)), rel=1e-2
+        )
 
 
 def test_training_mode_probe_leaves_batchnorm_statistics_alone(tmp_path):
     keras.backend.clear_session()
     x, y = _data()
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.BatchNormalization(),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16), keras.layers.BatchNormalization(), keras.layers.Dense(1)]
+    )
     model.compile(optimizer="adam", loss="mse")
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)
     before = [v.numpy().copy() for v in model.non_trainable_variables]

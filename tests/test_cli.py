@@ -7,7 +7,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from conftest import REAL_LOGS, SAMPLE_LOGS
+from conftest import SAMPLE_LOGS
 
 from analyzer.cli import ERROR, FOUND, OK, main
 
@@ -90,10 +90,8 @@ def test_nothing_to_analyse_is_exit_two_with_one_line(tmp_path, capsys):
     assert "no such file or directory" in capsys.readouterr().err
 
 
-def test_real_keras_logs_report_plainly(tmp_path, capsys):
-    if not REAL_LOGS.exists():
-        pytest.skip("shared real_logs not present")
-    rc = main(["report", str(REAL_LOGS), "-o", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
+def test_real_keras_logs_report_plainly(tmp_path, real_logs):
+    rc = main(["report", str(real_logs), "-o", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     assert rc == OK
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]
     train = [r for r in runs if r["run"].endswith("/train")]
@@ -102,7 +100,12 @@ def test_real_keras_logs_report_plainly(tmp_path, capsys):
         assert run["verdict"] == "insufficient_data"
         assert "no gradient histograms" in run["reason"] and "kernel_0/histogram" in run["reason"]
     # and they are analysed when the user names the tags
-    assert main(["report", str(REAL_LOGS), "--tags", "kernel_0", "--no-html", "--json", str(tmp_path / "w.json")]) == OK
+    assert (
+        main(
+            ["report", str(real_logs), "--tags", "kernel_0", "--no-html", "--json", str(tmp_path / "w.json")]
+        )
+        == OK
+    )
     weights = json.loads((tmp_path / "w.json").read_text())["runs"]
     assert sum(r["verdict"] != "insufficient_data" for r in weights) == 4
 
@@ -115,8 +118,19 @@ def test_foreign_files_in_the_output_folder_are_never_overwritten(tmp_path, caps
     assert (out / "index.html").read_text() == "my own notes"
     assert "not written by gradaudit" in capsys.readouterr().err
     (tmp_path / "r.json").write_text("{}")
-    assert main(["report", str(SAMPLE_LOGS / "healthy_relu_adam"), "--no-html", "--json",
-                 str(tmp_path / "r.json"), "-q"]) == ERROR
+    assert (
+        main(
+            [
+                "report",
+                str(SAMPLE_LOGS / "healthy_relu_adam"),
+                "--no-html",
+                "--json",
+                str(tmp_path / "r.json"),
+                "-q",
+            ]
+        )
+        == ERROR
+    )
     assert (tmp_path / "r.json").read_text() == "{}"
 
 
@@ -130,9 +144,9 @@ def test_rerun_replaces_its_own_files_and_keeps_others(tmp_path):
 
 
 def test_hostile_tag_and_folder_names_render_as_text(make_run, rng, tmp_path):
-    evil = '<script>alert(1)</script>'
+    evil = "<script>alert(1)</script>"
     folder_name = '"><img src=x onerror=alert(2)> run'
-    values = [rng.normal(size=100) * 10 ** -k for k in range(3)]
+    values = [rng.normal(size=100) * 10**-k for k in range(3)]
     make_run("tbx", {f"grad/{evil}": values, "grad/ok": values}, [0, 1, 2], name=folder_name)
     out = tmp_path / "out"
     assert main(["report", str(tmp_path), "-o", str(out), "-q"]) == OK

@@ -16,12 +16,15 @@ def verdict_of(folder, **kwargs):
     return analyse_run(run, **kwargs)
 
 
-@pytest.mark.parametrize("name, verdict", [
-    ("healthy_relu_adam", "healthy"),
-    ("vanishing_sigmoid_deep", "vanishing"),
-    ("exploding_sgd_high_lr", "exploding"),
-    ("dead_units_negative_bias", "dead_units"),
-])
+@pytest.mark.parametrize(
+    "name, verdict",
+    [
+        ("healthy_relu_adam", "healthy"),
+        ("vanishing_sigmoid_deep", "vanishing"),
+        ("exploding_sgd_high_lr", "exploding"),
+        ("dead_units_negative_bias", "dead_units"),
+    ],
+)
 def test_sample_runs_get_their_intended_verdict(name, verdict):
     result = verdict_of(SAMPLE_LOGS / name)
     assert result.diagnosis.verdict == verdict
@@ -42,8 +45,10 @@ def test_vanishing_names_the_input_side_layers(make_run, rng):
 
 def test_gradients_shrinking_over_time_while_converging_are_healthy(make_run, rng):
     steps = list(range(0, 2000, 100))
-    series = {f"grad/l{i}": [rng.normal(scale=10 ** (-3 * k / len(steps)), size=500) for k in range(len(steps))]
-              for i in range(4)}
+    series = {
+        f"grad/l{i}": [rng.normal(scale=10 ** (-3 * k / len(steps)), size=500) for k in range(len(steps))]
+        for i in range(4)
+    }
     result = verdict_of(make_run("tf2", series, steps))
     assert result.diagnosis.verdict == "healthy"
     assert result.trends.global_trend.decades_per_1k_steps == pytest.approx(-1.5, abs=0.1)
@@ -77,9 +82,13 @@ def test_dead_units_need_exact_zero_resolution(make_run, rng):
         v = rng.normal(size=1000)
         v[: int(zero_share * 1000)] = 0.0
         return v
+
     steps = list(range(6))
-    series = {"grad/in": [layer(0.0) for _ in steps], "grad/hidden": [layer(0.8) for _ in steps],
-              "grad/out": [layer(0.0) for _ in steps]}
+    series = {
+        "grad/in": [layer(0.0) for _ in steps],
+        "grad/hidden": [layer(0.8) for _ in steps],
+        "grad/out": [layer(0.0) for _ in steps],
+    }
     exact = verdict_of(make_run("tbx", series, steps, "tbx"))
     assert exact.diagnosis.verdict == "dead_units"
     assert exact.diagnosis.findings[0].layers == ["grad/hidden"]

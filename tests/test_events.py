@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REAL_LOGS, REPO, SAMPLE_LOGS
+from conftest import REPO, SAMPLE_LOGS
 
 from analyzer.events import read_run
 from analyzer.runs import find_runs
@@ -87,8 +87,8 @@ def test_truncated_last_record_is_reported_and_the_rest_kept(make_run, rng, tmp_
     assert data.problems[0].path == str(f)
 
 
-def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request():
-    sweep = REAL_LOGS / "keras_tutorial_sweep"
+def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request(real_logs):
+    sweep = real_logs / "keras_tutorial_sweep"
     if not sweep.exists():
         pytest.skip("shared real_logs not present")
     runs = find_runs([str(sweep)]).runs

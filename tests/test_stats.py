@@ -16,8 +16,17 @@ def series(left, right, counts, num=None, total=None, squares=None, tag="grad/w"
     steps = left.shape[0]
     nan = np.full(steps, np.nan)
     as_array = lambda v: nan if v is None else np.atleast_1d(np.asarray(v, float))  # noqa: E731
-    return HistogramSeries(tag, np.arange(steps), left, right, counts, as_array(num), as_array(total),
-                           as_array(squares), ("tf2",) if num is None else ("legacy",))
+    return HistogramSeries(
+        tag,
+        np.arange(steps),
+        left,
+        right,
+        counts,
+        as_array(num),
+        as_array(total),
+        as_array(squares),
+        ("tf2",) if num is None else ("legacy",),
+    )
 
 
 def test_uniform_bucket_moments():
