@@ -12,6 +12,8 @@ ANALYZER = Path(__file__).resolve().parent.parent / "analyzer"
 ORDER = [
     "problems",
     "runs",
+    "records",
+    "readers",
     "events",
     "stats",
     "trends",

@@ -113,3 +113,47 @@ def test_analyzer_never_imports_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"tf": False, "keras": False}
+
+
+def _assert_same_run_data(a, b):
+    assert [s.tag for s in a.series] == [s.tag for s in b.series]
+    assert a.other_histogram_tags == b.other_histogram_tags
+    assert a.restarted == b.restarted
+    assert len(a.problems) == len(b.problems)
+    for x, y in zip(a.series, b.series):
+        assert x.encodings == y.encodings
+        for field in ("steps", "left", "right", "counts", "num", "sum", "sum_squares"):
+            assert np.array_equal(getattr(x, field), getattr(y, field), equal_nan=True), (x.tag, field)
+
+
+def _damaged_copies(make_run, rng, tmp_path):
+    values = [rng.normal(size=200) for _ in range(6)]
+    clean = make_run("tbx", {"grad/a": values, "grad/b": values}, list(range(6)), "clean")
+    [f] = clean.iterdir()
+    data = f.read_bytes()
+    damaged = {"truncated": data[:-5], "bad_crc": data[: len(data) // 2] + b"X" + data[len(data) // 2 + 1 :]}
+    folders = [clean]
+    for name, content in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f.name).write_bytes(content)
+        folders.append(tmp_path / name)
+    return folders
+
+
+def test_streaming_reader_matches_event_accumulator_on_every_corpus(make_run, rng, tmp_path, real_logs):
+    tf2 = make_run("tf2", {"grad/x": [rng.normal(size=300) for _ in range(4)]}, [0, 5, 3, 9], "tf2")
+    folders = [SAMPLE_LOGS, real_logs, tf2, *_damaged_copies(make_run, rng, tmp_path)]
+    runs = [run for folder in folders for run in find_runs([str(folder)]).runs]
+    assert len(runs) >= 17
+    for run in runs:
+        for pattern in (r"(?i)grad", r"."):
+            _assert_same_run_data(read_run(run, pattern, "streaming"), read_run(run, pattern, "tensorboard"))
+
+
+def test_damage_in_the_middle_is_reported_by_both_readers(make_run, rng, tmp_path):
+    _, truncated, bad_crc = _damaged_copies(make_run, rng, tmp_path)
+    for reader in ("streaming", "tensorboard"):
+        data = read_run(_only_run(bad_crc), reader=reader)
+        assert len(data.problems) == 1 and "CRC" in data.problems[0].message
+        assert 0 < len(data.series[0].steps) < 6
+        assert "truncated" in read_run(_only_run(truncated), reader=reader).problems[0].message
