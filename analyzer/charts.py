@@ -6,7 +6,10 @@ carries a text alternative (``role="img"`` with ``aria-label`` and ``<title>``).
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +39,9 @@ def viridis(fraction: float) -> str:
     t = f - i
     rgb = [round(a + (b - a) * t) for a, b in zip(_VIRIDIS[i], _VIRIDIS[i + 1])]
     return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+_VIRIDIS_256 = [viridis(i / 255) for i in range(256)]
 
 
 @dataclass
@@ -119,6 +125,11 @@ def _axes(frame: _Frame, x_label: str, y_label: str, y_decades: bool) -> list[st
     return out
 
 
+def _points(xs: np.ndarray, ys: np.ndarray) -> str:
+    """SVG polyline points; a long series drawn at 0.1 px resolution."""
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(np.asarray(xs).tolist(), np.asarray(ys).tolist()))
+
+
 def _number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
 
@@ -154,23 +165,18 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
     lo, hi = _finite_range(log10_rms)
     plot_w = width - frame.left - frame.right
     cell_w = plot_w / cols
-    body: list[str] = []
+    # The cells are one raster image (a PNG inside the SVG): a run of 30 tags x 3,000 steps stays a
+    # few kB and draws at once. Each row keeps a hover title with its tag.
+    body = [
+        f'<image x="{frame.left}" y="{frame.top}" width="{plot_w}" height="{rows * cell_h}" '
+        f'preserveAspectRatio="none" style="image-rendering:pixelated" '
+        f'href="data:image/png;base64,{_heatmap_png(log10_rms, nonfinite, lo, hi)}"/>'
+    ]
     for r in range(rows):
-        for c in range(cols):
-            v = log10_rms[r, c]
-            x, y = frame.left + c * cell_w, frame.top + r * cell_h
-            if nonfinite[r, c]:
-                fill, cls = "#d62728", ' class="nonfinite"'
-            elif not np.isfinite(v):
-                fill, cls = "#888888", ' class="zero"'
-            else:
-                fill, cls = viridis((v - lo) / ((hi - lo) or 1)), ""
-            body.append(
-                f'<rect{cls} x="{x:.2f}" y="{y}" width="{cell_w + 0.3:.2f}" height="{cell_h}" fill="{fill}">'
-                f"<title>{escape(tags[r])} · step {int(steps[c])}: "
-                f"{'NaN/Inf' if nonfinite[r, c] else (f'RMS 1e{v:.2f}' if np.isfinite(v) else 'all zero')}"
-                f"</title></rect>"
-            )
+        body.append(
+            f'<rect class="row" x="{frame.left}" y="{frame.top + r * cell_h}" width="{plot_w}" '
+            f'height="{cell_h}" fill="transparent"><title>{escape(tags[r])}</title></rect>'
+        )
     bottom = frame.top + rows * cell_h
     for t in _ticks(float(steps[0]), float(steps[-1])):
         x = frame.left + (np.searchsorted(steps, t) + 0.5) * cell_w
@@ -193,6 +199,32 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
         f"from 1e{lo:.1f} to 1e{hi:.1f}; red cells are NaN/Inf, grey are all-zero"
     )
     return _svg(width, bottom + 80, label, body, "chart heatmap")
+
+
+_NONFINITE_RGB, _ZERO_RGB = (214, 39, 40), (136, 136, 136)
+
+
+def _heatmap_png(log10_rms: np.ndarray, nonfinite: np.ndarray, lo: float, hi: float) -> str:
+    """One pixel per cell, RGB, as base64 PNG (zlib and struct: no imaging library needed)."""
+    lut = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _VIRIDIS_256], dtype=np.uint8)
+    with np.errstate(invalid="ignore"):
+        level = np.clip(np.nan_to_num((log10_rms - lo) / ((hi - lo) or 1), nan=0.0) * 255, 0, 255)
+    pixels = lut[level.astype(int)]
+    pixels[~np.isfinite(log10_rms)] = _ZERO_RGB
+    pixels[nonfinite] = _NONFINITE_RGB
+    height, width = log10_rms.shape
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, -1)], axis=1).tobytes()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 6))
+        + chunk(b"IEND", b"")
+    )
+    return base64.b64encode(png).decode("ascii")
 
 
 def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
@@ -234,7 +266,7 @@ def magnitude_over_steps(
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
         row = log10_rms[i]
         ok = np.isfinite(row)
-        points = " ".join(f"{frame.x(s):.1f},{frame.y(v):.1f}" for s, v in zip(steps[ok], row[ok]))
+        points = _points(frame.x(steps[ok].astype(float)), frame.y(row[ok]))
         trend = trends[i]
         if trend is not None:
             body.append(_trend_band(frame, steps[ok], row[ok], trend, colour))
@@ -297,7 +329,7 @@ def depth_profile(
         colour = SERIES_COLOURS[k]
         values = data[:, k]
         ok = np.isfinite(values)
-        pts = " ".join(f"{frame.x(d):.1f},{frame.y(v):.1f}" for d, v in zip(np.flatnonzero(ok), values[ok]))
+        pts = _points(frame.x(np.flatnonzero(ok).astype(float)), frame.y(values[ok]))
         body.append(f'<polyline class="series" points="{pts}" stroke="{colour}"/>')
         body.extend(
             f'<circle cx="{frame.x(d):.1f}" cy="{frame.y(v):.1f}" r="3" fill="{colour}">'
@@ -320,5 +352,5 @@ def sparkline(values: np.ndarray, label: str) -> Markup:
         )
     lo, hi = _finite_range(values)
     xs = np.linspace(2, 78, len(values))
-    pts = " ".join(f"{x:.1f},{18 - (v - lo) / ((hi - lo) or 1) * 16:.1f}" for x, v in zip(xs[ok], values[ok]))
+    pts = _points(xs[ok], 18 - (values[ok] - lo) / ((hi - lo) or 1) * 16)
     return _svg(80, 20, label, [f'<polyline class="series" points="{pts}"/>'], "spark")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .problems import Problem
-from .readers import READERS, Histogram, read_file
+from .readers import READERS, HistogramBlock, read_file
 from .runs import Run
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
@@ -48,23 +48,22 @@ class RunData:
 def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = READERS[0]) -> RunData:
     """Read every event file of a run in name order; a later file's value for a step wins."""
     selected = re.compile(tag_pattern)
-    by_tag: dict[str, dict[int, Histogram]] = {}
+    blocks: dict[str, list[HistogramBlock]] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
     restarted = False
     for path in run.event_files:
-        file_histograms, file_problems = read_file(path, reader)
+        file_blocks, file_problems = read_file(path, reader)
         problems.extend(file_problems)
-        for tag, histograms in file_histograms.items():
+        for tag, tag_blocks in file_blocks.items():
             if not selected.search(tag):
                 other_tags.setdefault(tag)
                 continue
-            known = by_tag.setdefault(tag, {})
-            if known and histograms and histograms[0].step <= max(known):
+            known = blocks.setdefault(tag, [])
+            if known and min(b.steps.min() for b in tag_blocks) <= max(b.steps.max() for b in known):
                 restarted = True
-            for h in histograms:
-                known[h.step] = h
-    series = [_to_series(tag, hs) for tag, hs in by_tag.items() if hs]
+            known.extend(tag_blocks)
+    series = [_merge(tag, tag_blocks) for tag, tag_blocks in blocks.items()]
     return RunData(
         run=run,
         series=_in_depth_order(series),
@@ -89,23 +88,33 @@ def natural_key(tag: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
 
 
-def _to_series(tag: str, by_step: dict[int, Histogram]) -> HistogramSeries:
-    steps = np.array(sorted(by_step), dtype=np.int64)
-    ordered = [by_step[s] for s in steps]
-    width = max(1, max(len(h.counts) for h in ordered))
-    shape = (len(ordered), width)
-    left, right, counts = np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    for i, h in enumerate(ordered):
-        n = len(h.counts)
-        left[i, :n], right[i, :n], counts[i, :n] = h.left, h.right, h.counts
+def _merge(tag: str, blocks: list[HistogramBlock]) -> HistogramSeries:
+    """Blocks in reading order → one series sorted by step; of repeated steps the last read wins."""
+    if len(blocks) == 1 and np.all(np.diff(blocks[0].steps) > 0):  # the common case: nothing to merge
+        b = blocks[0]
+        return HistogramSeries(
+            tag, b.steps, b.left, b.right, b.counts, b.num, b.sum, b.sum_squares, (b.encoding,)
+        )
+    width = max(b.counts.shape[1] for b in blocks)
+
+    def stacked(name: str) -> np.ndarray:
+        parts = [getattr(b, name) for b in blocks]
+        if parts[0].ndim == 2:
+            parts = [np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+        return np.concatenate(parts)
+
+    steps = np.concatenate([b.steps for b in blocks])
+    # np.unique keeps the first of equal values: look from the end so the last read wins.
+    unique_steps, from_end = np.unique(steps[::-1], return_index=True)
+    keep = len(steps) - 1 - from_end
     return HistogramSeries(
         tag=tag,
-        steps=steps,
-        left=left,
-        right=right,
-        counts=counts,
-        num=np.array([h.num for h in ordered]),
-        sum=np.array([h.sum for h in ordered]),
-        sum_squares=np.array([h.sum_squares for h in ordered]),
-        encodings=tuple(sorted({h.encoding for h in ordered})),
+        steps=unique_steps.astype(np.int64),
+        left=stacked("left")[keep],
+        right=stacked("right")[keep],
+        counts=stacked("counts")[keep],
+        num=stacked("num")[keep],
+        sum=stacked("sum")[keep],
+        sum_squares=stacked("sum_squares")[keep],
+        encodings=tuple(sorted({b.encoding for b in blocks})),
     )

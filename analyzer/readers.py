@@ -1,10 +1,10 @@
-"""Reading one event file into histograms per tag, by either of two readers with the same semantics.
+"""Reading one event file into blocks of histograms per tag, by either of two readers.
 
-``tensorboard``: TensorBoard's own EventAccumulator (without TensorFlow). ``streaming`` (default): the
-record framing and CRC checks of ``records``, protobuf parsing, and EventAccumulator's bookkeeping
-rules (first metadata of a tag names its plugin; legacy histograms purged on restarts as it does;
-TF2 tensors never purged), about four times faster. Tests hold the two to identical results on every
-corpus in the repository.
+``streaming`` (default): the framing and CRC checks of ``records``, protobuf parsing, and
+EventAccumulator's bookkeeping rules (a tag's first metadata names its plugin; legacy histograms purged
+on restarts as it does; TF2 tensors never purged), decoding each tag's TF2 histograms in one numpy
+call. ``tensorboard``: TensorBoard's own EventAccumulator (without TensorFlow). Tests hold the two to
+identical results on every corpus in the repository.
 """
 
 from __future__ import annotations
@@ -14,65 +14,40 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from tensorboard.compat.proto import event_pb2
 
 from .problems import Problem
 from .records import RecordReader, masked_crc32c
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
 READERS = ("streaming", "tensorboard")
-
-
-def _read_without_tensorflow() -> None:
-    """Give TensorBoard's event reader its TensorFlow stub, and the stub a C CRC32C.
-
-    TensorBoard's reader modules resolve ``tensorboard.compat.tf`` on first use, and that imports
-    TensorFlow when it is installed (~5 s, ~530 MB). Registering ``tensorboard.compat.notf`` would
-    avoid it for the whole process, breaking ``tf.summary`` for a user who trains and analyses in
-    one notebook. Instead only the three reader modules get the stub, which reads the same records.
-    The stub checks CRCs in pure Python (~4 MB/s); the ``crc32c`` C extension is 5-8x faster.
-    """
-    from tensorboard.backend.event_processing import directory_watcher, event_file_loader, io_wrapper
-    from tensorboard.compat import tensorflow_stub
-    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
-
-    for module in (io_wrapper, event_file_loader, directory_watcher):
-        module.tf = tensorflow_stub
-    pywrap_tensorflow.masked_crc32c = masked_crc32c
-
-
-_read_without_tensorflow()
-
-from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
-from tensorboard.backend.event_processing import event_util  # noqa: E402
-from tensorboard.compat.proto import event_pb2  # noqa: E402
-from tensorboard.util import tensor_util  # noqa: E402
-
-# EventAccumulator keeps 10 random steps per tensor tag and 1 per histogram tag unless told 0 (all).
-_READ_EVERYTHING = {kind: 0 for kind in ea.STORE_EVERYTHING_SIZE_GUIDANCE}
-# It also "compresses" every legacy histogram for the distributions dashboard; we never use that, so
-# keep only the last one, compressed to a single point (an empty tuple would raise).
-_READ_EVERYTHING[ea.COMPRESSED_HISTOGRAMS] = 1
-_ONE_COMPRESSION_POINT = (10000,)
-
-FileHistograms = dict[str, list["Histogram"]]
+_DT_FLOAT, _DT_DOUBLE = 1, 2
 
 
 @dataclass
-class Histogram:
-    step: int
-    left: np.ndarray
-    right: np.ndarray
-    counts: np.ndarray
-    num: float = np.nan
-    sum: float = np.nan
-    sum_squares: float = np.nan
-    encoding: str = "tf2"
+class HistogramBlock:
+    """Histograms of one tag from one file in one encoding, in file order; arrays padded to K buckets."""
+
+    steps: np.ndarray  # int64 [n]
+    left: np.ndarray  # float64 [n, K]
+    right: np.ndarray  # float64 [n, K]
+    counts: np.ndarray  # float64 [n, K]
+    num: np.ndarray  # float64 [n], NaN where the encoding has no exact moments
+    sum: np.ndarray
+    sum_squares: np.ndarray
+    encoding: str  # "tf2" | "legacy"
+
+
+FileHistograms = dict[str, list[HistogramBlock]]
 
 
 def read_file(path: str, reader: str = READERS[0]) -> tuple[FileHistograms, list[Problem]]:
-    """Histograms per tag (TF2 tags first, then legacy, each in order of first appearance)."""
+    """Histogram blocks per tag (TF2 tags first, then legacy, each in order of first appearance)."""
+    if reader not in READERS:
+        raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
     try:
         size = _size_of(path)
     except OSError as err:
@@ -81,9 +56,7 @@ def read_file(path: str, reader: str = READERS[0]) -> tuple[FileHistograms, list
         return {}, [Problem(path, "empty file (0 bytes)")]
     if reader == "tensorboard":
         return _read_with_event_accumulator(path)
-    if reader == "streaming":
-        return _read_streaming(path, size)
-    raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
+    return _read_streaming(path, size)
 
 
 def _size_of(path: str) -> int:
@@ -102,7 +75,7 @@ def _open(path: str):
     return gfile.GFile(path, "rb")
 
 
-# --- the streaming reader --------------------------------------------------------------------
+# --- the streaming reader --------------------------------------------------------------------------
 
 
 def _read_streaming(path: str, size: int) -> tuple[FileHistograms, list[Problem]]:
@@ -125,10 +98,18 @@ def _read_streaming(path: str, size: int) -> tuple[FileHistograms, list[Problem]
     else:
         if records.damage is not None:
             problems.append(Problem(path, records.damage.message))
-    histograms = accumulator.histograms(path, problems)
+    histograms = accumulator.blocks(path, problems)
     if not histograms and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
     return histograms, problems
+
+
+def _file_version(text: str) -> float:
+    """As TensorBoard's event_util.ParseFileVersion: 'brain.Event:2' → 2.0, unparseable → -1."""
+    try:
+        return float(text.split("brain.Event:")[-1])
+    except ValueError:
+        return -1.0
 
 
 class _StreamingAccumulator:
@@ -138,24 +119,25 @@ class _StreamingAccumulator:
         self.file_version: float | None = None
         self._most_recent_step = -1
         self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
-        self._tensors: dict[str, list] = {}
+        self._tensors: dict[str, list[tuple[int, object]]] = {}
         self._legacy: dict[str, list[tuple[int, object]]] = {}
 
     def add(self, event: event_pb2.Event) -> None:
         if event.HasField("file_version"):
-            self.file_version = event_util.ParseFileVersion(event.file_version)
+            self.file_version = _file_version(event.file_version)
         self._maybe_purge(event)
         if not event.HasField("summary"):
             return
-        step = event.step
+        step, plugin_of, tensors, legacy = event.step, self._plugin_of, self._tensors, self._legacy
         for value in event.summary.value:
             tag = value.tag
-            if value.HasField("metadata") and tag not in self._plugin_of:
-                self._plugin_of[tag] = value.metadata.plugin_data.plugin_name
-            if value.HasField("histo"):
-                self._legacy.setdefault(tag, []).append((step, value.histo))
-            elif value.HasField("tensor"):
-                self._tensors.setdefault(tag or value.node_name, []).append((step, value.tensor))
+            if tag not in plugin_of and value.HasField("metadata"):
+                plugin_of[tag] = value.metadata.plugin_data.plugin_name
+            kind = value.WhichOneof("value")
+            if kind == "histo":
+                legacy.setdefault(tag, []).append((step, value.histo))
+            elif kind == "tensor":
+                tensors.setdefault(tag or value.node_name, []).append((step, value.tensor))
 
     def _maybe_purge(self, event: event_pb2.Event) -> None:
         """Orphaned legacy histograms: purged on SessionLog.START (file version >= 2) or on a step that
@@ -171,27 +153,54 @@ class _StreamingAccumulator:
         else:
             self._most_recent_step = event.step
 
-    def histograms(self, path: str, problems: list[Problem]) -> FileHistograms:
+    def blocks(self, path: str, problems: list[Problem]) -> FileHistograms:
         out: FileHistograms = {}
         for tag, events in self._tensors.items():
-            if self._plugin_of.get(tag) != TF2_HISTOGRAM_PLUGIN:
-                continue
-            for step, tensor in events:
-                _add_tensor(out, tag, step, tensor, path, problems)
+            if self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN:
+                _add_tensor_block(out, tag, events, path, problems)
         for tag, events in self._legacy.items():
             if events:
-                out[tag] = [_from_legacy(step, histo) for step, histo in events]
+                out.setdefault(tag, []).append(_legacy_block(events))
         return out
 
 
-# --- TensorBoard's EventAccumulator ----------------------------------------------------------
+# --- TensorBoard's EventAccumulator ----------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _event_accumulator_module():
+    """TensorBoard's reader, made to read without TensorFlow; imported only when asked for.
+
+    Its modules resolve ``tensorboard.compat.tf`` on first use, which imports TensorFlow when it is
+    installed (~5 s, ~530 MB). Registering ``tensorboard.compat.notf`` would avoid that for the whole
+    process, breaking ``tf.summary`` for a user who trains and analyses in one notebook; instead only
+    the three reader modules get the stub. The stub's CRC32C is pure Python (~4 MB/s): it gets the C one.
+    """
+    from tensorboard.backend.event_processing import (
+        directory_watcher,
+        event_accumulator,
+        event_file_loader,
+        io_wrapper,
+    )
+    from tensorboard.compat import tensorflow_stub
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    for module in (io_wrapper, event_file_loader, directory_watcher):
+        module.tf = tensorflow_stub
+    pywrap_tensorflow.masked_crc32c = masked_crc32c
+    return event_accumulator
 
 
 def _read_with_event_accumulator(path: str) -> tuple[FileHistograms, list[Problem]]:
-    problems: list[Problem] = []
+    ea = _event_accumulator_module()
+    # It keeps 10 random steps per tensor tag and 1 per histogram tag unless told 0 (all). It also
+    # "compresses" every legacy histogram for a dashboard we never use: keep one, at a single point.
+    size_guidance = {kind: 0 for kind in ea.STORE_EVERYTHING_SIZE_GUIDANCE}
+    size_guidance[ea.COMPRESSED_HISTOGRAMS] = 1
     accumulator = ea.EventAccumulator(
-        path, size_guidance=_READ_EVERYTHING, compression_bps=_ONE_COMPRESSION_POINT, purge_orphaned_data=True
+        path, size_guidance=size_guidance, compression_bps=(10000,), purge_orphaned_data=True
     )
+    problems: list[Problem] = []
     with _data_loss_messages() as losses:
         try:
             accumulator.Reload()
@@ -199,83 +208,113 @@ def _read_with_event_accumulator(path: str) -> tuple[FileHistograms, list[Proble
             problems.append(Problem(path, "a record claims an impossible length; reading stopped"))
         except Exception as err:  # a record with valid CRCs but not an Event (DecodeError) and kin
             problems.append(Problem(path, f"unreadable record ({type(err).__name__}); reading stopped"))
-    for loss in losses:
-        problems.append(Problem(path, _describe_loss(loss)))
-    histograms = _histograms_of(accumulator, path, problems)
-    if not histograms and not problems and accumulator.file_version is None:
-        problems.append(Problem(path, "no events could be read"))
-    return histograms, problems
-
-
-def _histograms_of(accumulator: ea.EventAccumulator, path: str, problems: list[Problem]) -> FileHistograms:
-    tags = accumulator.Tags()
+    problems.extend(Problem(path, _describe_loss(loss)) for loss in losses)
     out: FileHistograms = {}
+    tags = accumulator.Tags()
     for tag in tags[ea.TENSORS]:
-        metadata = accumulator.SummaryMetadata(tag)
-        if metadata.plugin_data.plugin_name != TF2_HISTOGRAM_PLUGIN:
-            continue
-        for event in accumulator.Tensors(tag):
-            _add_tensor(out, tag, event.step, event.tensor_proto, path, problems)
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_HISTOGRAM_PLUGIN:
+            events = [(e.step, e.tensor_proto) for e in accumulator.Tensors(tag)]
+            _add_tensor_block(out, tag, events, path, problems)
     for tag in tags[ea.HISTOGRAMS]:
-        for event in accumulator.Histograms(tag):
-            out.setdefault(tag, []).append(_from_legacy(event.step, event.histogram_value))
-    return out
+        events = [(e.step, e.histogram_value) for e in accumulator.Histograms(tag)]
+        out.setdefault(tag, []).append(_legacy_block(events))
+    if not out and not problems and accumulator.file_version is None:
+        problems.append(Problem(path, "no events could be read"))
+    return out, problems
 
 
-def _add_tensor(out: FileHistograms, tag: str, step: int, tensor, path: str, problems: list[Problem]) -> None:
-    h = _from_tensor(step, tensor)
-    if h is None:
-        problems.append(Problem(path, f"tag {tag!r} step {step}: not a [k, 3] histogram; skipped"))
-    else:
-        out.setdefault(tag, []).append(h)
+# --- histograms to arrays --------------------------------------------------------------------------
 
 
-_DT_FLOAT, _DT_DOUBLE = 1, 2
+def _add_tensor_block(
+    out: FileHistograms, tag: str, events: list, path: str, problems: list[Problem]
+) -> None:
+    """TF2 histograms are float64 [k, 3] tensors: decode a whole tag in one numpy call when they
+    share a shape, else one by one (make_ndarray reads the same bytes)."""
+    steps, arrays = [], []
+    first = events[0][1]
+    shape = [d.size for d in first.tensor_shape.dim]
+    nbytes = len(first.tensor_content)
+    if (
+        len(shape) == 2
+        and shape[1] == 3
+        and shape[0] > 0
+        and nbytes == shape[0] * 24
+        and all(t.dtype == _DT_DOUBLE and len(t.tensor_content) == nbytes for _, t in events)
+        and all(t.tensor_shape == first.tensor_shape for _, t in events)
+    ):
+        stacked = np.frombuffer(b"".join(t.tensor_content for _, t in events), "<f8").reshape(
+            len(events), *shape
+        )
+        out.setdefault(tag, []).append(_tf2_block(np.array([s for s, _ in events], np.int64), stacked))
+        return
+    for step, tensor in events:
+        array = _tensor_array(tensor)
+        if array is None:
+            problems.append(Problem(path, f"tag {tag!r} step {step}: not a [k, 3] histogram; skipped"))
+            continue
+        steps.append(step)
+        arrays.append(array)
+    if arrays:
+        width = max(1, max(a.shape[0] for a in arrays))
+        stacked = np.zeros((len(arrays), width, 3))
+        for i, a in enumerate(arrays):
+            stacked[i, : a.shape[0]] = a
+        out.setdefault(tag, []).append(_tf2_block(np.array(steps, np.int64), stacked))
 
 
-def _from_tensor(step: int, tensor_proto) -> Histogram | None:
+def _tensor_array(tensor) -> np.ndarray | None:
     try:
-        shape = [d.size for d in tensor_proto.tensor_shape.dim]
-        content = tensor_proto.tensor_content
-        if content and tensor_proto.dtype in (_DT_FLOAT, _DT_DOUBLE):
-            # the common case, read directly: the same bytes make_ndarray would read
-            dtype = "<f8" if tensor_proto.dtype == _DT_DOUBLE else "<f4"
-            array = np.frombuffer(content, dtype=dtype).astype(np.float64).reshape(shape)
+        shape = [d.size for d in tensor.tensor_shape.dim]
+        if tensor.tensor_content and tensor.dtype in (_DT_FLOAT, _DT_DOUBLE):
+            dtype = "<f8" if tensor.dtype == _DT_DOUBLE else "<f4"
+            array = np.frombuffer(tensor.tensor_content, dtype).astype(np.float64).reshape(shape)
         else:
-            array = np.asarray(tensor_util.make_ndarray(tensor_proto), dtype=np.float64)
+            from tensorboard.util import tensor_util
+
+            array = np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
     except Exception:
         return None
     if array.size == 0:  # an empty input tensor: TF writes a [0, 3] histogram
-        array = np.zeros((0, 3))
+        return np.zeros((0, 3))
     if array.ndim != 2 or array.shape[1] != 3:
         return None
-    return Histogram(step, array[:, 0], array[:, 1], array[:, 2])
+    return array
 
 
-def _from_legacy(step: int, value) -> Histogram:
-    """From a HistogramProto or EventAccumulator's HistogramValue (the same fields)."""
-    limits = np.array(value.bucket_limit, dtype=np.float64)
-    counts = np.array(value.bucket, dtype=np.float64)
-    k = min(len(limits), len(counts))
-    limits, counts = limits[:k], counts[:k]
-    left = np.empty(k)
-    if k:
-        left[0] = value.min if np.isfinite(value.min) else limits[0]
-        left[1:] = limits[:-1]
-    right = limits.copy()
-    # The last limit is often DBL_MAX; the exact max is the true right edge.
-    if k and np.isfinite(value.max) and value.max < right[-1]:
-        right[-1] = max(value.max, left[-1])
-    return Histogram(
-        step,
-        left,
-        right,
-        counts,
-        num=float(value.num),
-        sum=float(value.sum),
-        sum_squares=float(value.sum_squares),
-        encoding="legacy",
+def _tf2_block(steps: np.ndarray, stacked: np.ndarray) -> HistogramBlock:
+    nan = np.full(len(steps), np.nan)
+    return HistogramBlock(
+        steps, stacked[:, :, 0], stacked[:, :, 1], stacked[:, :, 2], nan, nan.copy(), nan.copy(), "tf2"
     )
+
+
+def _legacy_block(events: list) -> HistogramBlock:
+    """From HistogramProtos or EventAccumulator's HistogramValues (the same fields).
+
+    Bucket i spans (limit[i-1], limit[i]]; the first starts at the exact min, and the last ends at the
+    exact max rather than at the DBL_MAX limit writers often use.
+    """
+    n = len(events)
+    width = max(1, max(min(len(h.bucket_limit), len(h.bucket)) for _, h in events))
+    left, right, counts = np.zeros((n, width)), np.zeros((n, width)), np.zeros((n, width))
+    moments = np.empty((n, 3))
+    for i, (_, h) in enumerate(events):
+        k = min(len(h.bucket_limit), len(h.bucket))
+        limits = np.array(h.bucket_limit[:k], dtype=np.float64)
+        counts[i, :k] = h.bucket[:k]
+        if k:
+            right[i, :k] = limits
+            left[i, 0] = h.min if np.isfinite(h.min) else limits[0]
+            left[i, 1:k] = limits[:-1]
+            if np.isfinite(h.max) and h.max < limits[-1]:
+                right[i, k - 1] = max(h.max, left[i, k - 1])
+        moments[i] = (h.num, h.sum, h.sum_squares)
+    steps = np.array([s for s, _ in events], np.int64)
+    return HistogramBlock(steps, left, right, counts, moments[:, 0], moments[:, 1], moments[:, 2], "legacy")
+
+
+# --- EventAccumulator's silent data loss, made visible ---------------------------------------------
 
 
 class _DataLossCollector(logging.Handler):

@@ -42,40 +42,51 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
     """Vectorised over steps and buckets; never raises on finite or non-finite input."""
     left, right, counts = series.left, series.right, series.counts
     finite = np.isfinite(left) & np.isfinite(right) & np.isfinite(counts) & (counts >= 0)
+    all_finite = bool(finite.all())
     with np.errstate(all="ignore"):
-        lo_edge = np.where(finite, np.minimum(left, right), 0.0)
-        hi_edge = np.where(finite, np.maximum(left, right), 0.0)
-        raw = np.where(finite, counts, 0.0)
+        if all_finite and bool((left <= right).all()):  # what every writer writes: no copies needed
+            lo_edge, hi_edge, raw = left, right, counts
+        else:
+            lo_edge = np.where(finite, np.minimum(left, right), 0.0)
+            hi_edge = np.where(finite, np.maximum(left, right), 0.0)
+            raw = np.where(finite, counts, 0.0)
         total = raw.sum(axis=1)
-        # Work in units of each step's largest edge and largest count, so that edges near 1e308 or
-        # absurd counts cannot overflow; every statistic is a ratio or scales back linearly.
-        scale = np.abs(np.concatenate([lo_edge, hi_edge], axis=1)).max(axis=1, initial=0.0)
-        scale = np.where(scale > 0, scale, 1.0)[:, None]
-        lo_edge, hi_edge = lo_edge / scale, hi_edge / scale
-        c = raw / np.where(raw.max(axis=1, initial=0.0) > 0, raw.max(axis=1, initial=0.0), 1.0)[:, None]
+        # Edges near 1e308 or absurd counts would overflow squares and sums: then work in units of
+        # each step's largest edge and count (every statistic is a ratio or scales back linearly).
+        abs_left, abs_right = np.abs(lo_edge), np.abs(hi_edge)
+        step_scale = np.maximum(abs_left.max(axis=1, initial=0.0), abs_right.max(axis=1, initial=0.0))
+        step_scale = np.where((step_scale > 1e100) | (step_scale < 1e-100), step_scale, 1.0)
+        step_scale[step_scale == 0] = 1.0
+        if (step_scale != 1.0).any():
+            lo_edge, hi_edge = lo_edge / step_scale[:, None], hi_edge / step_scale[:, None]
+            abs_left, abs_right = abs_left / step_scale[:, None], abs_right / step_scale[:, None]
+        peak = raw.max(axis=1, initial=0.0)
+        c = raw / np.where(peak > 1e100, peak, 1.0)[:, None] if (peak > 1e100).any() else raw
         weight = c.sum(axis=1)
         empty = ~(total > 0)
         safe_weight = np.where(weight > 0, weight, 1.0)
 
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
-        abs_lo = np.where(straddles, 0.0, np.minimum(np.abs(lo_edge), np.abs(hi_edge)))
-        abs_hi = np.maximum(np.abs(lo_edge), np.abs(hi_edge))
+        abs_lo = np.where(straddles, 0.0, np.minimum(abs_left, abs_right))
+        abs_hi = np.maximum(abs_left, abs_right)
         width = hi_edge - lo_edge
         # E|g| and E[g^2] of a uniform distribution on [lo, hi]
         mean_abs_bucket = np.where(
             width > 0,
-            (hi_edge * np.abs(hi_edge) - lo_edge * np.abs(lo_edge)) / (2 * np.where(width > 0, width, 1)),
-            np.abs(lo_edge),
+            (hi_edge * abs_right - lo_edge * abs_left) / (2 * np.where(width > 0, width, 1)),
+            abs_left,
         )
-        mean_sq_bucket = (lo_edge**2 + lo_edge * hi_edge + hi_edge**2) / 3
+        mean_sq_bucket = (lo_edge * lo_edge + lo_edge * hi_edge + hi_edge * hi_edge) / 3
 
-        step_scale = scale[:, 0]
-        mean_abs = (c * mean_abs_bucket).sum(axis=1) / safe_weight * step_scale
-        mean_abs_low = (c * abs_lo).sum(axis=1) / safe_weight * step_scale
-        mean_abs_high = (c * abs_hi).sum(axis=1) / safe_weight * step_scale
-        rms = np.sqrt((c * mean_sq_bucket).sum(axis=1) / safe_weight) * step_scale
-        rms_low = np.sqrt((c * abs_lo**2).sum(axis=1) / safe_weight) * step_scale
-        rms_high = np.sqrt((c * abs_hi**2).sum(axis=1) / safe_weight) * step_scale
+        def weighted(values: np.ndarray) -> np.ndarray:
+            return np.einsum("ij,ij->i", c, values) / safe_weight
+
+        mean_abs = weighted(mean_abs_bucket) * step_scale
+        mean_abs_low = weighted(abs_lo) * step_scale
+        mean_abs_high = weighted(abs_hi) * step_scale
+        rms = np.sqrt(weighted(mean_sq_bucket)) * step_scale
+        rms_low = np.sqrt(weighted(abs_lo * abs_lo)) * step_scale
+        rms_high = np.sqrt(weighted(abs_hi * abs_hi)) * step_scale
 
         exact = np.isfinite(series.num) & (series.num > 0) & np.isfinite(series.sum_squares)
         exact_rms = np.sqrt(np.where(exact, series.sum_squares, 0.0) / np.where(exact, series.num, 1.0))
@@ -86,7 +97,7 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
 
         occupied = c > 0
         max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_share = (c * straddles).sum(axis=1) / safe_weight
+        zero_share = weighted(straddles.astype(np.float64))
         zero_bucket_width = np.where(straddles & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
 
         nonfinite = _nonfinite(series, finite, counts, total)
@@ -94,7 +105,7 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
     nan_if_empty = [mean_abs, mean_abs_low, mean_abs_high, rms, rms_low, rms_high, max_abs, zero_share]
     for array in nan_if_empty:
         array[empty] = np.nan
-    quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * scale
+    quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * step_scale[:, None]
     count = np.where(np.isfinite(series.num) & ~nonfinite, series.num, total)
     return LayerStats(
         tag=series.tag,
@@ -174,13 +185,51 @@ class RunStats:
         return [layer.tag for layer in self.layers]
 
 
+def _layer_stats_together(series: list[HistogramSeries]) -> list[LayerStats]:
+    """One vectorised pass over every tag's histograms (stacked, padded to one bucket count), then
+    split per tag: per-tag calls would spend their time in numpy's per-call overhead."""
+    if len(series) <= 1:
+        return [layer_stats(s) for s in series]
+    width = max(s.counts.shape[1] for s in series)
+
+    def stack(name: str) -> np.ndarray:
+        parts = [getattr(s, name) for s in series]
+        if parts[0].ndim == 2:
+            parts = [p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+        return np.concatenate(parts)
+
+    together = layer_stats(
+        HistogramSeries(
+            "",
+            stack("steps"),
+            stack("left"),
+            stack("right"),
+            stack("counts"),
+            stack("num"),
+            stack("sum"),
+            stack("sum_squares"),
+            (),
+        )
+    )
+    bounds = np.cumsum([0] + [len(s.steps) for s in series])
+    out = []
+    for s, start, end in zip(series, bounds[:-1], bounds[1:]):
+        parts = {
+            name: value[start:end] if isinstance(value, np.ndarray) else value
+            for name, value in vars(together).items()
+        }
+        parts["tag"] = s.tag
+        out.append(LayerStats(**parts))
+    return out
+
+
 def is_weight_tag(tag: str) -> bool:
     lowered = tag.lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT)
 
 
 def run_stats(series: list[HistogramSeries]) -> RunStats:
-    layers = [layer_stats(s) for s in series]
+    layers = _layer_stats_together(series)
     steps = np.unique(np.concatenate([layer.steps for layer in layers])) if layers else np.zeros(0, int)
     shape = (len(layers), len(steps))
     rms, zero_share, count = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)

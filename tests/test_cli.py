@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 from html.parser import HTMLParser
 
 import pytest
@@ -68,7 +70,12 @@ def test_every_run_page_draws_its_charts_and_links_nothing_remote(sample_report)
         doc = parse(out / page)
         charts = [a for tag, a in doc.tags if tag == "svg" and "chart" in a.get("class", "")]
         assert len(charts) == 3 and all(a.get("aria-label") for a in charts)
-        assert html.count("<rect") > 50 and html.count("<polyline") >= 2  # heatmap cells, lines
+        assert html.count("<polyline") >= 2  # lines over steps and depth
+        [png] = [a["href"] for tag, a in doc.tags if tag == "image"]  # the heatmap's cells
+        header = base64.b64decode(png.split(",", 1)[1])[:24]
+        width, height = struct.unpack(">II", header[16:24])
+        run = next(r for r in payload["runs"] if page.startswith(f"runs/{r['run']}"))
+        assert (width, height) == (len(run["steps"]), len(run["layers"]))
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
 
 

@@ -1,0 +1,215 @@
+"""Reading speed and memory: gradaudit against the parse floor and a stock EventAccumulator, in one run.
+
+    python bench/speed.py                     # 20 runs x 30 tags x 300 steps of TF2 histograms (~140 MB)
+    python bench/speed.py --runs 40           # scaling: twice the events
+    python bench/speed.py --with-tf           # also EventAccumulator with TensorFlow imported
+
+The sweep is written once with TensorBoard's own writers (``histogram_pb``, ``EventFileWriter``: the
+records ``tf.summary.histogram`` writes, without TensorFlow) into --dir and reused while its shape is
+unchanged. Every measurement is a whole fresh process: wall time from start to exit, and its peak RSS
+(for gradaudit also the largest worker's). Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- the sweep --------------------------------------------------------------------------------------
+
+
+def write_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
+    import numpy as np
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.histogram.summary_v2 import histogram_pb
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    rng = np.random.default_rng(0)
+    for r in range(runs):
+        writer = EventFileWriter(str(folder / f"lr={10 ** -(1 + r % 4):g},seed={r}"), max_queue_size=1000)
+        decay = rng.uniform(0.0, 0.6)  # decades per layer toward the input
+        for step in range(steps):
+            summary = summary_pb2.Summary()
+            for t in range(tags):
+                scale = 10 ** (-decay * (tags - 1 - t) / 3 - step / steps)
+                values = rng.standard_t(4, size=512) * scale
+                summary.value.extend(histogram_pb(f"gradients/layer_{t}/kernel", values).value)
+            writer.add_event(event_pb2.Event(step=step * 10, wall_time=time.time(), summary=summary))
+        writer.close()
+    (folder / "SHAPE").write_text(json.dumps([runs, tags, steps]))
+
+
+def ensure_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
+    shape = folder / "SHAPE"
+    if shape.exists() and json.loads(shape.read_text()) == [runs, tags, steps]:
+        return
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    print(f"writing the sweep ({runs} runs x {tags} tags x {steps} steps) to {folder} ...", file=sys.stderr)
+    write_sweep(folder, runs, tags, steps)
+
+
+def event_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if "tfevents" in p.name)
+
+
+# --- the jobs, each run in a fresh process -------------------------------------------------------------
+
+
+def job_floor(folder: Path) -> None:
+    """Framing + C CRC32C + Event parse + a numpy view of each histogram: nothing less can read them."""
+    import struct
+
+    import crc32c
+    import numpy as np
+    from tensorboard.compat.proto import event_pb2
+
+    def masked(data: bytes) -> int:
+        c = crc32c.crc32c(data)
+        return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    histograms = 0
+    for path in event_files(folder):
+        with open(path, "rb") as f:
+            while header := f.read(12):
+                length, length_crc = struct.unpack("<QI", header)
+                assert masked(header[:8]) == length_crc
+                payload, footer = f.read(length), f.read(4)
+                assert masked(payload) == struct.unpack("<I", footer)[0]
+                for value in event_pb2.Event.FromString(payload).summary.value:
+                    if value.HasField("tensor"):
+                        np.frombuffer(value.tensor.tensor_content, "<f8").reshape(-1, 3)
+                        histograms += 1
+    print(f"{histograms} histograms", file=sys.stderr)
+
+
+def job_event_accumulator(folder: Path, with_tf: bool) -> None:
+    """Stock EventAccumulator over every run, all events kept, every histogram made an array."""
+    if not with_tf:  # TensorBoard's documented way to run without TensorFlow: its stub
+        import types
+
+        sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+
+    guidance = {kind: 0 for kind in ea.STORE_EVERYTHING_SIZE_GUIDANCE}
+    histograms = 0
+    for run in sorted({p.parent for p in event_files(folder)}):
+        acc = ea.EventAccumulator(str(run), size_guidance=guidance).Reload()
+        for tag in acc.Tags()[ea.TENSORS]:
+            for event in acc.Tensors(tag):
+                tensor_util.make_ndarray(event.tensor_proto)
+                histograms += 1
+    print(f"{histograms} histograms", file=sys.stderr)
+
+
+def job_gradaudit(folder: Path, workers: int | None) -> None:
+    sys.path.insert(0, str(REPO))
+    from analyzer.cli import main
+
+    with tempfile.TemporaryDirectory() as out:
+        args = ["report", str(folder), "-o", os.path.join(out, "report"), "--json", os.path.join(out, "r.json"), "-q"]
+        if workers:
+            args += ["--workers", str(workers)]
+        code = main(args)
+    assert code in (0, 1), code
+
+
+def _vm_hwm_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_job(args: list[str]) -> dict:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"job {args} failed:\n{out.stderr}")
+    usage = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"wall": wall, **usage}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--tags", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "gradaudit-speed-sweep")
+    parser.add_argument("--with-tf", action="store_true", help="also time EventAccumulator with TensorFlow")
+    parser.add_argument("--skip-stock", action="store_true", help="skip the slow stock EventAccumulator")
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.job:
+        {
+            "floor": lambda: job_floor(args.dir),
+            "ea": lambda: job_event_accumulator(args.dir, with_tf=False),
+            "ea_tf": lambda: job_event_accumulator(args.dir, with_tf=True),
+            "gradaudit": lambda: job_gradaudit(args.dir, args.workers),
+        }[args.job]()
+        # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the process we were forked
+        # from (this script's parent, which may have TensorFlow loaded from writing the sweep).
+        own = _vm_hwm_mb()
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(json.dumps({"rss_mb": own, "worker_rss_mb": workers}))
+        return
+
+    ensure_sweep(args.dir, args.runs, args.tags, args.steps)
+    size_mb = sum(p.stat().st_size for p in event_files(args.dir)) / 1e6
+    events = args.runs * args.tags * args.steps
+    print(f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps = {events:,} histograms, "
+          f"{size_mb:.0f} MB, {os.cpu_count()} cores")
+    for path in event_files(args.dir):  # every reader gets the files from the page cache
+        path.read_bytes()
+    common = ["--dir", str(args.dir)]
+    jobs = [("floor: framing + C CRC32C + parse + numpy", ["--job", "floor"])]
+    if not args.skip_stock:
+        jobs.append(("EventAccumulator, no TensorFlow (stock)", ["--job", "ea"]))
+    if args.with_tf:
+        jobs.append(("EventAccumulator, TensorFlow imported", ["--job", "ea_tf"]))
+    jobs += [
+        ("gradaudit report, 1 worker", ["--job", "gradaudit", "--workers", "1"]),
+        ("gradaudit report, default workers", ["--job", "gradaudit"]),
+    ]
+    results = {}
+    print(f"{'reader':<44}{'wall s':>9}{'peak RSS MB':>13}{'each worker MB':>16}")
+    for label, job in jobs:
+        r = run_job(job + common)
+        results[label] = r
+        worker = f"{r['worker_rss_mb']:.0f}" if "gradaudit" in label and r["worker_rss_mb"] else ""
+        print(f"{label:<44}{r['wall']:>9.2f}{r['rss_mb']:>13.0f}{worker:>16}")
+    floor = results[jobs[0][0]]["wall"]
+    ours = results["gradaudit report, default workers"]["wall"]
+    print(f"\ngradaudit (read + stats + fits + diagnosis + HTML + JSON) / floor: {ours / floor:.2f}x (goal <= 2)")
+    stock = results.get("EventAccumulator, no TensorFlow (stock)")
+    if stock:
+        print(f"stock EventAccumulator alone / gradaudit: {stock['wall'] / ours:.1f}x faster (goal >= 8)")
+    one = results["gradaudit report, 1 worker"]["wall"]
+    print(f"1 worker / default workers: {one / ours:.2f}x")
+    main_mb = results["gradaudit report, default workers"]["rss_mb"]
+    worker_mb = results["gradaudit report, default workers"]["worker_rss_mb"]
+    cores = os.cpu_count() or 1
+    print(f"memory, main + {cores} workers (RSS counts shared pages in each, so this is an upper bound): "
+          f"{main_mb + cores * worker_mb:.0f} MB (goal <= 250)")
+
+
+if __name__ == "__main__":
+    main()
