@@ -97,49 +97,61 @@ def _parse_fail_on(text: str) -> set[str]:
 
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
+    from .batch import BatchOptions, process_runs
     from .events import DEFAULT_TAG_PATTERN
-    from .pipeline import analyse_runs
+    from .jsonreport import document
+    from .outdir import ReportFolder, write_json_file
     from .problems import AnalyzerError
-    from .report import render, results_json, write_json, write_report
+    from .report import render_index
     from .runs import find_runs
 
+    if args.workers is not None and args.workers < 1:
+        print("gradaudit: error: --workers must be at least 1", file=sys.stderr)
+        return ERROR
     out_dir = None if args.no_html else args.output
     discovery = find_runs(args.paths, exclude=[out_dir] if out_dir else None)
     for problem in discovery.problems:
         print(f"gradaudit: {problem}", file=sys.stderr)
-    if args.workers is not None and args.workers < 1:
-        print("gradaudit: error: --workers must be at least 1", file=sys.stderr)
-        return ERROR
-    results = []
-    for result in analyse_runs(discovery.runs, args.tags or DEFAULT_TAG_PATTERN, args.workers, args.reader):
-        results.append(result)
-        run = result.run
-        for problem in result.problems:
-            print(f"gradaudit: {problem}", file=sys.stderr)
-        if not args.quiet:
-            print(f"{result.diagnosis.verdict:>17}  {run.name}  — {result.diagnosis.reason}", file=sys.stderr)
-    if not results:
+    if not discovery.runs:
         print("gradaudit: error: nothing to analyse (no event files found)", file=sys.stderr)
         return ERROR
+    options = BatchOptions(
+        tag_pattern=args.tags or DEFAULT_TAG_PATTERN, reader=args.reader, html=bool(out_dir)
+    )
+    documents, rows, kinds, counts = [], [], set(), {}
+    folder = None
     try:
-        if out_dir:
-            write_report(out_dir, render(results, discovery.problems))
+        folder = ReportFolder(out_dir) if out_dir else None
+        if folder:
+            folder.check("index.html")
+        for output in process_runs(discovery.runs, options, args.workers):
+            for problem in output.problems:
+                print(f"gradaudit: {problem}", file=sys.stderr)
+            if not args.quiet:
+                print(f"{output.verdict:>17}  {output.name}  — {output.document['reason']}", file=sys.stderr)
+            documents.append(output.document)
+            kinds |= output.finding_kinds
+            counts[output.verdict] = counts.get(output.verdict, 0) + 1
+            if folder and output.page:
+                folder.write(*output.page)
+                rows.append(output.row)
+        if folder:
+            folder.write("index.html", render_index(rows, discovery.problems))
+            folder.close()
         if args.json:
-            write_json(args.json, results_json(results, discovery.problems))
-    except AnalyzerError as err:
-        print(f"gradaudit: error: {err}", file=sys.stderr)
+            write_json_file(args.json, document(documents, discovery.problems))
+    except (AnalyzerError, OSError) as err:
+        if isinstance(err, AnalyzerError):
+            print(f"gradaudit: error: {err}", file=sys.stderr)
+        else:
+            print(f"gradaudit: error: {err.filename or out_dir}: {err.strerror}", file=sys.stderr)
+        if folder:
+            folder.abort()
         return ERROR
-    except OSError as err:
-        print(f"gradaudit: error: {err.filename or out_dir}: {err.strerror}", file=sys.stderr)
-        return ERROR
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.diagnosis.verdict] = counts.get(r.diagnosis.verdict, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     where = f"; report: {os.path.join(out_dir, 'index.html')}" if out_dir else ""
-    print(f"gradaudit: {len(results)} run(s): {summary}{where}", file=sys.stderr)
-    matched = [r for r in results if any(f.kind in fail_on for f in r.diagnosis.findings)]
-    return FOUND if matched else OK
+    print(f"gradaudit: {len(documents)} run(s): {summary}{where}", file=sys.stderr)
+    return FOUND if kinds & fail_on else OK
 
 
 if __name__ == "__main__":

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 
 from .diagnosis import DEFAULT_THRESHOLDS, Diagnosis, Thresholds, diagnose
 from .events import DEFAULT_TAG_PATTERN, read_run
@@ -31,40 +27,6 @@ class RunResult:
     other_histogram_tags: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def analyse_runs(
-    runs: list[Run],
-    tag_pattern: str = DEFAULT_TAG_PATTERN,
-    workers: int | None = None,
-    reader: str = READERS[0],
-    limits: Thresholds = DEFAULT_THRESHOLDS,
-) -> Iterator[RunResult]:
-    """Results in the order of `runs`, analysed in `workers` processes (default: one per core).
-
-    Each worker reads one run at a time and hands back statistics, never raw histograms, so memory
-    stays flat however many runs there are.
-    """
-    job = partial(_analyse_safely, tag_pattern=tag_pattern, reader=reader, limits=limits)
-    workers = min(workers or os.cpu_count() or 1, max(1, len(runs)))
-    if workers == 1:
-        yield from map(job, runs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(job, runs, chunksize=1)
-
-
-def _analyse_safely(run: Run, tag_pattern: str, reader: str, limits: Thresholds) -> RunResult:
-    """A bug met on one run's data must not cost the other runs their results."""
-    try:
-        return analyse_run(run, tag_pattern, limits, reader)
-    except Exception as err:  # reported as that run's problem, with the run still listed
-        empty = analyse_run(Run(run.name, run.directory, []), tag_pattern, limits, reader)
-        empty.problems.append(
-            Problem(run.directory, f"internal error while analysing: {type(err).__name__}: {err}")
-        )
-        empty.diagnosis.reason = "could not be analysed (internal error; please report it)"
-        return empty
 
 
 def analyse_run(

@@ -1,17 +1,16 @@
-"""The report: results as plain views, rendered with Jinja2 (autoescape on) into a self-contained folder.
+"""The HTML report: results as plain views, rendered with Jinja2 (autoescape on), charts inline.
 
-Also the JSON for machines. Nothing here decides what is wrong; it presents what the diagnosis found.
+Nothing here decides what is wrong; it presents what the diagnosis found. Pages open offline from
+disk: no script, style or font is fetched from anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -21,15 +20,10 @@ from markupsafe import Markup
 
 from . import __version__, charts
 from .pipeline import RunResult
-from .problems import AnalyzerError, Problem
+from .problems import Problem
 from .trends import log10_positive
 
-SCHEMA_VERSION = 1
-MANIFEST = ".gradaudit-manifest.json"
-GENERATOR = "gradaudit"
 MAX_LINES_CHART_LAYERS = 6
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # --- views: plain data for the templates ---------------------------------------------------------
@@ -155,87 +149,6 @@ def _layer_row(result: RunResult, i: int) -> LayerRow:
     )
 
 
-# --- JSON -----------------------------------------------------------------------------------------
-
-
-def results_json(results: list[RunResult], problems: list[Problem]) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "generator": GENERATOR,
-        "version": __version__,
-        "runs": [_run_json(r) for r in results],
-        "errors": [str(p) for p in problems],
-    }
-
-
-def _run_json(result: RunResult) -> dict:
-    view_rows = [_layer_row(result, i) for i in range(len(result.stats.layers))]
-    g = result.trends.global_trend
-    return _clean(
-        {
-            "run": result.run.name,
-            "path": result.run.directory,
-            "verdict": result.diagnosis.verdict,
-            "reason": result.diagnosis.reason,
-            "steps": [int(s) for s in result.stats.steps],
-            "encodings": result.encodings,
-            "global_norm_trend": None
-            if g is None
-            else {"decades_per_1k_steps": g.decades_per_1k_steps, "ci95": [g.ci_low, g.ci_high], "r2": g.r2},
-            "findings": [
-                {
-                    "kind": f.kind,
-                    "severity": f.severity,
-                    "summary": f.summary,
-                    "layers": f.layers,
-                    "steps": f.steps,
-                    "evidence": f.evidence,
-                    "threshold": f.threshold,
-                    "remedies": [r.action for r in remedies],
-                }
-                for f, remedies in zip(result.diagnosis.findings, result.remedies)
-            ],
-            "layers": [
-                {
-                    "tag": row.tag,
-                    "depth": row.depth,
-                    "verdict": row.verdict,
-                    "steps": row.steps,
-                    "rms_first": row.rms_first,
-                    "rms_last": row.rms_last,
-                    "rms_exact": row.rms_exact,
-                    "zero_share_last": row.zero_share_last,
-                    "max_abs": row.max_abs,
-                    "trend_decades_per_1k_steps": _trend_json(result.trends.layer_trends[row.depth]),
-                }
-                for row in view_rows
-            ],
-            "other_histogram_tags": result.other_histogram_tags,
-            "notes": result.notes,
-            "errors": [str(p) for p in result.problems],
-        }
-    )
-
-
-def _trend_json(trend):
-    if trend is None:
-        return None
-    return {"slope": trend.decades_per_1k_steps, "ci95": [trend.ci_low, trend.ci_high], "r2": trend.r2}
-
-
-def _clean(value):
-    """JSON has no NaN/Infinity: write null instead; numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 # --- rendering ------------------------------------------------------------------------------------
 
 
@@ -279,89 +192,52 @@ def _evidence_value(v) -> str:
     return str(v)
 
 
-def render(results: list[RunResult], problems: list[Problem]) -> dict[str, str]:
-    """Every file of the report, by relative path."""
-    env = template_environment()
-    views = [run_view(r) for r in results]
+@dataclass
+class IndexRow:
+    """What the index shows of one run: small, so a sweep of thousands of runs stays light."""
+
+    name: str
+    page: str
+    verdict: str
+    reason: str
+    worst_layer: str
+    depth_ratio: float
+    growth: float
+    steps: int
+    problems: int
+    sparkline: Markup
+
+
+def index_row(view: RunView) -> IndexRow:
+    return IndexRow(
+        view.name,
+        view.page,
+        view.verdict,
+        view.reason,
+        view.worst_layer,
+        view.depth_ratio,
+        view.growth,
+        view.steps,
+        len(view.problems),
+        view.sparkline,
+    )
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    return template_environment()
+
+
+def render_run_page(view: RunView) -> str:
+    return _environment().get_template("run.html").render(run=view, version=__version__, root="../")
+
+
+def render_index(rows: list[IndexRow], problems: list[Problem]) -> str:
     counts: dict[str, int] = {}
-    for v in views:
-        counts[v.verdict] = counts.get(v.verdict, 0) + 1
-    files = {
-        "index.html": env.get_template("index.html").render(
-            runs=views, counts=counts, problems=problems, version=__version__, root=""
-        )
-    }
-    for view in views:
-        files[f"runs/{view.page}"] = env.get_template("run.html").render(
-            run=view, version=__version__, root="../"
-        )
-    return files
-
-
-# --- the output folder ----------------------------------------------------------------------------
-
-
-def write_report(out_dir: str, files: dict[str, str]) -> None:
-    """Write atomically; refuse to overwrite a file gradaudit did not write there itself."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / MANIFEST
-    ours = set(_read_manifest(manifest_path))
-    for rel in files:
-        target = out / rel
-        if target.exists() and rel not in ours:
-            raise AnalyzerError(
-                str(target),
-                "exists and was not written by gradaudit; choose another output folder or remove it",
-            )
-    for rel, text in files.items():
-        write_atomic(out / rel, text)
-    # Files of an earlier report (runs since gone) are ours to remove.
-    for rel in ours - set(files):
-        stale = out / rel
-        if stale.is_file():
-            stale.unlink()
-    write_atomic(manifest_path, json.dumps({"generator": GENERATOR, "files": sorted(files)}, indent=1))
-
-
-def _read_manifest(path: Path) -> list[str]:
-    try:
-        data = json.loads(path.read_text())
-        return [f for f in data.get("files", []) if isinstance(f, str) and ".." not in f]
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
-def write_json(path: str, payload: dict) -> None:
-    text = json.dumps(payload, indent=1, allow_nan=False)
-    if path == "-":
-        print(text)
-        return
-    target = Path(path)
-    if target.exists() and not _is_our_json(target):
-        raise AnalyzerError(path, "exists and is not a gradaudit JSON report; not overwriting it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, text)
-
-
-def _is_our_json(path: Path) -> bool:
-    try:
-        with path.open("rb") as f:
-            head = f.read(4096)
-        return b'"generator": "gradaudit"' in head
-    except OSError:
-        return False
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as any file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    for row in rows:
+        counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    return (
+        _environment()
+        .get_template("index.html")
+        .render(runs=rows, counts=counts, problems=problems, version=__version__, root="")
+    )

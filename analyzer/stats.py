@@ -195,7 +195,9 @@ def _layer_stats_together(series: list[HistogramSeries]) -> list[LayerStats]:
     def stack(name: str) -> np.ndarray:
         parts = [getattr(s, name) for s in series]
         if parts[0].ndim == 2:
-            parts = [p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+            parts = [
+                p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts
+            ]
         return np.concatenate(parts)
 
     together = layer_stats(

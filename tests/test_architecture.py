@@ -22,6 +22,9 @@ ORDER = [
     "pipeline",
     "charts",
     "report",
+    "jsonreport",
+    "outdir",
+    "batch",
     "cli",
 ]
 

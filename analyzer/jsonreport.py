@@ -1,0 +1,107 @@
+"""Results for machines: the versioned JSON document (NaN and infinities become null)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import __version__
+from .pipeline import RunResult
+from .problems import Problem
+
+SCHEMA_VERSION = 1
+GENERATOR = "gradaudit"
+
+
+def document(run_documents: list[dict], problems: list[Problem]) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generator": GENERATOR,
+        "version": __version__,
+        "runs": run_documents,
+        "errors": [str(p) for p in problems],
+    }
+
+
+def run_document(result: RunResult) -> dict:
+    stats, trends = result.stats, result.trends
+    g = trends.global_trend
+    return _clean(
+        {
+            "run": result.run.name,
+            "path": result.run.directory,
+            "verdict": result.diagnosis.verdict,
+            "reason": result.diagnosis.reason,
+            "steps": [int(s) for s in stats.steps],
+            "encodings": result.encodings,
+            "global_norm_trend": None
+            if g is None
+            else {
+                "decades_per_1k_steps": g.decades_per_1k_steps,
+                "ci95": [g.ci_low, g.ci_high],
+                "r2": g.r2,
+            },
+            "findings": [
+                {
+                    "kind": f.kind,
+                    "severity": f.severity,
+                    "summary": f.summary,
+                    "layers": f.layers,
+                    "steps": f.steps,
+                    "evidence": f.evidence,
+                    "threshold": f.threshold,
+                    "remedies": [r.action for r in remedies],
+                }
+                for f, remedies in zip(result.diagnosis.findings, result.remedies)
+            ],
+            "layers": [_layer_document(result, i) for i in range(len(stats.layers))],
+            "other_histogram_tags": result.other_histogram_tags,
+            "notes": result.notes,
+            "errors": [str(p) for p in result.problems],
+        }
+    )
+
+
+def _layer_document(result: RunResult, i: int) -> dict:
+    layer, trend = result.stats.layers[i], result.trends.layer_trends[i]
+    finite = np.flatnonzero(np.isfinite(layer.rms))
+    last = finite[-1] if finite.size else None
+    return {
+        "tag": layer.tag,
+        "depth": i,
+        "verdict": result.diagnosis.layer_verdicts[i] if result.diagnosis.layer_verdicts else "",
+        "steps": len(layer.steps),
+        "rms_first": layer.rms[finite[0]] if finite.size else None,
+        "rms_last": layer.rms[last] if last is not None else None,
+        "rms_exact": bool(layer.rms_exact.all()),
+        "mean_abs_last": layer.mean_abs[last] if last is not None else None,
+        "abs_quantiles_last": (
+            dict(zip(("q50", "q90", "q99"), layer.abs_quantiles[last].tolist())) if last is not None else None
+        ),
+        "max_abs": np.nanmax(layer.max_abs) if np.isfinite(layer.max_abs).any() else None,
+        "zero_share_last": layer.zero_share[last] if last is not None else None,
+        "nonfinite_steps": int(layer.nonfinite.sum()),
+        "trend_decades_per_1k_steps": None
+        if trend is None
+        else {
+            "slope": trend.decades_per_1k_steps,
+            "ci95": [trend.ci_low, trend.ci_high],
+            "r2": trend.r2,
+        },
+    }
+
+
+def _clean(value):
+    """JSON has no NaN/Infinity: write null instead; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
