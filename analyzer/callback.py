@@ -26,7 +26,8 @@ _SMALLEST_DECADE, _LARGEST_DECADE = -45, 39
 
 
 def bucket_limits(buckets_per_decade: int = BUCKETS_PER_DECADE) -> np.ndarray:
-    """Right edges of the buckets: (limit[i-1], limit[i]]; the bucket ending at 0 holds only zeros."""
+    """Right edges of the buckets [limit[i-1], limit[i]), as TF1 and PyTorch bin; the bucket that starts
+    at 0 ends at 1e-45, below the smallest float32 (1.4e-45), so it holds exact zeros only."""
     exponents = np.arange(_SMALLEST_DECADE * buckets_per_decade, _LARGEST_DECADE * buckets_per_decade + 1)
     positive = 10.0 ** (exponents / buckets_per_decade)
     return np.concatenate([-positive[::-1], [0.0], positive])
@@ -147,7 +148,7 @@ def _histogram_parts(gradient, variable, limits, n_buckets):
     g = tf.reshape(tf.cast(gradient, tf.float64), [-1])
     finite = tf.math.is_finite(g)
     values = tf.boolean_mask(g, finite)
-    index = tf.searchsorted(limits, values, side="left")
+    index = tf.searchsorted(limits, values, side="right")  # first limit above the value
     counts = tf.math.bincount(
         tf.cast(index, tf.int32), minlength=n_buckets, maxlength=n_buckets, dtype=tf.float64
     )

@@ -151,6 +151,9 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     where = f"; report: {os.path.join(out_dir, 'index.html')}" if out_dir else ""
     print(f"gradaudit: {len(documents)} run(s): {summary}{where}", file=sys.stderr)
+    if not any(doc["layers"] or not doc["errors"] for doc in documents):
+        print("gradaudit: error: no run could be read (see the problems above)", file=sys.stderr)
+        return ERROR
     return FOUND if kinds & fail_on else OK
 
 

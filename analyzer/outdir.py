@@ -48,8 +48,10 @@ class ReportFolder:
         self._save_manifest(set(self._written))
 
     def abort(self) -> None:
-        """After a failure: remember every file that is ours, remove nothing."""
-        self._save_manifest(self._ours | set(self._written))
+        """After a failure: remember every file that is ours, remove nothing (and leave a folder we
+        wrote nothing into as it was)."""
+        if self._written:
+            self._save_manifest(self._ours | set(self._written))
 
     def _save_manifest(self, files: set[str]) -> None:
         manifest = json.dumps({"generator": "gradaudit", "files": sorted(files)}, indent=1)

@@ -31,7 +31,8 @@ def is_event_file(name: str) -> bool:
 
 
 def find_runs(roots: list[str], exclude: list[str] | None = None) -> Discovery:
-    """Walk each root (without following symlinked directories, so loops cannot trap the walk).
+    """Walk each root, following symlinked folders (runs are often linked into a sweep) but never into
+    a folder already seen, so a symlink loop cannot trap the walk.
 
     `exclude` names directories never to descend into, such as the report's own output folder.
     """
@@ -60,10 +61,15 @@ def _runs_below(root: str, excluded: set[str]) -> tuple[list[Run], list[Problem]
         problems.append(Problem(err.filename or root, f"cannot read directory ({err.strerror})"))
 
     runs: list[Run] = []
-    for directory, subdirs, files in os.walk(root, onerror=on_error):
-        subdirs[:] = sorted(
-            d for d in subdirs if os.path.realpath(os.path.join(directory, d)) not in excluded
-        )
+    seen = {os.path.realpath(root)}
+    for directory, subdirs, files in os.walk(root, onerror=on_error, followlinks=True):
+        keep = []
+        for d in sorted(subdirs):
+            real = os.path.realpath(os.path.join(directory, d))
+            if real not in excluded and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        subdirs[:] = keep
         event_files = sorted(f for f in files if is_event_file(f))
         if not event_files:
             continue

@@ -67,6 +67,11 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         safe_weight = np.where(weight > 0, weight, 1.0)
 
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
+        # Which bucket holds an exact 0: writers bin as [left, right), the last bucket closed (TF2's
+        # histogram op, TF1's C++ Histogram, numpy.histogram in PyTorch and tensorboardX).
+        last_occupied = np.zeros_like(straddles)
+        last_occupied[np.arange(len(c)), c.shape[1] - 1 - np.argmax(c[:, ::-1] > 0, axis=1)] = True
+        holds_zero = ((lo_edge < 0) & (hi_edge > 0)) | (lo_edge == 0) | (last_occupied & (hi_edge == 0))
         abs_lo = np.where(straddles, 0.0, np.minimum(abs_left, abs_right))
         abs_hi = np.maximum(abs_left, abs_right)
         width = hi_edge - lo_edge
@@ -97,8 +102,8 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
 
         occupied = c > 0
         max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_share = weighted(straddles.astype(np.float64))
-        zero_bucket_width = np.where(straddles & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
+        zero_share = weighted(holds_zero.astype(np.float64))
+        zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
 
         nonfinite = _nonfinite(series, finite, counts, total)
 

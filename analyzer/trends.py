@@ -85,13 +85,19 @@ def theil_sen_rows(steps: np.ndarray, log10_rows: np.ndarray) -> list[TimeTrend 
         return out
     i, j = np.triu_indices(x.size, k=1)
     dx = x[j] - x[i]
-    with np.errstate(invalid="ignore"):
-        slopes = (rows[:, j] - rows[:, i]) / dx  # NaN where either point is missing
     finite = np.isfinite(rows)
-    counts = finite.sum(axis=1)
-    valid = np.isfinite(slopes).sum(axis=1)
-    for r in np.flatnonzero((counts >= MIN_POINTS_FOR_FIT) & (valid > 0)):
-        out[r] = _theil_sen_row(x, rows[r], finite[r], slopes[r], int(valid[r]))
+    # At most ~2M pair slopes at a time, so a run with thousands of tags stays small in memory.
+    chunk = max(1, 2_000_000 // max(1, i.size))
+    for start in range(0, rows.shape[0], chunk):
+        block = rows[start : start + chunk]
+        with np.errstate(invalid="ignore"):
+            slopes = (block[:, j] - block[:, i]) / dx  # NaN where either point is missing
+        valid = np.isfinite(slopes).sum(axis=1)
+        for k in np.flatnonzero(
+            (finite[start : start + chunk].sum(axis=1) >= MIN_POINTS_FOR_FIT) & (valid > 0)
+        ):
+            r = start + k
+            out[r] = _theil_sen_row(x, rows[r], finite[r], slopes[k], int(valid[k]))
     return out
 
 

@@ -207,6 +207,6 @@ def test_probe_is_required_and_validated(tmp_path):
 def test_bucket_limits_isolate_exact_zero():
     limits = bucket_limits()
     zero = int(np.flatnonzero(limits == 0)[0])
-    assert limits[zero - 1] < 0 and -limits[zero - 1] <= 1.5e-45  # (-1e-45, 0] holds only zeros in float32
+    assert 0 < limits[zero + 1] < np.finfo(np.float32).smallest_subnormal  # [0, 1e-45): zeros only
     assert np.all(np.diff(limits) > 0)
     assert limits[-1] > np.finfo(np.float32).max

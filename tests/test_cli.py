@@ -123,6 +123,7 @@ def test_foreign_files_in_the_output_folder_are_never_overwritten(tmp_path, caps
     (out / "index.html").write_text("my own notes")
     assert main(["report", str(SAMPLE_LOGS / "healthy_relu_adam"), "-o", str(out), "-q"]) == ERROR
     assert (out / "index.html").read_text() == "my own notes"
+    assert [p.name for p in out.iterdir()] == ["index.html"]  # nothing added either
     assert "not written by gradaudit" in capsys.readouterr().err
     (tmp_path / "r.json").write_text("{}")
     assert (
