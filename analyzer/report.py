@@ -98,8 +98,9 @@ def run_view(result: RunResult) -> RunView:
     )
     view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
     view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
-    last_column = log_rms[stats.depth_layers, -1] if len(stats.steps) else np.zeros(0)
-    view.sparkline = charts.sparkline(last_column, f"depth profile of {result.run.name}")
+    view.sparkline = charts.sparkline(
+        _last_depth_profile(log_rms[stats.depth_layers]), f"depth profile of {result.run.name}"
+    )
     if len(stats.steps):
         view.heatmap = charts.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite)
         view.over_steps = charts.magnitude_over_steps(
@@ -107,6 +108,13 @@ def run_view(result: RunResult) -> RunView:
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     return view
+
+
+def _last_depth_profile(depth_log_rms: np.ndarray) -> np.ndarray:
+    """The depth profile at the last step with at least two finite layers (a run that ended in NaN
+    still shows how it looked before)."""
+    usable = np.flatnonzero(np.isfinite(depth_log_rms).sum(axis=0) >= 2)
+    return depth_log_rms[:, usable[-1]] if usable.size else np.zeros(0)
 
 
 def _layers_to_draw(result: RunResult) -> list[int]:

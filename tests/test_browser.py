@@ -1,0 +1,142 @@
+"""The sample report in a real browser (Debian's Chromium, headless, through Playwright), from file://."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_LOGS
+
+from analyzer.cli import OK, main
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the machine's browser probe found: without these, Chromium reaches for Google's hosts at start.
+QUIET_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs it")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=QUIET_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def sample_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("browser") / "report"
+    assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == OK
+    return out
+
+
+class Watched:
+    """A page that records console errors, page errors and every request that is not to disk."""
+
+    def __init__(self, browser, **context):
+        self.context = browser.new_context(**context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.remote: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on(
+            "request", lambda r: None if r.url.startswith(("file:", "data:")) else self.remote.append(r.url)
+        )
+
+    def open(self, path: Path):
+        self.page.goto(path.as_uri())
+        return self.page
+
+    def close(self):
+        assert self.errors == [] and self.remote == []
+        self.context.close()
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Screenshots go to the test's folder; GRADAUDIT_SCREENSHOTS names another (the README's)."""
+    target = Path(os.environ.get("GRADAUDIT_SCREENSHOTS", tmp_path))
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def column(page, index: int) -> list[str]:
+    return page.eval_on_selector_all(
+        "#runs tbody tr:not([hidden])", f"rows => rows.map(r => r.cells[{index}].textContent.trim())"
+    )
+
+
+def test_index_sorts_filters_and_draws_offline(browser, sample_report, tmp_path):
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    page = watched.open(sample_report / "index.html")
+    assert page.title() == "gradaudit: 4 runs"
+    assert len(column(page, 0)) == 4
+    page.click("th:has-text('Verdict')")
+    assert column(page, 1) == sorted(column(page, 1))
+    page.click("th:has-text('Verdict')")
+    assert column(page, 1) == sorted(column(page, 1), reverse=True)
+    page.focus("th:has-text('Steps')")  # keyboard: focus a header, Enter sorts
+    page.keyboard.press("Enter")
+    assert page.get_attribute("th:has-text('Steps')", "aria-sort") == "ascending"
+    page.fill("#filter", "vanish")
+    assert column(page, 0) == ["vanishing_sigmoid_deep"]
+    assert page.text_content("#shown") == "1 of 4 runs shown"
+    page.fill("#filter", "")
+    sparklines = page.eval_on_selector_all("svg.spark polyline", "els => els.map(e => e.getBBox().width)")
+    assert len(sparklines) == 4 and all(w > 10 for w in sparklines)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "index.png"), full_page=True)
+    watched.close()
+
+
+def test_run_page_answers_first_and_draws_every_chart(browser, sample_report, tmp_path):
+    from PIL import Image
+
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    [page_path] = (sample_report / "runs").glob("vanishing_sigmoid_deep-*.html")
+    page = watched.open(page_path)
+    # The first screen says what is wrong, where, since when and what to do.
+    first_screen = page.evaluate(
+        "document.elementFromPoint(10, 10) && document.body.innerText.slice(0, 1500)"
+    )
+    assert "VANISHING" in first_screen.upper() and "decades" in first_screen
+    charts = page.query_selector_all("svg.chart")
+    assert len(charts) == 3
+    for chart in charts:
+        box = chart.bounding_box()
+        assert box["width"] > 300 and box["height"] > 100
+        assert chart.get_attribute("aria-label")
+        drawn = chart.evaluate("svg => [...svg.querySelectorAll('polyline, image, circle')].length")
+        assert drawn > 0
+    heatmap = page.query_selector("svg.heatmap")
+    pixels = Image.open(io.BytesIO(heatmap.screenshot())).convert("RGB")
+    assert len(pixels.getcolors(maxcolors=1 << 20)) > 50  # a real gradient of colours, not a blank box
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "run.png"), full_page=False)
+    watched.close()
+
+
+def test_dark_theme_and_phone_width(browser, sample_report):
+    watched = Watched(browser, viewport={"width": 390, "height": 844}, color_scheme="dark")
+    page = watched.open(sample_report / "index.html")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 17, 21)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 392  # no sideways scrolling
+    [run_page] = (sample_report / "runs").glob("healthy_relu_adam-*.html")
+    page = watched.open(run_page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 392
+    watched.close()
