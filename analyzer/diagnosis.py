@@ -40,8 +40,9 @@ class Thresholds:
     dead_zero_share: float = 0.5
     # ... on at least this share of the second half of the logged steps (dead units do not recover) ...
     dead_step_share: float = 0.5
-    # ... and only where the histogram can tell exact zeros apart: the bucket holding zero must be
-    # narrower than this fraction of the layer's largest |g| (30 even TF2 buckets cannot).
+    # Exact zeros are counted where the bucket holding zero is narrower than this fraction of the
+    # layer's largest |g|; in coarser histograms (TF2's 30 even buckets) the share is the spike of the
+    # zero bucket above the mean of its two neighbours.
     exact_zero_resolution: float = 1e-6
     # Below this many logged steps no verdict is given.
     min_steps: int = 2
@@ -186,14 +187,17 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
     for i, layer in enumerate(stats.layers):
         if i == first_weight:
             continue  # zeros here may be constant input features, not dead units
+        # Exact zeros where the histogram resolves them; else the spike of the zero bucket above its
+        # neighbours (30 even TF2 buckets lump zeros with small values).
         exact = layer.zero_bucket_width <= limits.exact_zero_resolution * np.nan_to_num(layer.max_abs)
-        zero = (layer.zero_share >= limits.dead_zero_share) & exact & ~layer.nonfinite
+        share = np.where(exact, layer.zero_share, layer.zero_excess_share)
+        zero = (share >= limits.dead_zero_share) & ~layer.nonfinite
         at = np.searchsorted(stats.steps, layer.steps)
         in_late = late[at]
         if in_late.sum() == 0 or zero[in_late].mean() < limits.dead_step_share:
             continue
         dead_layers.append(layer.tag)
-        shares.append(float(np.nanmedian(layer.zero_share[in_late])))
+        shares.append(float(np.nanmedian(share[in_late])))
         steps.update(int(s) for s in layer.steps[zero])
     if not dead_layers:
         return []

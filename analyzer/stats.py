@@ -7,6 +7,7 @@ estimate is. Where the legacy encoding carries exact moments, the RMS is exact.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ class LayerStats:
     max_abs: np.ndarray  # largest |g| (to the resolution of the outermost bucket edge)
     zero_share: np.ndarray  # share of entries in the bucket(s) containing zero
     zero_bucket_width: np.ndarray  # width of that bucket: how exact "zero" is (0 = exact zeros)
+    zero_excess_share: np.ndarray  # share in the zero bucket above its neighbours' mean: the spike of
+    #                                exact zeros that coarse buckets cannot isolate, estimated
     nonfinite: np.ndarray  # bool: NaN or Inf gradients were logged at this step
     empty: np.ndarray  # bool: the histogram held no finite entries at all
 
@@ -104,10 +107,21 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
         zero_share = weighted(holds_zero.astype(np.float64))
         zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
+        zero_excess_share = _zero_excess(c, holds_zero) / safe_weight
 
         nonfinite = _nonfinite(series, finite, counts, total)
 
-    nan_if_empty = [mean_abs, mean_abs_low, mean_abs_high, rms, rms_low, rms_high, max_abs, zero_share]
+    nan_if_empty = [
+        mean_abs,
+        mean_abs_low,
+        mean_abs_high,
+        rms,
+        rms_low,
+        rms_high,
+        max_abs,
+        zero_share,
+        zero_excess_share,
+    ]
     for array in nan_if_empty:
         array[empty] = np.nan
     quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * step_scale[:, None]
@@ -127,9 +141,24 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         max_abs=max_abs,
         zero_share=zero_share,
         zero_bucket_width=zero_bucket_width,
+        zero_excess_share=zero_excess_share,
         nonfinite=nonfinite,
         empty=empty,
     )
+
+
+def _zero_excess(c: np.ndarray, holds_zero: np.ndarray) -> np.ndarray:
+    """Count in the fullest bucket holding zero minus the mean of its occupied-or-not neighbours: a
+    smooth distribution has no step there, a spike of exact zeros (dead units) does."""
+    rows = np.arange(c.shape[0])
+    z = np.argmax(np.where(holds_zero, c, -1.0), axis=1)
+    k = c.shape[1]
+    left = np.where(z > 0, c[rows, np.maximum(z - 1, 0)], np.nan)
+    right = np.where(z < k - 1, c[rows, np.minimum(z + 1, k - 1)], np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        neighbours = np.nan_to_num(np.nanmean(np.stack([left, right]), axis=0), nan=0.0)
+    return np.where(holds_zero.any(axis=1), np.maximum(c[rows, z] - neighbours, 0.0), 0.0)
 
 
 def _nonfinite(

@@ -121,7 +121,15 @@ def job_gradaudit(folder: Path, workers: int | None) -> None:
     from analyzer.cli import main
 
     with tempfile.TemporaryDirectory() as out:
-        args = ["report", str(folder), "-o", os.path.join(out, "report"), "--json", os.path.join(out, "r.json"), "-q"]
+        args = [
+            "report",
+            str(folder),
+            "-o",
+            os.path.join(out, "report"),
+            "--json",
+            os.path.join(out, "r.json"),
+            "-q",
+        ]
         if workers:
             args += ["--workers", str(workers)]
         code = main(args)
@@ -147,7 +155,9 @@ def run_job(args: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--tags", type=int, default=30)
     parser.add_argument("--steps", type=int, default=300)
@@ -175,8 +185,10 @@ def main() -> None:
     ensure_sweep(args.dir, args.runs, args.tags, args.steps)
     size_mb = sum(p.stat().st_size for p in event_files(args.dir)) / 1e6
     events = args.runs * args.tags * args.steps
-    print(f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps = {events:,} histograms, "
-          f"{size_mb:.0f} MB, {os.cpu_count()} cores")
+    print(
+        f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps = {events:,} histograms, "
+        f"{size_mb:.0f} MB, {os.cpu_count()} cores"
+    )
     for path in event_files(args.dir):  # every reader gets the files from the page cache
         path.read_bytes()
     common = ["--dir", str(args.dir)]
@@ -198,7 +210,10 @@ def main() -> None:
         print(f"{label:<44}{r['wall']:>9.2f}{r['rss_mb']:>13.0f}{worker:>16}")
     floor = results[jobs[0][0]]["wall"]
     ours = results["gradaudit report, default workers"]["wall"]
-    print(f"\ngradaudit (read + stats + fits + diagnosis + HTML + JSON) / floor: {ours / floor:.2f}x (goal <= 2)")
+    print(
+        f"\ngradaudit (read + stats + fits + diagnosis + HTML + JSON) / floor: "
+        f"{ours / floor:.2f}x (goal <= 2)"
+    )
     stock = results.get("EventAccumulator, no TensorFlow (stock)")
     if stock:
         print(f"stock EventAccumulator alone / gradaudit: {stock['wall'] / ours:.1f}x faster (goal >= 8)")
@@ -207,8 +222,10 @@ def main() -> None:
     main_mb = results["gradaudit report, default workers"]["rss_mb"]
     worker_mb = results["gradaudit report, default workers"]["worker_rss_mb"]
     cores = os.cpu_count() or 1
-    print(f"memory, main + {cores} workers (RSS counts shared pages in each, so this is an upper bound): "
-          f"{main_mb + cores * worker_mb:.0f} MB (goal <= 250)")
+    print(
+        f"memory, main + {cores} workers (RSS counts shared pages in each, so this is an upper bound): "
+        f"{main_mb + cores * worker_mb:.0f} MB (goal <= 250)"
+    )
 
 
 if __name__ == "__main__":

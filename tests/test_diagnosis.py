@@ -77,23 +77,26 @@ def test_nan_from_a_tf2_writer_is_exploding(make_run, rng):
     assert (finding.kind, finding.severity, finding.steps) == ("exploding", "critical", [3])
 
 
-def test_dead_units_need_exact_zero_resolution(make_run, rng):
-    def layer(zero_share):
-        v = rng.normal(size=1000)
+def test_dead_units_from_exact_zeros_or_from_the_zero_spike_of_coarse_buckets(make_run, rng):
+    def layer(zero_share, heavy=False):
+        v = rng.standard_t(2, size=1000) if heavy else rng.normal(size=1000)
         v[: int(zero_share * 1000)] = 0.0
         return v
 
     steps = list(range(6))
-    series = {
+    dead = {
         "grad/in": [layer(0.0) for _ in steps],
         "grad/hidden": [layer(0.8) for _ in steps],
         "grad/out": [layer(0.0) for _ in steps],
     }
-    exact = verdict_of(make_run("tbx", series, steps, "tbx"))
-    assert exact.diagnosis.verdict == "dead_units"
-    assert exact.diagnosis.findings[0].layers == ["grad/hidden"]
-    # 30 even buckets cannot tell zeros from small values: no claim is made
-    assert verdict_of(make_run("tf2", series, steps, "tf2")).diagnosis.verdict == "healthy"
+    for writer in ("tbx", "tf2"):  # exact zero bucket / 30 even buckets
+        result = verdict_of(make_run(writer, dead, steps, f"dead_{writer}"))
+        assert result.diagnosis.verdict == "dead_units", writer
+        assert result.diagnosis.findings[0].layers == ["grad/hidden"]
+        assert result.diagnosis.findings[0].evidence["worst_zero_share"] == pytest.approx(0.8, abs=0.06)
+    # heavy tails pile mass into the zero bucket of even buckets, but with no step at zero
+    heavy = {f"grad/l{i}": [layer(0.3, heavy=True) for _ in steps] for i in range(3)}
+    assert verdict_of(make_run("tf2", heavy, steps, "heavy")).diagnosis.verdict == "healthy"
 
 
 def test_one_step_is_insufficient_data(make_run, rng):
