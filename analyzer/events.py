@@ -43,6 +43,7 @@ class RunData:
     other_histogram_tags: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     restarted: bool = False  # a later file went back to steps an earlier file had logged
+    hparams: dict[str, str] = field(default_factory=dict)  # logged with the hparams plugin
 
 
 def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = READERS[0]) -> RunData:
@@ -51,11 +52,13 @@ def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = REA
     blocks: dict[str, list[HistogramBlock]] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
+    hparams: dict[str, str] = {}
     restarted = False
     for path in run.event_files:
-        file_blocks, file_problems = read_file(path, reader)
-        problems.extend(file_problems)
-        for tag, tag_blocks in file_blocks.items():
+        contents = read_file(path, reader)
+        problems.extend(contents.problems)
+        hparams.update(contents.hparams)
+        for tag, tag_blocks in contents.histograms.items():
             if not selected.search(tag):
                 other_tags.setdefault(tag)
                 continue
@@ -70,6 +73,7 @@ def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = REA
         other_histogram_tags=list(other_tags),
         problems=problems,
         restarted=restarted,
+        hparams=hparams,
     )
 
 

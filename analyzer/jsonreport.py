@@ -35,6 +35,7 @@ def run_document(result: RunResult) -> dict:
             "reason": result.diagnosis.reason,
             "steps": [int(s) for s in stats.steps],
             "encodings": result.encodings,
+            "hparams": result.hparams,
             "global_norm_trend": None
             if g is None
             else {

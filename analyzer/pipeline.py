@@ -27,6 +27,7 @@ class RunResult:
     other_histogram_tags: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    hparams: dict[str, str] = field(default_factory=dict)  # from folder names, then as logged
 
 
 def analyse_run(
@@ -57,6 +58,7 @@ def analyse_run(
         other_histogram_tags=data.other_histogram_tags,
         problems=data.problems,
         notes=notes,
+        hparams={**run.hparams, **data.hparams},
     )
 
 

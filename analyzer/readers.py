@@ -44,16 +44,25 @@ class HistogramBlock:
 FileHistograms = dict[str, list[HistogramBlock]]
 
 
-def read_file(path: str, reader: str = READERS[0]) -> tuple[FileHistograms, list[Problem]]:
+@dataclass
+class FileContents:
+    """What one event file holds for the analyzer."""
+
+    histograms: FileHistograms
+    problems: list[Problem]
+    hparams: dict[str, str]  # from the hparams plugin's session start, when logged
+
+
+def read_file(path: str, reader: str = READERS[0]) -> FileContents:
     """Histogram blocks per tag (TF2 tags first, then legacy, each in order of first appearance)."""
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
     try:
         size = _size_of(path)
     except OSError as err:
-        return {}, [Problem(path, f"cannot read file ({err.strerror or err})")]
+        return FileContents({}, [Problem(path, f"cannot read file ({err.strerror or err})")], {})
     if size == 0:
-        return {}, [Problem(path, "empty file (0 bytes)")]
+        return FileContents({}, [Problem(path, "empty file (0 bytes)")], {})
     if reader == "tensorboard":
         return _read_with_event_accumulator(path)
     return _read_streaming(path, size)
@@ -78,7 +87,7 @@ def _open(path: str):
 # --- the streaming reader --------------------------------------------------------------------------
 
 
-def _read_streaming(path: str, size: int) -> tuple[FileHistograms, list[Problem]]:
+def _read_streaming(path: str, size: int) -> FileContents:
     problems: list[Problem] = []
     accumulator = _StreamingAccumulator()
     try:
@@ -101,7 +110,7 @@ def _read_streaming(path: str, size: int) -> tuple[FileHistograms, list[Problem]
     histograms = accumulator.blocks(path, problems)
     if not histograms and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
-    return histograms, problems
+    return FileContents(histograms, problems, _hparams(accumulator.hparams_content))
 
 
 def _file_version(text: str) -> float:
@@ -121,6 +130,7 @@ class _StreamingAccumulator:
         self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
         self._tensors: dict[str, list[tuple[int, object]]] = {}
         self._legacy: dict[str, list[tuple[int, object]]] = {}
+        self.hparams_content: list[bytes] = []
 
     def add(self, event: event_pb2.Event) -> None:
         if event.HasField("file_version"):
@@ -133,6 +143,8 @@ class _StreamingAccumulator:
             tag = value.tag
             if tag not in plugin_of and value.HasField("metadata"):
                 plugin_of[tag] = value.metadata.plugin_data.plugin_name
+                if plugin_of[tag] == _HPARAMS_PLUGIN:
+                    self.hparams_content.append(value.metadata.plugin_data.content)
             kind = value.WhichOneof("value")
             if kind == "histo":
                 legacy.setdefault(tag, []).append((step, value.histo))
@@ -191,7 +203,7 @@ def _event_accumulator_module():
     return event_accumulator
 
 
-def _read_with_event_accumulator(path: str) -> tuple[FileHistograms, list[Problem]]:
+def _read_with_event_accumulator(path: str) -> FileContents:
     ea = _event_accumulator_module()
     # It keeps 10 random steps per tensor tag and 1 per histogram tag unless told 0 (all). It also
     # "compresses" every legacy histogram for a dashboard we never use: keep one, at a single point.
@@ -220,7 +232,34 @@ def _read_with_event_accumulator(path: str) -> tuple[FileHistograms, list[Proble
         out.setdefault(tag, []).append(_legacy_block(events))
     if not out and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
-    return out, problems
+    try:
+        hparams = _hparams(list(accumulator.PluginTagToContent(_HPARAMS_PLUGIN).values()))
+    except KeyError:
+        hparams = {}
+    return FileContents(out, problems, hparams)
+
+
+_HPARAMS_PLUGIN = "hparams"
+
+
+def _hparams(contents: list[bytes]) -> dict[str, str]:
+    """Hyperparameters of a session, as the hparams plugin (Keras's hp.KerasCallback) logs them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out: dict[str, str] = {}
+    for content in contents:
+        try:
+            data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        except Exception:
+            continue
+        if data.HasField("session_start_info"):
+            for key, value in data.session_start_info.hparams.items():
+                kind = value.WhichOneof("kind")
+                if kind == "number_value":
+                    out[key] = f"{value.number_value:g}"
+                elif kind in ("string_value", "bool_value"):
+                    out[key] = str(getattr(value, kind))
+    return out
 
 
 # --- histograms to arrays --------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class RunView:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     other_histogram_tags: list[str] = field(default_factory=list)
+    hparams: dict[str, str] = field(default_factory=dict)
     sparkline: Markup = Markup("")
     heatmap: Markup = Markup("")
     over_steps: Markup = Markup("")
@@ -95,6 +96,7 @@ def run_view(result: RunResult) -> RunView:
         problems=result.problems,
         notes=result.notes,
         other_histogram_tags=result.other_histogram_tags,
+        hparams=result.hparams,
     )
     view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
     view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
@@ -214,6 +216,19 @@ class IndexRow:
     steps: int
     problems: int
     sparkline: Markup
+    hparams: dict[str, str]
+
+
+@dataclass
+class HparamSummary:
+    """How the runs with one value of one hyperparameter were judged: where a cause stands out."""
+
+    key: str
+    value: str
+    runs: int
+    verdicts: dict[str, int]  # verdict → runs
+    dominant: str  # the most common verdict
+    dominant_share: float
 
 
 def index_row(view: RunView) -> IndexRow:
@@ -228,7 +243,35 @@ def index_row(view: RunView) -> IndexRow:
         view.steps,
         len(view.problems),
         view.sparkline,
+        view.hparams,
     )
+
+
+def hparam_summaries(rows: list[IndexRow]) -> list[HparamSummary]:
+    """Per hyperparameter value, the verdicts of its runs; keys with a single value are left out, and
+    values whose runs all went one bad way come first."""
+    by_value: dict[tuple[str, str], dict[str, int]] = {}
+    for row in rows:
+        for key, value in row.hparams.items():
+            counts = by_value.setdefault((key, value), {})
+            counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    values_per_key: dict[str, int] = {}
+    for key, _ in by_value:
+        values_per_key[key] = values_per_key.get(key, 0) + 1
+    out = []
+    for (key, value), counts in by_value.items():
+        if values_per_key[key] < 2:
+            continue
+        total = sum(counts.values())
+        dominant = max(counts, key=lambda v: (counts[v], v != "healthy"))
+        out.append(
+            HparamSummary(key, value, total, dict(sorted(counts.items())), dominant, counts[dominant] / total)
+        )
+
+    def badness(s: HparamSummary):
+        return (s.dominant in ("healthy", "insufficient_data"), -s.dominant_share, -s.runs, s.key, s.value)
+
+    return sorted(out, key=badness)
 
 
 @lru_cache(maxsize=1)
@@ -244,8 +287,17 @@ def render_index(rows: list[IndexRow], problems: list[Problem]) -> str:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    keys = sorted({k for row in rows for k in row.hparams})
     return (
         _environment()
         .get_template("index.html")
-        .render(runs=rows, counts=counts, problems=problems, version=__version__, root="")
+        .render(
+            runs=rows,
+            counts=counts,
+            problems=problems,
+            hparam_keys=keys,
+            hparam_summary=hparam_summaries(rows),
+            version=__version__,
+            root="",
+        )
     )

@@ -1,23 +1,33 @@
-"""Finding runs under the folders a user names: every directory that directly holds event files."""
+"""Finding runs under the folders a user names, naming them, and reading hyperparameters off names.
+
+A run is a directory that directly holds event files, named by its path relative to the folder
+given. Keras writes ``train/`` and ``validation/`` beside each other: those stay one run, named after
+their parent. Remote folders (``s3://`` and other schemes) are walked through TensorBoard's own file
+layer, which reads S3 with boto3.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from .problems import Problem
 
 EVENT_FILE_MARKER = "tfevents"
+# Subfolders Keras's TensorBoard callback (and many scripts) write per split: parts of one run.
+SPLIT_FOLDERS = ("train", "validation", "val", "eval", "test")
 
 
 @dataclass
 class Run:
-    """One run: a directory with event files, named by its path relative to the folder given."""
+    """One run: its name (path relative to the folder given), folder and event files in read order."""
 
     name: str
     directory: str
-    event_files: list[str] = field(default_factory=list)  # in name order, as TensorBoard reads them
+    event_files: list[str] = field(default_factory=list)
+    hparams: dict[str, str] = field(default_factory=dict)  # from the folder names; the logs may add more
 
 
 @dataclass
@@ -36,7 +46,7 @@ def find_runs(roots: list[str], exclude: list[str] | None = None) -> Discovery:
 
     `exclude` names directories never to descend into, such as the report's own output folder.
     """
-    excluded = {os.path.realpath(p) for p in (exclude or [])}
+    excluded = {os.path.realpath(p) for p in (exclude or []) if "://" not in p}
     runs: list[Run] = []
     problems: list[Problem] = []
     for root in roots:
@@ -44,23 +54,32 @@ def find_runs(roots: list[str], exclude: list[str] | None = None) -> Discovery:
         runs.extend(found)
         problems.extend(root_problems)
     _make_names_unique(runs, roots)
+    for run in runs:
+        run.hparams = hparams_from_name(run.name)
     return Discovery(runs=runs, problems=problems)
 
 
 def _runs_below(root: str, excluded: set[str]) -> tuple[list[Run], list[Problem]]:
-    problems: list[Problem] = []
+    if "://" in root:
+        return _group(root, _walk_remote(root))
     if not os.path.exists(root):
         return [], [Problem(root, "no such file or directory")]
     if os.path.isfile(root):
         if is_event_file(os.path.basename(root)):
             directory = os.path.dirname(root) or "."
-            return [Run(os.path.basename(directory) or ".", directory, [root])], []
+            return [Run(os.path.basename(os.path.abspath(directory)) or ".", directory, [root])], []
         return [], [Problem(root, "is a file, not an event file or a folder of runs")]
+    return _group(root, _walk_local(root, excluded))
+
+
+def _walk_local(root: str, excluded: set[str]):
+    """(directory, sorted event file names) for every folder below root, then problems, as a list."""
+    problems: list[Problem] = []
 
     def on_error(err: OSError) -> None:
         problems.append(Problem(err.filename or root, f"cannot read directory ({err.strerror})"))
 
-    runs: list[Run] = []
+    found = []
     seen = {os.path.realpath(root)}
     for directory, subdirs, files in os.walk(root, onerror=on_error, followlinks=True):
         keep = []
@@ -70,15 +89,71 @@ def _runs_below(root: str, excluded: set[str]) -> tuple[list[Run], list[Problem]
                 seen.add(real)
                 keep.append(d)
         subdirs[:] = keep
-        event_files = sorted(f for f in files if is_event_file(f))
-        if not event_files:
-            continue
-        rel = os.path.relpath(directory, root)
-        name = Path(os.path.abspath(root)).name if rel == "." else Path(rel).as_posix()
-        runs.append(Run(name, directory, [os.path.join(directory, f) for f in event_files]))
+        names = sorted(f for f in files if is_event_file(f))
+        if names:
+            found.append((directory, names))
+    return found, problems
+
+
+def _walk_remote(root: str):
+    from tensorboard.compat.tensorflow_stub.io import gfile
+
+    problems: list[Problem] = []
+    found = []
+    try:
+        for directory, _subdirs, files in gfile.walk(root.rstrip("/")):
+            names = sorted(f for f in files if is_event_file(f))
+            if names:
+                found.append((directory, names))
+    except Exception as err:  # the storage layer's errors vary by scheme: report, do not crash
+        problems.append(Problem(root, f"cannot list ({type(err).__name__}: {err})"))
+    return found, problems
+
+
+def _group(root: str, walked) -> tuple[list[Run], list[Problem]]:
+    found, problems = walked
+    by_run: dict[str, Run] = {}
+    with_files = {d for d, _ in found}
+    for directory, names in found:
+        run_dir = directory
+        parent, leaf = _split(directory)
+        if leaf.lower() in SPLIT_FOLDERS and parent not in with_files and _below(parent, root):
+            run_dir = parent  # train/ and validation/ are parts of their parent's run
+        rel = _relative(run_dir, root)
+        name = _basename(root) if rel == "." else rel
+        run = by_run.setdefault(run_dir, Run(name, run_dir, []))
+        run.event_files.extend(_join(directory, n) for n in names)
+    runs = list(by_run.values())
+    for run in runs:  # a run's files in time order: event file names start with their creation time
+        run.event_files.sort(key=lambda p: (_split(p)[1], p))
     if not runs and not problems:
         problems.append(Problem(root, "holds no event files (events.out.tfevents.*)"))
     return runs, problems
+
+
+def _split(path: str) -> tuple[str, str]:
+    path = path.rstrip("/")
+    head, _, tail = path.rpartition("/")
+    return head, tail
+
+
+def _join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name if "://" in directory else os.path.join(directory, name)
+
+
+def _below(path: str, root: str) -> bool:
+    return len(path.rstrip("/")) >= len(root.rstrip("/")) and path.startswith(root.rstrip("/"))
+
+
+def _relative(path: str, root: str) -> str:
+    if "://" in root:
+        rel = path.rstrip("/")[len(root.rstrip("/")) :].strip("/")
+        return rel or "."
+    return PurePosixPath(os.path.relpath(path, root)).as_posix()
+
+
+def _basename(root: str) -> str:
+    return _split(os.path.abspath(root) if "://" not in root else root)[1] or "."
 
 
 def _make_names_unique(runs: list[Run], roots: list[str]) -> None:
@@ -86,8 +161,37 @@ def _make_names_unique(runs: list[Run], roots: list[str]) -> None:
     seen: dict[str, int] = {}
     for run in runs:
         seen[run.name] = seen.get(run.name, 0) + 1
-    if all(n == 1 for n in seen.values()) or len(roots) == 1:
-        return
     for run in runs:
         if seen[run.name] > 1:
-            run.name = Path(os.path.relpath(run.directory, os.path.commonpath(roots))).as_posix()
+            run.name = f"{run.directory}"
+
+
+_TOKEN = re.compile(r"\d*\.?\d+(?:e[-+]?\d+)?(?![A-Za-z])|[A-Za-z][A-Za-z0-9.]*", re.IGNORECASE)
+_NUMBER = re.compile(r"^\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
+
+
+def hparams_from_name(name: str) -> dict[str, str]:
+    """Hyperparameters spelled in folder names: ``lr=0.01,act=relu`` (any values), or alternating
+    keys and values such as ``lr_0.01-act_relu`` or ``opt-adam_lr-3e-4`` (at least one value a number,
+    so that ``dead_units_negative_bias`` is not read as two pairs)."""
+    out: dict[str, str] = {}
+    for part in name.split("/"):
+        if part.lower() in SPLIT_FOLDERS:
+            continue
+        explicit = [p for p in re.split(r"[,;&\s]+", part) if "=" in p]
+        if explicit:
+            for item in explicit:
+                key, _, value = item.partition("=")
+                if key and value:
+                    out[key] = value
+            continue
+        tokens = _TOKEN.findall(part)
+        keys, values = tokens[0::2], tokens[1::2]
+        if (
+            len(tokens) >= 2
+            and len(tokens) % 2 == 0
+            and not any(_NUMBER.match(k) for k in keys)
+            and any(_NUMBER.match(v) for v in values)
+        ):
+            out.update(zip(keys, values))
+    return out

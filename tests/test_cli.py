@@ -101,9 +101,16 @@ def test_real_keras_logs_report_plainly(tmp_path, real_logs):
     rc = main(["report", str(real_logs), "-o", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     assert rc == OK
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]
-    train = [r for r in runs if r["run"].endswith("/train")]
-    assert len(train) == 4
-    for run in train:
+    sweep = [r for r in runs if r["run"].startswith("keras_tutorial_sweep/")]
+    assert sorted(r["run"] for r in sweep) == [  # train/ and validation/ stay one run
+        "keras_tutorial_sweep/Exp_0_adam_200_0.2",
+        "keras_tutorial_sweep/Exp_1_rmsprop_200_0.2",
+        "keras_tutorial_sweep/Exp_2_sgd_200_0.2",
+        "keras_tutorial_sweep/Exp_5_sgd_200_0.5",
+    ]
+    session = next(r for r in runs if r["run"] == "keras_tutorial_hparams/Experiment 0_adam_200_0.2")
+    assert session["hparams"] == {"dropout": "0.2", "optimizer": "adam", "units": "200"}  # hparams plugin
+    for run in sweep:
         assert run["verdict"] == "insufficient_data"
         assert "no gradient histograms" in run["reason"] and "kernel_0/histogram" in run["reason"]
     # and they are analysed when the user names the tags

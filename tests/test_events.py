@@ -92,9 +92,8 @@ def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request
     if not sweep.exists():
         pytest.skip("shared real_logs not present")
     runs = find_runs([str(sweep)]).runs
-    assert len(runs) == 8
-    train = [r for r in runs if r.name.endswith("train")]
-    for run in train:
+    assert len(runs) == 4 and all(len(r.event_files) == 2 for r in runs)  # train/ + validation/
+    for run in runs:
         data = read_run(run)
         assert data.series == [] and data.problems == []
         assert any(t.endswith("kernel_0/histogram") for t in data.other_histogram_tags)
@@ -144,7 +143,7 @@ def test_streaming_reader_matches_event_accumulator_on_every_corpus(make_run, rn
     tf2 = make_run("tf2", {"grad/x": [rng.normal(size=300) for _ in range(4)]}, [0, 5, 3, 9], "tf2")
     folders = [SAMPLE_LOGS, real_logs, tf2, *_damaged_copies(make_run, rng, tmp_path)]
     runs = [run for folder in folders for run in find_runs([str(folder)]).runs]
-    assert len(runs) >= 17
+    assert len(runs) >= 13
     for run in runs:
         for pattern in (r"(?i)grad", r"."):
             _assert_same_run_data(read_run(run, pattern, "streaming"), read_run(run, pattern, "tensorboard"))

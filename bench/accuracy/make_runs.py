@@ -54,6 +54,10 @@ RECIPES = {
     "explode_slow": ("exploding", "reg10", [64] * 3, "relu", {"opt": ("sgd", 0.0016)}),
     "explode_deep_relu": ("exploding", "reg10", [64] * 6, "relu", {"opt": ("sgd", 0.004)}),
     "explode_adam_high_lr": ("exploding", "reg1000", [64] * 3, "relu", {"opt": ("sgdm", 0.0005)}),
+    # activations that cannot die, so divergence shows as growth and NaN rather than dead units
+    "explode_tanh_sgd": ("exploding", "reg10", [64] * 3, "tanh", {"opt": ("sgd", 0.02)}),
+    "explode_linear_sgd": ("exploding", "reg10", [64] * 3, "linear", {"opt": ("sgd", 0.002)}),
+    "explode_elu_momentum": ("exploding", "reg10", [64] * 4, "elu", {"opt": ("sgdm", 0.002)}),
     "dead_negative_bias": ("dead_units", "cls", [64] * 3, "relu", {"opt": ("adam", 1e-3), "bias_mean": -2.0}),
     "dead_negative_bias_deep": ("dead_units", "cls", [64] * 4, "relu", {"opt": ("adam", 1e-3), "bias_mean": -2.5}),
     "dead_lr_spike": ("dead_units", "reg10", [64] * 3, "relu", {"opt": ("sgd", 0.002)}),
@@ -82,6 +86,10 @@ PLAN = [
     ("explode_large_init", "keras", 2, 3, "truncated"), ("explode_deep_relu", "keras", 4, 6, ""),
     ("explode_deep_relu", "torch", 2, 4, ""), ("explode_adam_high_lr", "keras", 8, 8, ""),
     ("explode_adam_high_lr", "tbx", 8, 8, "weights"), ("explode_slow", "keras", 4, 10, ""),
+    ("explode_tanh_sgd", "keras_tf2", 4, 4, ""), ("explode_tanh_sgd", "torch", 2, 3, ""),
+    ("explode_tanh_sgd", "tbx", 4, 4, "weights"), ("explode_linear_sgd", "keras", 2, 3, ""),
+    ("explode_linear_sgd", "torch", 1, 2, ""), ("explode_linear_sgd", "tbx", 2, 3, "train_subfolder"),
+    ("explode_elu_momentum", "keras_tf2", 4, 4, ""), ("explode_elu_momentum", "torch", 4, 4, "resumed"),
     ("dead_negative_bias", "keras", 8, 8, ""), ("dead_negative_bias", "keras_tf2", 8, 8, ""),
     ("dead_negative_bias", "torch", 24, 8, ""), ("dead_negative_bias", "tbx", 24, 8, "resumed"),
     ("dead_negative_bias_deep", "keras", 16, 10, "train_subfolder"), ("dead_negative_bias_deep", "torch", 16, 6, ""),
@@ -198,7 +206,8 @@ def torch_model(recipe, seed):
 
     _, task, widths, activation, opts = recipe
     torch.manual_seed(seed)
-    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}[activation]
+    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity,
+           "elu": nn.ELU}[activation]
 
     class Net(nn.Module):
         def __init__(self):
@@ -211,7 +220,7 @@ def torch_model(recipe, seed):
             for layer in self.hidden:
                 if "init_std" in opts:
                     nn.init.normal_(layer.weight, std=opts["init_std"])
-                elif activation in ("relu", "gelu"):
+                elif activation in ("relu", "gelu", "elu"):
                     nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                 if "bias_mean" in opts:
                     nn.init.normal_(layer.bias, opts["bias_mean"], 1.0)
