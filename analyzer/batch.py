@@ -6,12 +6,17 @@ histograms, so memory stays flat however many runs a sweep has.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import pickle
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 
+from . import __version__
 from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
 from .events import DEFAULT_TAG_PATTERN
 from .jsonreport import run_document
@@ -47,15 +52,29 @@ class RunOutput:
         return {f["kind"] for f in self.document["findings"]}
 
 
-def process_runs(runs: list[Run], options: BatchOptions, workers: int | None = None) -> Iterator[RunOutput]:
-    """Outputs in the order of `runs`, from `workers` processes (default: one per core)."""
+def process_runs(
+    runs: list[Run], options: BatchOptions, workers: int | None = None, cache: RunCache | None = None
+) -> Iterator[RunOutput]:
+    """Outputs in the order of `runs`, from `workers` processes (default: one per core); runs whose
+    event files are unchanged since the cached output was made are not read again."""
+    keys = [cache.key(run, options) if cache else None for run in runs]
+    cached = [cache.get(k) if cache else None for k in keys]
+    todo = [run for run, hit in zip(runs, cached) if hit is None]
     job = partial(process_run, options=options)
-    workers = min(workers or os.cpu_count() or 1, max(1, len(runs)))
-    if workers == 1:
-        yield from map(job, runs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(job, runs, chunksize=1)
+    workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        fresh = pool.map(job, todo, chunksize=1) if pool else map(job, todo)
+        for key, hit in zip(keys, cached):
+            output = hit if hit is not None else next(fresh)
+            if cache and hit is None:
+                cache.put(key, output)
+            yield output
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+        if cache:
+            cache.forget_all_but(keys)
 
 
 def process_run(run: Run, options: BatchOptions) -> RunOutput:
@@ -78,3 +97,45 @@ def _analyse_safely(run: Run, options: BatchOptions) -> RunResult:
         )
         empty.diagnosis.reason = "could not be analysed (internal error; please report it)"
         return empty
+
+
+class RunCache:
+    """Outputs of runs, kept in the report folder and keyed by everything that makes them: each event
+    file's path, size and modification time, the options and gradaudit's version (as coverage.py's
+    HTML report keeps hashes of what it rendered)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def key(self, run: Run, options: BatchOptions) -> str:
+        files = []
+        for path in run.event_files:
+            try:
+                st = os.stat(path)
+                files.append((path, st.st_size, st.st_mtime_ns))
+            except OSError:
+                files.append((path, None, None))  # unreadable now: never a hit
+        described = [__version__, run.name, run.directory, files, asdict(options)]
+        return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+    def get(self, key: str) -> RunOutput | None:
+        try:
+            with open(self.folder / key, "rb") as f:
+                output = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+            return None
+        return output if isinstance(output, RunOutput) else None
+
+    def put(self, key: str, output: RunOutput) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(output, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, self.folder / key)
+
+    def forget_all_but(self, keys: list[str | None]) -> None:
+        keep = set(keys)
+        if self.folder.is_dir():
+            for entry in self.folder.iterdir():
+                if entry.name not in keep and len(entry.name) == 64:
+                    entry.unlink(missing_ok=True)

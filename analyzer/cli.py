@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="streaming (default): gradaudit's record reader with EventAccumulator's rules, ~4x faster; "
         "tensorboard: TensorBoard's EventAccumulator itself. Both give identical results",
     )
+    report.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-read every run; by default runs whose event files are unchanged (size and modification "
+        "time) since the last report into the same folder are taken from its cache",
+    )
     report.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary line")
     return parser
 
@@ -83,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     return _report(args, fail_on)
 
 
+def _with_progress(outputs, total: int, quiet: bool):
+    """A progress bar on stderr for batches, only when a person watches (a terminal)."""
+    if quiet or total < 2 or not sys.stderr.isatty():
+        return outputs
+    from tqdm import tqdm
+
+    return tqdm(outputs, total=total, unit="run", file=sys.stderr, leave=False)
+
+
 def _parse_fail_on(text: str) -> set[str]:
     kinds = {k.strip() for k in text.split(",") if k.strip()}
     if "any" in kinds:
@@ -97,7 +112,7 @@ def _parse_fail_on(text: str) -> set[str]:
 
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
-    from .batch import BatchOptions, process_runs
+    from .batch import BatchOptions, RunCache, process_runs
     from .events import DEFAULT_TAG_PATTERN
     from .jsonreport import document
     from .outdir import ReportFolder, write_json_file
@@ -124,7 +139,9 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         folder = ReportFolder(out_dir) if out_dir else None
         if folder:
             folder.check("index.html")
-        for output in process_runs(discovery.runs, options, args.workers):
+        cache = RunCache(folder.root / ".gradaudit-cache") if folder and not args.no_cache else None
+        outputs = process_runs(discovery.runs, options, args.workers, cache)
+        for output in _with_progress(outputs, len(discovery.runs), args.quiet):
             for problem in output.problems:
                 print(f"gradaudit: {problem}", file=sys.stderr)
             if not args.quiet:

@@ -1,0 +1,96 @@
+"""Sweeps: parallel workers give the same results, the cache re-reads only what changed, names and
+hyperparameters of runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import SAMPLE_LOGS
+
+from analyzer.cli import OK, main
+from analyzer.runs import find_runs, hparams_from_name
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Twelve runs: the four sample runs, three times, under hyperparameter-named folders."""
+    root = tmp_path_factory.mktemp("sweep") / "sweep"
+    for seed in range(3):
+        for sample in SAMPLE_LOGS.iterdir():
+            if sample.is_dir():
+                act = "sigmoid" if "vanishing" in sample.name else "relu"
+                shutil.copytree(sample, root / f"act={act},seed={seed}" / sample.name)
+    return root
+
+
+def run_json(paths, tmp_path, *extra) -> dict:
+    target = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
+    assert main(["report", *map(str, paths), "--json", str(target), "-q", *extra]) == OK
+    return json.loads(target.read_text())
+
+
+def test_one_and_two_workers_give_identical_json(sweep, tmp_path):
+    one = run_json([sweep], tmp_path, "--no-html", "--workers", "1")
+    two = run_json([sweep], tmp_path, "--no-html", "--workers", "2")
+    assert one == two
+    assert len(one["runs"]) == 12
+    assert [r["run"] for r in one["runs"]] == sorted(r["run"] for r in one["runs"])
+
+
+def test_index_summarises_verdicts_by_hyperparameter(sweep, tmp_path):
+    out = tmp_path / "out"
+    assert main(["report", str(sweep), "-o", str(out), "-q"]) == OK
+    html = (out / "index.html").read_text()
+    assert "act=sigmoid" in html and "3/3 vanishing" in html
+    assert html.count('class="stands-out"') >= 1
+
+
+def test_cache_rereads_only_changed_runs(sweep, tmp_path):
+    logs = tmp_path / "logs"
+    shutil.copytree(sweep, logs)
+    out = tmp_path / "out"
+    first = run_json([logs], tmp_path, "-o", str(out))
+    assert len(list((out / ".gradaudit-cache").iterdir())) == 12
+
+    # Same size, same modification time, different bytes: a cached run is not read again ...
+    [healthy] = (logs / "act=relu,seed=0" / "healthy_relu_adam").glob("events*")
+    stat = healthy.stat()
+    healthy.write_bytes(b"\0" * stat.st_size)
+    os.utime(healthy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # ... while a run whose file changed is.
+    [dead] = (logs / "act=relu,seed=1" / "dead_units_negative_bias").glob("events*")
+    dead.write_bytes(dead.read_bytes()[:-100])
+    second = run_json([logs], tmp_path, "-o", str(out))
+    by_name = {r["run"]: r for r in second["runs"]}
+    assert (
+        by_name["act=relu,seed=0/healthy_relu_adam"]
+        == {r["run"]: r for r in first["runs"]}["act=relu,seed=0/healthy_relu_adam"]
+    )
+    assert by_name["act=relu,seed=1/dead_units_negative_bias"]["errors"]  # re-read: now truncated
+    third = run_json([logs], tmp_path, "-o", str(out), "--no-cache")
+    assert {r["run"]: r for r in third["runs"]}["act=relu,seed=0/healthy_relu_adam"]["errors"]
+
+
+def test_runs_are_named_by_relative_path_with_splits_grouped(tmp_path):
+    for split in ("train", "validation"):
+        shutil.copytree(SAMPLE_LOGS / "healthy_relu_adam", tmp_path / "exp" / "lr_0.01-act_relu" / split)
+    [run] = find_runs([str(tmp_path / "exp")]).runs
+    assert run.name == "lr_0.01-act_relu" and len(run.event_files) == 2
+    assert run.hparams == {"lr": "0.01", "act": "relu"}
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("lr=0.01,act=relu", {"lr": "0.01", "act": "relu"}),
+        ("lr_0.01-act_relu", {"lr": "0.01", "act": "relu"}),
+        ("sweep/opt-adam_lr-3e-4/seed=3", {"opt": "adam", "lr": "3e-4", "seed": "3"}),
+        ("dead_units_negative_bias", {}),
+        ("Exp_0_adam_200_0.2", {}),
+    ],
+)
+def test_hyperparameters_from_folder_names(name, expected):
+    assert hparams_from_name(name) == expected
