@@ -116,6 +116,7 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
                     "first_nonfinite_step": first,
                     "nonfinite_steps": int(len(bad_steps)),
                     "logged_steps": int(len(stats.steps)),
+                    "early_global_norm": float(10 ** _early_log_norm(trends)),
                     "last_finite_global_norm": _last_finite(trends.global_norm[: bad_steps[0]]),
                 },
                 threshold={"nonfinite_values": "any"},

@@ -63,6 +63,10 @@ class RunView:
     notes: list[str] = field(default_factory=list)
     other_histogram_tags: list[str] = field(default_factory=list)
     hparams: dict[str, str] = field(default_factory=dict)
+    where: str = ""  # the first screen's answers: where, since when, what to do first
+    since: str = ""
+    first_remedy: str = ""
+    other_charts: list[tuple[str, Markup]] = field(default_factory=list)
     sparkline: Markup = Markup("")
     heatmap: Markup = Markup("")
     over_steps: Markup = Markup("")
@@ -109,7 +113,62 @@ def run_view(result: RunResult) -> RunView:
             stats.tags, stats.steps, log_rms, trends.layer_trends, _layers_to_draw(result)
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
+    _place_evidence(view)
+    if diagnosis.findings:
+        top = diagnosis.findings[0]
+        shown = ", ".join(top.layers[:3]) + (
+            f" and {len(top.layers) - 3} more" if len(top.layers) > 3 else ""
+        )
+        view.where = f"{len(top.layers)} of {len(stats.layers)} tags: {shown}"
+        view.since = f"step {top.steps[0]} (of {view.last_step})" if top.steps else ""
+        view.first_remedy = result.remedies[0][0].action if result.remedies and result.remedies[0] else ""
     return view
+
+
+def _with_unit(key: str, value) -> str:
+    """Evidence and thresholds as people read them: shares in %, logs in decades, rates per 1k steps."""
+    if isinstance(value, str):
+        return value
+    if "share" in key and isinstance(value, (int, float)):
+        return f"{100 * value:.1f} %"
+    text = _evidence_value(value)
+    if "per_1k_steps" in key or key.startswith("rise_ci"):
+        return f"{text} decades/1k steps"
+    if "per_layer" in key:
+        return f"{text} decades/layer"
+    if "log10_ratio" in key or key.endswith("decades"):
+        return f"{text} decades"
+    if key.endswith("steps") or key.endswith("_step"):
+        return f"{text} steps" if key.endswith("steps") else f"step {text}"
+    return text
+
+
+def _evidence_rows(finding) -> list[tuple[str, str]]:
+    rows = [(k.replace("_", " "), _with_unit(k, v)) for k, v in finding.evidence.items()]
+    rows += [(f"threshold: {k.replace('_', ' ')}", _with_unit(k, v)) for k, v in finding.threshold.items()]
+    return rows
+
+
+# The chart that shows each finding's evidence best, placed next to it on the run page.
+_EVIDENCE_CHART = {"vanishing": "profile", "exploding": "over_steps", "dead_units": "heatmap"}
+
+
+def _place_evidence(view: RunView) -> None:
+    used = set()
+    for item in view.findings:
+        item["evidence"] = _evidence_rows(item["finding"])
+        name = _EVIDENCE_CHART[item["finding"].kind]
+        item["chart"] = getattr(view, name) if name not in used else Markup("")
+        used.add(name)
+    view.other_charts = [
+        (title, getattr(view, name))
+        for name, title in (
+            ("heatmap", "Gradient magnitude by layer and step"),
+            ("over_steps", "Magnitude over steps, with fitted trends"),
+            ("profile", "Depth profile"),
+        )
+        if name not in used and getattr(view, name)
+    ]
 
 
 def _last_depth_profile(depth_log_rms: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Train small real networks and write labelled gradient logs: the accuracy benchmark's corpus.
 
-    python bench/accuracy/make_runs.py [OUTDIR]      # default bench/accuracy/runs (needs tf, torch, tensorboardX)
+    python bench/accuracy/make_runs.py [OUTDIR]   # default bench/accuracy/runs; needs tf, torch, tensorboardX
 
 Writers: Keras with gradaudit's callback, Keras with a plain ``tf.summary.histogram`` callback (TF2
 encoding), PyTorch's ``SummaryWriter.add_histogram`` and tensorboardX's. Every logged step also
@@ -47,7 +47,13 @@ RECIPES = {
     "sigmoid_deep10_sgd": ("vanishing", "cls", [32] * 10, "sigmoid", {"opt": ("sgd", 0.05)}),
     "sigmoid_deep8_adam": ("vanishing", "cls", [48] * 8, "sigmoid", {"opt": ("adam", 1e-3)}),
     "sigmoid_deep12_sgd": ("vanishing", "cls", [24] * 12, "sigmoid", {"opt": ("sgd", 0.1)}),
-    "tanh_deep14_smallinit": ("vanishing", "cls", [32] * 14, "tanh", {"opt": ("sgd", 0.05), "init_std": 0.08}),
+    "tanh_deep14_smallinit": (
+        "vanishing",
+        "cls",
+        [32] * 14,
+        "tanh",
+        {"opt": ("sgd", 0.05), "init_std": 0.08},
+    ),
     "explode_sgd_targets10": ("exploding", "reg10", [64] * 3, "relu", {"opt": ("sgd", 0.003)}),
     "explode_sgd_momentum": ("exploding", "reg10", [64] * 3, "relu", {"opt": ("sgdm", 0.001)}),
     "explode_large_init": ("exploding", "reg10", [64] * 4, "relu", {"opt": ("sgd", 0.002), "init_std": 0.5}),
@@ -55,11 +61,17 @@ RECIPES = {
     "explode_deep_relu": ("exploding", "reg10", [64] * 6, "relu", {"opt": ("sgd", 0.004)}),
     "explode_adam_high_lr": ("exploding", "reg1000", [64] * 3, "relu", {"opt": ("sgdm", 0.0005)}),
     # activations that cannot die, so divergence shows as growth and NaN rather than dead units
-    "explode_tanh_sgd": ("exploding", "reg10", [64] * 3, "tanh", {"opt": ("sgd", 0.02)}),
-    "explode_linear_sgd": ("exploding", "reg10", [64] * 3, "linear", {"opt": ("sgd", 0.002)}),
+    "explode_linear_sgd": ("exploding", "reg10", [64] * 3, "linear", {"opt": ("sgd", 0.0021)}),
+    "explode_linear_momentum": ("exploding", "reg10", [64] * 3, "linear", {"opt": ("sgdm", 0.0012)}),
     "explode_elu_momentum": ("exploding", "reg10", [64] * 4, "elu", {"opt": ("sgdm", 0.002)}),
     "dead_negative_bias": ("dead_units", "cls", [64] * 3, "relu", {"opt": ("adam", 1e-3), "bias_mean": -2.0}),
-    "dead_negative_bias_deep": ("dead_units", "cls", [64] * 4, "relu", {"opt": ("adam", 1e-3), "bias_mean": -2.5}),
+    "dead_negative_bias_deep": (
+        "dead_units",
+        "cls",
+        [64] * 4,
+        "relu",
+        {"opt": ("adam", 1e-3), "bias_mean": -2.5},
+    ),
     "dead_lr_spike": ("dead_units", "reg10", [64] * 3, "relu", {"opt": ("sgd", 0.002)}),
     "healthy_relu_adam": ("healthy", "cls", [64] * 3, "relu", {"opt": ("adam", 1e-3)}),
     "healthy_converging_long": ("healthy", "cls", [64] * 2, "relu", {"opt": ("adam", 3e-3), "epochs": 16}),
@@ -73,35 +85,61 @@ RECIPES = {
 
 # (recipe, writer, log every N batches, epochs, awkwardness)
 PLAN = [
-    ("sigmoid_deep10_sgd", "keras", 8, 6, ""), ("sigmoid_deep10_sgd", "torch", 24, 6, ""),
-    ("sigmoid_deep10_sgd", "tbx", 16, 4, "weights"), ("sigmoid_deep8_adam", "keras_tf2", 8, 5, ""),
-    ("sigmoid_deep8_adam", "torch", 20, 6, "resumed"), ("sigmoid_deep12_sgd", "keras", 16, 6, "train_subfolder"),
-    ("sigmoid_deep12_sgd", "tbx", 16, 5, ""), ("sigmoid_deep12_sgd", "torch", 8, 3, ""),
-    ("tanh_deep14_smallinit", "torch", 16, 5, ""), ("sigmoid_deep8_adam", "keras", 4, 3, "truncated"),
+    ("sigmoid_deep10_sgd", "keras", 8, 6, ""),
+    ("sigmoid_deep10_sgd", "torch", 24, 6, ""),
+    ("sigmoid_deep10_sgd", "tbx", 16, 4, "weights"),
+    ("sigmoid_deep8_adam", "keras_tf2", 8, 5, ""),
+    ("sigmoid_deep8_adam", "torch", 20, 6, "resumed"),
+    ("sigmoid_deep12_sgd", "keras", 16, 6, "train_subfolder"),
+    ("sigmoid_deep12_sgd", "tbx", 16, 5, ""),
+    ("sigmoid_deep12_sgd", "torch", 8, 3, ""),
+    ("tanh_deep14_smallinit", "torch", 16, 5, ""),
+    ("sigmoid_deep8_adam", "keras", 4, 3, "truncated"),
     ("tanh_deep14_smallinit", "keras", 8, 4, ""),
-    ("explode_sgd_targets10", "keras", 4, 4, ""), ("explode_sgd_targets10", "keras_tf2", 2, 3, ""),
-    ("explode_sgd_targets10", "torch", 1, 2, ""), ("explode_sgd_targets10", "tbx", 2, 3, "train_subfolder"),
-    ("explode_sgd_momentum", "tbx", 4, 6, ""), ("explode_sgd_momentum", "keras_tf2", 4, 6, ""),
-    ("explode_large_init", "keras_tf2", 4, 4, ""), ("explode_large_init", "torch", 1, 2, ""),
-    ("explode_large_init", "keras", 2, 3, "truncated"), ("explode_deep_relu", "keras", 4, 6, ""),
-    ("explode_deep_relu", "torch", 2, 4, ""), ("explode_adam_high_lr", "keras", 8, 8, ""),
-    ("explode_adam_high_lr", "tbx", 8, 8, "weights"), ("explode_slow", "keras", 4, 10, ""),
-    ("explode_tanh_sgd", "keras_tf2", 4, 4, ""), ("explode_tanh_sgd", "torch", 2, 3, ""),
-    ("explode_tanh_sgd", "tbx", 4, 4, "weights"), ("explode_linear_sgd", "keras", 2, 3, ""),
-    ("explode_linear_sgd", "torch", 1, 2, ""), ("explode_linear_sgd", "tbx", 2, 3, "train_subfolder"),
-    ("explode_elu_momentum", "keras_tf2", 4, 4, ""), ("explode_elu_momentum", "torch", 4, 4, "resumed"),
-    ("dead_negative_bias", "keras", 8, 8, ""), ("dead_negative_bias", "keras_tf2", 8, 8, ""),
-    ("dead_negative_bias", "torch", 24, 8, ""), ("dead_negative_bias", "tbx", 24, 8, "resumed"),
-    ("dead_negative_bias_deep", "keras", 16, 10, "train_subfolder"), ("dead_negative_bias_deep", "torch", 16, 6, ""),
-    ("dead_lr_spike", "keras", 8, 8, ""), ("dead_lr_spike", "tbx", 24, 8, ""),
+    ("explode_sgd_targets10", "keras", 4, 4, ""),
+    ("explode_sgd_targets10", "keras_tf2", 2, 3, ""),
+    ("explode_sgd_targets10", "torch", 1, 2, ""),
+    ("explode_sgd_targets10", "tbx", 2, 3, "train_subfolder"),
+    ("explode_sgd_momentum", "tbx", 4, 6, ""),
+    ("explode_sgd_momentum", "keras_tf2", 4, 6, ""),
+    ("explode_large_init", "keras_tf2", 4, 4, ""),
+    ("explode_large_init", "torch", 1, 2, ""),
+    ("explode_large_init", "keras", 2, 3, "truncated"),
+    ("explode_deep_relu", "keras", 4, 6, ""),
+    ("explode_deep_relu", "torch", 2, 4, ""),
+    ("explode_adam_high_lr", "keras", 8, 8, ""),
+    ("explode_adam_high_lr", "tbx", 8, 8, "weights"),
+    ("explode_slow", "keras", 4, 10, ""),
+    ("explode_linear_sgd", "keras", 2, 3, ""),
+    ("explode_linear_sgd", "torch", 1, 2, ""),
+    ("explode_linear_sgd", "tbx", 1, 2, "train_subfolder"),
+    ("explode_linear_momentum", "torch", 2, 2, "weights"),
+    ("explode_linear_momentum", "tbx", 1, 2, ""),
+    ("explode_linear_momentum", "keras_tf2", 2, 3, ""),
+    ("explode_elu_momentum", "keras_tf2", 4, 4, ""),
+    ("dead_negative_bias", "keras", 8, 8, ""),
+    ("dead_negative_bias", "keras_tf2", 8, 8, ""),
+    ("dead_negative_bias", "torch", 24, 8, ""),
+    ("dead_negative_bias", "tbx", 24, 8, "resumed"),
+    ("dead_negative_bias_deep", "keras", 16, 10, "train_subfolder"),
+    ("dead_negative_bias_deep", "torch", 16, 6, ""),
+    ("dead_lr_spike", "keras", 8, 8, ""),
+    ("dead_lr_spike", "tbx", 24, 8, ""),
     ("dead_negative_bias", "keras", 2, 4, "weights"),
-    ("healthy_relu_adam", "keras", 8, 8, ""), ("healthy_relu_adam", "torch", 24, 8, "weights"),
-    ("healthy_relu_adam", "keras_tf2", 4, 4, "truncated"), ("healthy_converging_long", "keras", 32, 16, ""),
-    ("healthy_converging_long", "tbx", 48, 16, "resumed"), ("healthy_batchnorm", "keras", 8, 8, "train_subfolder"),
-    ("healthy_batchnorm", "torch", 24, 8, ""), ("healthy_residual", "keras", 8, 8, ""),
-    ("healthy_residual", "tbx", 32, 8, ""), ("healthy_clipped", "keras", 4, 6, ""),
-    ("healthy_clipped", "torch", 16, 6, ""), ("healthy_gelu_sgd", "keras_tf2", 8, 8, ""),
-    ("healthy_relu_zeros", "keras", 8, 8, ""), ("healthy_relu_zeros", "tbx", 24, 8, ""),
+    ("healthy_relu_adam", "keras", 8, 8, ""),
+    ("healthy_relu_adam", "torch", 24, 8, "weights"),
+    ("healthy_relu_adam", "keras_tf2", 4, 4, "truncated"),
+    ("healthy_converging_long", "keras", 32, 16, ""),
+    ("healthy_converging_long", "tbx", 48, 16, "resumed"),
+    ("healthy_batchnorm", "keras", 8, 8, "train_subfolder"),
+    ("healthy_batchnorm", "torch", 24, 8, ""),
+    ("healthy_residual", "keras", 8, 8, ""),
+    ("healthy_residual", "tbx", 32, 8, ""),
+    ("healthy_clipped", "keras", 4, 6, ""),
+    ("healthy_clipped", "torch", 16, 6, ""),
+    ("healthy_gelu_sgd", "keras_tf2", 8, 8, ""),
+    ("healthy_relu_zeros", "keras", 8, 8, ""),
+    ("healthy_relu_zeros", "tbx", 24, 8, ""),
 ]
 
 
@@ -111,7 +149,7 @@ def data_for(task, seed):
     return regression(seed, 10.0 if task == "reg10" else 1000.0)
 
 
-# --- Keras ---------------------------------------------------------------------------------------------------
+# --- Keras ---------------------------------------------------------------------------------------
 
 
 def keras_model(recipe, seed):
@@ -120,8 +158,11 @@ def keras_model(recipe, seed):
     _, task, widths, activation, opts = recipe
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    init = keras.initializers.RandomNormal(stddev=opts["init_std"]) if "init_std" in opts else (
-        "he_normal" if activation in ("relu", "gelu") else "glorot_uniform")
+    init = (
+        keras.initializers.RandomNormal(stddev=opts["init_std"])
+        if "init_std" in opts
+        else ("he_normal" if activation in ("relu", "gelu") else "glorot_uniform")
+    )
     bias = keras.initializers.RandomNormal(opts["bias_mean"], 1.0) if "bias_mean" in opts else "zeros"
     inputs = keras.Input((FEATURES,))
     h = inputs
@@ -131,12 +172,17 @@ def keras_model(recipe, seed):
             out = keras.layers.BatchNormalization()(out)
         out = keras.layers.Activation(activation)(out)
         h = keras.layers.Add()([h, out]) if opts.get("residual") and i > 0 else out
-    outputs = keras.layers.Dense(CLASSES if task == "cls" else 1, activation="softmax" if task == "cls" else None)(h)
+    outputs = keras.layers.Dense(
+        CLASSES if task == "cls" else 1, activation="softmax" if task == "cls" else None
+    )(h)
     model = keras.Model(inputs, outputs)
     kind, lr = opts["opt"]
     clip = {"clipnorm": opts["clip"]} if "clip" in opts else {}
-    optimizer = {"sgd": lambda: keras.optimizers.SGD(lr, **clip), "sgdm": lambda: keras.optimizers.SGD(lr, momentum=0.9, **clip),
-                 "adam": lambda: keras.optimizers.Adam(lr, **clip)}[kind]()
+    optimizer = {
+        "sgd": lambda: keras.optimizers.SGD(lr, **clip),
+        "sgdm": lambda: keras.optimizers.SGD(lr, momentum=0.9, **clip),
+        "adam": lambda: keras.optimizers.Adam(lr, **clip),
+    }[kind]()
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy" if task == "cls" else "mse")
     return model
 
@@ -154,7 +200,9 @@ def run_keras(recipe, writer, log_dir, every, epochs, seed):
 
     def gradients():
         with tf.GradientTape() as tape:
-            loss = model.compute_loss(x=probe[0], y=probe[1], y_pred=model(probe[0], training=False), training=False)
+            loss = model.compute_loss(
+                x=probe[0], y=probe[1], y_pred=model(probe[0], training=False), training=False
+            )
         grads = tape.gradient(loss, model.trainable_variables)
         return {f"{v.path}": g.numpy() for v, g in zip(model.trainable_variables, grads)}
 
@@ -191,13 +239,16 @@ def run_keras(recipe, writer, log_dir, every, epochs, seed):
         tag_prefix = ""
     callbacks.append(Recorder())
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
-    tags = [f"{tag_prefix}{v.path}" + ("" if writer == "keras" else "/gradient") for v in model.trainable_variables]
+    tags = [
+        f"{tag_prefix}{v.path}" + ("" if writer == "keras" else "/gradient")
+        for v in model.trainable_variables
+    ]
     if writer == "keras_tf2":
         history = [{f"{k}/gradient": v for k, v in h.items()} for h in history]
     return tags, history
 
 
-# --- PyTorch and tensorboardX --------------------------------------------------------------------------------
+# --- PyTorch and tensorboardX --------------------------------------------------------------------
 
 
 def torch_model(recipe, seed):
@@ -206,8 +257,14 @@ def torch_model(recipe, seed):
 
     _, task, widths, activation, opts = recipe
     torch.manual_seed(seed)
-    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "linear": nn.Identity,
-           "elu": nn.ELU}[activation]
+    act = {
+        "relu": nn.ReLU,
+        "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "gelu": nn.GELU,
+        "linear": nn.Identity,
+        "elu": nn.ELU,
+    }[activation]
 
     class Net(nn.Module):
         def __init__(self):
@@ -248,8 +305,11 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     x, y = data_for(recipe[1], seed)
     model = torch_model(recipe, seed)
     kind, lr = recipe[4]["opt"]
-    optimizer = {"sgd": lambda: torch.optim.SGD(model.parameters(), lr), "sgdm": lambda: torch.optim.SGD(
-        model.parameters(), lr, momentum=0.9), "adam": lambda: torch.optim.Adam(model.parameters(), lr)}[kind]()
+    optimizer = {
+        "sgd": lambda: torch.optim.SGD(model.parameters(), lr),
+        "sgdm": lambda: torch.optim.SGD(model.parameters(), lr, momentum=0.9),
+        "adam": lambda: torch.optim.Adam(model.parameters(), lr),
+    }[kind]()
     loss_fn = torch.nn.CrossEntropyLoss() if recipe[1] == "cls" else torch.nn.MSELoss()
     name_of = (lambda n: f"grad/{n}") if writer == "torch" else (lambda n: f"{n}.grad")
     deep = len(recipe[2]) > 6  # as many users do for deep nets (and to keep the corpus small): weights only
@@ -263,7 +323,7 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     step, total = 0, epochs * (SAMPLES // 64)
     resume_at = total // 2 if awkward == "resumed" else None
     try:
-        for epoch in range(epochs):
+        for _ in range(epochs):
             for b in range(SAMPLES // 64):
                 model.train()
                 optimizer.zero_grad()
@@ -321,8 +381,14 @@ def main(out_dir: Path) -> None:
             shutil.rmtree(out_dir / name)
             print(f"dropped {dropped[-1]}", flush=True)
             continue
-        labels[name] = {"label": got, "layers": layers, "writer": writer, "every": every,
-                        "logged_steps": len(history), "awkward": awkward}
+        labels[name] = {
+            "label": got,
+            "layers": layers,
+            "writer": writer,
+            "every": every,
+            "logged_steps": len(history),
+            "awkward": awkward,
+        }
         print(f"{got:>11}  {name}", flush=True)
     (out_dir / "labels.json").write_text(json.dumps({"runs": labels, "dropped": dropped}, indent=1))
     counts = {}

@@ -68,8 +68,10 @@ def report(rows) -> bool:
     print(f"\nrun-level accuracy: {accuracy:.1%} of {len(rows)} runs (target >= 95 %)")
     print(f"healthy runs flagged: {len(false_alarms)} (target 0) {false_alarms or ''}")
     if overlaps:
-        print(f"affected layers, Jaccard with the true ones: min {min(overlaps):.2f}, "
-              f"mean {sum(overlaps) / len(overlaps):.2f} over {len(overlaps)} detected findings (target >= 0.8)")
+        print(
+            f"affected layers, Jaccard with the true ones: min {min(overlaps):.2f}, "
+            f"mean {sum(overlaps) / len(overlaps):.2f} over {len(overlaps)} detected findings (target >= 0.8)"
+        )
     return accuracy >= 0.95 and not false_alarms and all(o >= 0.8 for o in overlaps)
 
 

@@ -53,7 +53,9 @@ def label(tags: list[str], history: list[dict[str, tuple[float, float, bool, int
         early = np.median(log_norm[:3])
         if (log_norm >= early + 2).sum() >= 3:
             log_rms = np.log10(rms)
-            grown = [t for i, t in enumerate(tags) if np.nanmax(log_rms[:, i]) >= np.nanmedian(log_rms[:3, i]) + 2]
+            grown = [
+                t for i, t in enumerate(tags) if np.nanmax(log_rms[:, i]) >= np.nanmedian(log_rms[:3, i]) + 2
+            ]
             return "exploding", grown or list(tags)
 
         weights = [i for i, t in enumerate(tags) if is_weight(t)]
@@ -67,10 +69,7 @@ def label(tags: list[str], history: list[dict[str, tuple[float, float, bool, int
 
         late = np.arange(len(history)) >= len(history) // 2
         first_weight = weights[0] if weights else None
-        dead = [
-            t for i, t in enumerate(tags)
-            if i != first_weight and (zeros[late, i] >= 0.5).mean() >= 0.5
-        ]
+        dead = [t for i, t in enumerate(tags) if i != first_weight and (zeros[late, i] >= 0.5).mean() >= 0.5]
     if dead:
         return "dead_units", dead
     return "healthy", []
