@@ -21,7 +21,7 @@ from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
 from .events import DEFAULT_TAG_PATTERN
 from .jsonreport import run_document
 from .pipeline import RunResult, analyse_run
-from .problems import Problem
+from .problems import AnalyzerError, Problem
 from .readers import READERS
 from .report import IndexRow, index_row, render_run_page, run_view
 from .runs import Run
@@ -53,18 +53,26 @@ class RunOutput:
 
 
 def process_runs(
-    runs: list[Run], options: BatchOptions, workers: int | None = None, cache: RunCache | None = None
+    runs: list[Run],
+    options: BatchOptions,
+    workers: int | None = None,
+    cache: RunCache | None = None,
+    scheduler: str | None = None,
 ) -> Iterator[RunOutput]:
-    """Outputs in the order of `runs`, from `workers` processes (default: one per core); runs whose
-    event files are unchanged since the cached output was made are not read again."""
+    """Outputs in the order of `runs`, from `workers` local processes (default: one per core) or from
+    the Dask cluster at `scheduler`; runs whose event files are unchanged since the cached output was
+    made are not read again."""
     keys = [cache.key(run, options) if cache else None for run in runs]
     cached = [cache.get(k) if cache else None for k in keys]
     todo = [run for run, hit in zip(runs, cached) if hit is None]
     job = partial(process_run, options=options)
     workers = min(workers or os.cpu_count() or 1, max(1, len(todo)))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and not scheduler else None
     try:
-        fresh = pool.map(job, todo, chunksize=1) if pool else map(job, todo)
+        if scheduler:
+            fresh = _on_dask(scheduler, job, todo)
+        else:
+            fresh = pool.map(job, todo, chunksize=1) if pool else map(job, todo)
         for key, hit in zip(keys, cached):
             output = hit if hit is not None else next(fresh)
             if cache and hit is None:
@@ -75,6 +83,25 @@ def process_runs(
             pool.shutdown(cancel_futures=True)
         if cache:
             cache.forget_all_but(keys)
+
+
+def _on_dask(scheduler: str, job, runs: list[Run]) -> Iterator[RunOutput]:
+    """Each run a task on an existing Dask cluster (the optional extra gradaudit[dask]); results come
+    back in run order, and the workers read the event files from where the paths point."""
+    try:
+        from distributed import Client
+    except ImportError as err:
+        raise AnalyzerError(scheduler, "--scheduler needs Dask: pip install 'gradaudit[dask]'") from err
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as err:
+        raise AnalyzerError(scheduler, f"cannot reach the Dask scheduler ({err})") from err
+    try:
+        futures = client.map(job, runs, pure=False)
+        for future in futures:
+            yield future.result()
+    finally:
+        client.close()
 
 
 def process_run(run: Run, options: BatchOptions) -> RunOutput:

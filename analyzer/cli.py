@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "tensorboard: TensorBoard's EventAccumulator itself. Both give identical results",
     )
     report.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        default=None,
+        help="analyse runs on this existing Dask cluster instead of local processes (gradaudit[dask]); "
+        "its workers must reach the same paths",
+    )
+    report.add_argument(
         "--no-cache",
         action="store_true",
         help="re-read every run; by default runs whose event files are unchanged (size and modification "
@@ -140,7 +147,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         if folder:
             folder.check("index.html")
         cache = RunCache(folder.root / ".gradaudit-cache") if folder and not args.no_cache else None
-        outputs = process_runs(discovery.runs, options, args.workers, cache)
+        outputs = process_runs(discovery.runs, options, args.workers, cache, args.scheduler)
         for output in _with_progress(outputs, len(discovery.runs), args.quiet):
             for problem in output.problems:
                 print(f"gradaudit: {problem}", file=sys.stderr)
