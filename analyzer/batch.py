@@ -42,6 +42,7 @@ class RunOutput:
     row: IndexRow | None  # None without HTML
     page: tuple[str, str] | None  # (path relative to the output folder, HTML)
     problems: list[Problem] = field(default_factory=list)
+    from_cache: bool = False
 
     @property
     def verdict(self) -> str:
@@ -75,6 +76,7 @@ def process_runs(
             fresh = pool.map(job, todo, chunksize=1) if pool else map(job, todo)
         for key, hit in zip(keys, cached):
             output = hit if hit is not None else next(fresh)
+            output.from_cache = hit is not None
             if cache and hit is None:
                 cache.put(key, output)
             yield output
@@ -98,8 +100,15 @@ def _on_dask(scheduler: str, job, runs: list[Run]) -> Iterator[RunOutput]:
         raise AnalyzerError(scheduler, f"cannot reach the Dask scheduler ({err})") from err
     try:
         futures = client.map(job, runs, pure=False)
-        for future in futures:
-            yield future.result()
+        for run, future in zip(runs, futures):
+            try:
+                yield future.result()
+            except Exception as err:  # the cluster's failure, not the run's: stop, and say so plainly
+                raise AnalyzerError(
+                    scheduler,
+                    f"the cluster failed on {run.name} ({type(err).__name__}: {err}); "
+                    "is gradaudit installed on its workers?",
+                ) from err
     finally:
         client.close()
 

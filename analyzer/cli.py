@@ -157,7 +157,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
             kinds |= output.finding_kinds
             counts[output.verdict] = counts.get(output.verdict, 0) + 1
             if folder and output.page:
-                folder.write(*output.page)
+                (folder.keep if output.from_cache else folder.write)(*output.page)
                 rows.append(output.row)
         if folder:
             folder.write("index.html", render_index(rows, discovery.problems))

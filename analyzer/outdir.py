@@ -40,6 +40,13 @@ class ReportFolder:
         write_atomic(self.root / rel, text)
         self._written.append(rel)
 
+    def keep(self, rel: str, text: str) -> None:
+        """A file this folder already holds from an earlier report, unchanged: written only if gone."""
+        if rel in self._ours and (self.root / rel).is_file():
+            self._written.append(rel)
+        else:
+            self.write(rel, text)
+
     def close(self) -> None:
         for rel in self._ours - set(self._written):
             stale = self.root / rel

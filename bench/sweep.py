@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,9 @@ def main() -> None:
     try:
         from distributed import LocalCluster
 
+        # The cluster (its scheduler here, its workers in processes) imports gradaudit from this checkout.
+        os.environ["PYTHONPATH"] = str(REPO)
+        sys.path.insert(0, str(REPO))
         with LocalCluster(
             n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
         ) as cluster:
