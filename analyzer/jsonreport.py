@@ -26,7 +26,6 @@ def document(run_documents: list[dict], problems: list[Problem]) -> dict:
 
 def run_document(result: RunResult) -> dict:
     stats, trends = result.stats, result.trends
-    g = trends.global_trend
     return _clean(
         {
             "run": result.run.name,
@@ -36,13 +35,7 @@ def run_document(result: RunResult) -> dict:
             "steps": [int(s) for s in stats.steps],
             "encodings": result.encodings,
             "hparams": result.hparams,
-            "global_norm_trend": None
-            if g is None
-            else {
-                "decades_per_1k_steps": g.decades_per_1k_steps,
-                "ci95": [g.ci_low, g.ci_high],
-                "r2": g.r2,
-            },
+            "global_norm_trend": _trend_document(trends.global_trend),
             "findings": [
                 {
                     "kind": f.kind,
@@ -83,13 +76,19 @@ def _layer_document(result: RunResult, i: int) -> dict:
         "max_abs": np.nanmax(layer.max_abs) if np.isfinite(layer.max_abs).any() else None,
         "zero_share_last": layer.zero_share[last] if last is not None else None,
         "nonfinite_steps": int(layer.nonfinite.sum()),
-        "trend_decades_per_1k_steps": None
-        if trend is None
-        else {
-            "slope": trend.decades_per_1k_steps,
-            "ci95": [trend.ci_low, trend.ci_high],
-            "r2": trend.r2,
-        },
+        "trend": _trend_document(trend),
+    }
+
+
+def _trend_document(trend) -> dict | None:
+    """A Theil–Sen fit over steps: slope in decades per 1,000 steps, its 95 % interval, r², points."""
+    if trend is None:
+        return None
+    return {
+        "decades_per_1k_steps": trend.decades_per_1k_steps,
+        "ci95": [trend.ci_low, trend.ci_high],
+        "r2": trend.r2,
+        "points": trend.points,
     }
 
 
