@@ -102,10 +102,7 @@ def _merge(tag: str, blocks: list[HistogramBlock]) -> HistogramSeries:
     width = max(b.counts.shape[1] for b in blocks)
 
     def stacked(name: str) -> np.ndarray:
-        parts = [getattr(b, name) for b in blocks]
-        if parts[0].ndim == 2:
-            parts = [np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
-        return np.concatenate(parts)
+        return stack_field(blocks, name, width)
 
     steps = np.concatenate([b.steps for b in blocks])
     # np.unique keeps the first of equal values: look from the end so the last read wins.
@@ -122,3 +119,12 @@ def _merge(tag: str, blocks: list[HistogramBlock]) -> HistogramSeries:
         sum_squares=stacked("sum_squares")[keep],
         encodings=tuple(sorted({b.encoding for b in blocks})),
     )
+
+
+def stack_field(items: list, name: str, width: int) -> np.ndarray:
+    """One field of several blocks or series, stacked along steps; bucket arrays are padded to `width`
+    buckets with empty ones (left = right = count = 0), which no statistic counts."""
+    parts = [getattr(item, name) for item in items]
+    if parts[0].ndim == 2:
+        parts = [p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+    return np.concatenate(parts)

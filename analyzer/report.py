@@ -52,7 +52,6 @@ class RunView:
     worst_layer: str
     depth_ratio: float  # log10 first/last layer RMS, median over steps
     growth: float  # decades per 1k steps of the global norm
-    growth_ci: tuple[float, float]
     steps: int
     last_step: int
     layers: int
@@ -92,7 +91,6 @@ def run_view(result: RunResult) -> RunView:
         worst_layer=_worst_layer(result),
         depth_ratio=float(np.median(finite_ratio)) if finite_ratio.size else math.nan,
         growth=g.decades_per_1k_steps if g else math.nan,
-        growth_ci=(g.ci_low, g.ci_high) if g else (math.nan, math.nan),
         steps=len(stats.steps),
         last_step=int(stats.steps[-1]) if len(stats.steps) else 0,
         layers=len(stats.layers),
@@ -233,7 +231,6 @@ def template_environment() -> Environment:
     env.filters["pct"] = lambda v: "—" if not _finite(v) else f"{100 * v:.1f} %"
     env.filters["signed"] = lambda v, digits=2: "—" if not _finite(v) else f"{v:+.{digits}f}"
     env.filters["fixed"] = lambda v, digits=2: "—" if not _finite(v) else f"{v:.{digits}f}"
-    env.filters["evidence"] = _evidence_value
     return env
 
 

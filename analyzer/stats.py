@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import HistogramSeries
+from .events import HistogramSeries, stack_field
 
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -227,12 +227,7 @@ def _layer_stats_together(series: list[HistogramSeries]) -> list[LayerStats]:
     width = max(s.counts.shape[1] for s in series)
 
     def stack(name: str) -> np.ndarray:
-        parts = [getattr(s, name) for s in series]
-        if parts[0].ndim == 2:
-            parts = [
-                p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts
-            ]
-        return np.concatenate(parts)
+        return stack_field(series, name, width)
 
     together = layer_stats(
         HistogramSeries(
