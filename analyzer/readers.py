@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter, methodcaller
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
@@ -121,15 +122,22 @@ def _file_version(text: str) -> float:
         return -1.0
 
 
+_KIND = methodcaller("WhichOneof", "value")
+_TENSOR, _HISTO = attrgetter("tensor"), attrgetter("histo")
+
+
 class _StreamingAccumulator:
-    """EventAccumulator's bookkeeping for histograms, without its reservoirs and compression."""
+    """EventAccumulator's bookkeeping for histograms, without its reservoirs and compression.
+
+    Per value it only files the value under its tag: what kind each value is, and its decoding, are
+    found per tag afterwards in C-level maps, which is most of what makes this reader fast.
+    """
 
     def __init__(self) -> None:
         self.file_version: float | None = None
         self._most_recent_step = -1
         self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
-        self._tensors: dict[str, list[tuple[int, object]]] = {}
-        self._legacy: dict[str, list[tuple[int, object]]] = {}
+        self._logged: dict[str, tuple[list[int], list]] = {}  # tag → (steps, Summary.Values) in order
         self.hparams_content: list[bytes] = []
 
     def add(self, event: event_pb2.Event) -> None:
@@ -138,42 +146,68 @@ class _StreamingAccumulator:
         self._maybe_purge(event)
         if not event.HasField("summary"):
             return
-        step, plugin_of, tensors, legacy = event.step, self._plugin_of, self._tensors, self._legacy
+        step, plugin_of, logged = event.step, self._plugin_of, self._logged
         for value in event.summary.value:
             tag = value.tag
             if tag not in plugin_of and value.HasField("metadata"):
                 plugin_of[tag] = value.metadata.plugin_data.plugin_name
                 if plugin_of[tag] == _HPARAMS_PLUGIN:
                     self.hparams_content.append(value.metadata.plugin_data.content)
-            kind = value.WhichOneof("value")
-            if kind == "histo":
-                legacy.setdefault(tag, []).append((step, value.histo))
-            elif kind == "tensor":
-                tensors.setdefault(tag or value.node_name, []).append((step, value.tensor))
+            if not tag and value.HasField("tensor"):  # TF1-era tensors may name only their node
+                tag = value.node_name
+            entries = logged.get(tag)
+            if entries is None:
+                entries = logged[tag] = ([], [])
+            entries[0].append(step)
+            entries[1].append(value)
 
     def _maybe_purge(self, event: event_pb2.Event) -> None:
         """Orphaned legacy histograms: purged on SessionLog.START (file version >= 2) or on a step that
         goes back (older files), exactly as EventAccumulator does; TF2 tensors are never purged."""
         if self.file_version and self.file_version >= 2:
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-                for tag in self._legacy:
-                    self._legacy[tag] = [(s, h) for s, h in self._legacy[tag] if s < event.step]
+                self._purge_legacy(list(self._logged), event.step)
         elif event.step < self._most_recent_step and event.HasField("summary"):
-            for value in event.summary.value:
-                if value.tag in self._legacy:
-                    self._legacy[value.tag] = [(s, h) for s, h in self._legacy[value.tag] if s < event.step]
+            self._purge_legacy([value.tag for value in event.summary.value], event.step)
         else:
             self._most_recent_step = event.step
 
+    def _purge_legacy(self, tags: list[str], step: int) -> None:
+        for tag in tags:
+            if tag in self._logged:
+                steps, values = self._logged[tag]
+                kept = [(s, v) for s, v in zip(steps, values) if s < step or _KIND(v) != "histo"]
+                self._logged[tag] = ([s for s, _ in kept], [v for _, v in kept])
+
     def blocks(self, path: str, problems: list[Problem]) -> FileHistograms:
         out: FileHistograms = {}
-        for tag, events in self._tensors.items():
-            if self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN:
-                _add_tensor_block(out, tag, events, path, problems)
-        for tag, events in self._legacy.items():
-            if events:
-                out.setdefault(tag, []).append(_legacy_block(events))
+        legacy: list[tuple[str, list[int], list]] = []
+        for tag, (steps, values) in self._logged.items():
+            kinds = set(map(_KIND, values))
+            if kinds == {"tensor"} and self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN:
+                _add_tensor_block(out, tag, steps, list(map(_TENSOR, values)), path, problems)
+            elif kinds == {"histo"}:
+                legacy.append((tag, steps, list(map(_HISTO, values))))
+            elif "tensor" in kinds or "histo" in kinds:  # one tag, several kinds: rare, split it
+                for kind, kind_values in _split_by_kind(steps, values).items():
+                    if kind == "tensor" and self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN:
+                        _add_tensor_block(out, tag, *kind_values, path, problems)
+                    elif kind == "histo":
+                        legacy.append((tag, *kind_values))
+        for tag, steps, histograms in legacy:  # TF2 tags first, as EventAccumulator's Tags() lists them
+            out.setdefault(tag, []).append(_legacy_block(steps, histograms))
         return out
+
+
+def _split_by_kind(steps: list[int], values: list) -> dict[str, tuple[list[int], list]]:
+    out: dict[str, tuple[list[int], list]] = {}
+    for step, value in zip(steps, values):
+        kind = _KIND(value)
+        if kind in ("tensor", "histo"):
+            entries = out.setdefault(kind, ([], []))
+            entries[0].append(step)
+            entries[1].append(getattr(value, kind))
+    return out
 
 
 # --- TensorBoard's EventAccumulator ----------------------------------------------------------------
@@ -225,11 +259,15 @@ def _read_with_event_accumulator(path: str) -> FileContents:
     tags = accumulator.Tags()
     for tag in tags[ea.TENSORS]:
         if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_HISTOGRAM_PLUGIN:
-            events = [(e.step, e.tensor_proto) for e in accumulator.Tensors(tag)]
-            _add_tensor_block(out, tag, events, path, problems)
+            events = accumulator.Tensors(tag)
+            _add_tensor_block(
+                out, tag, [e.step for e in events], [e.tensor_proto for e in events], path, problems
+            )
     for tag in tags[ea.HISTOGRAMS]:
-        events = [(e.step, e.histogram_value) for e in accumulator.Histograms(tag)]
-        out.setdefault(tag, []).append(_legacy_block(events))
+        events = accumulator.Histograms(tag)
+        out.setdefault(tag, []).append(
+            _legacy_block([e.step for e in events], [e.histogram_value for e in events])
+        )
     if not out and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
     try:
@@ -266,40 +304,43 @@ def _hparams(contents: list[bytes]) -> dict[str, str]:
 
 
 def _add_tensor_block(
-    out: FileHistograms, tag: str, events: list, path: str, problems: list[Problem]
+    out: FileHistograms, tag: str, steps: list[int], tensors: list, path: str, problems: list[Problem]
 ) -> None:
     """TF2 histograms are float64 [k, 3] tensors: decode a whole tag in one numpy call when they
     share a shape, else one by one (make_ndarray reads the same bytes)."""
-    steps, arrays = [], []
-    first = events[0][1]
+    first = tensors[0]
     shape = [d.size for d in first.tensor_shape.dim]
-    nbytes = len(first.tensor_content)
+    contents = list(map(_CONTENT, tensors))
+    nbytes = len(contents[0])
     if (
         len(shape) == 2
         and shape[1] == 3
         and shape[0] > 0
         and nbytes == shape[0] * 24
-        and all(t.dtype == _DT_DOUBLE and len(t.tensor_content) == nbytes for _, t in events)
-        and all(t.tensor_shape == first.tensor_shape for _, t in events)
+        and set(map(len, contents)) == {nbytes}
+        and set(map(_DTYPE, tensors)) == {_DT_DOUBLE}
+        and all(map(first.tensor_shape.__eq__, map(_SHAPE, tensors)))
     ):
-        stacked = np.frombuffer(b"".join(t.tensor_content for _, t in events), "<f8").reshape(
-            len(events), *shape
-        )
-        out.setdefault(tag, []).append(_tf2_block(np.array([s for s, _ in events], np.int64), stacked))
+        stacked = np.frombuffer(b"".join(contents), "<f8").reshape(len(tensors), *shape)
+        out.setdefault(tag, []).append(_tf2_block(np.array(steps, np.int64), stacked))
         return
-    for step, tensor in events:
+    kept_steps, arrays = [], []
+    for step, tensor in zip(steps, tensors):
         array = _tensor_array(tensor)
         if array is None:
             problems.append(Problem(path, f"tag {tag!r} step {step}: not a [k, 3] histogram; skipped"))
             continue
-        steps.append(step)
+        kept_steps.append(step)
         arrays.append(array)
     if arrays:
         width = max(1, max(a.shape[0] for a in arrays))
         stacked = np.zeros((len(arrays), width, 3))
         for i, a in enumerate(arrays):
             stacked[i, : a.shape[0]] = a
-        out.setdefault(tag, []).append(_tf2_block(np.array(steps, np.int64), stacked))
+        out.setdefault(tag, []).append(_tf2_block(np.array(kept_steps, np.int64), stacked))
+
+
+_CONTENT, _DTYPE, _SHAPE = attrgetter("tensor_content"), attrgetter("dtype"), attrgetter("tensor_shape")
 
 
 def _tensor_array(tensor) -> np.ndarray | None:
@@ -328,17 +369,17 @@ def _tf2_block(steps: np.ndarray, stacked: np.ndarray) -> HistogramBlock:
     )
 
 
-def _legacy_block(events: list) -> HistogramBlock:
+def _legacy_block(steps: list[int], histograms: list) -> HistogramBlock:
     """From HistogramProtos or EventAccumulator's HistogramValues (the same fields).
 
     Bucket i spans (limit[i-1], limit[i]]; the first starts at the exact min, and the last ends at the
     exact max rather than at the DBL_MAX limit writers often use.
     """
-    n = len(events)
-    width = max(1, max(min(len(h.bucket_limit), len(h.bucket)) for _, h in events))
+    n = len(histograms)
+    width = max(1, max(min(len(h.bucket_limit), len(h.bucket)) for h in histograms))
     left, right, counts = np.zeros((n, width)), np.zeros((n, width)), np.zeros((n, width))
     moments = np.empty((n, 3))
-    for i, (_, h) in enumerate(events):
+    for i, h in enumerate(histograms):
         k = min(len(h.bucket_limit), len(h.bucket))
         limits = np.array(h.bucket_limit[:k], dtype=np.float64)
         counts[i, :k] = h.bucket[:k]
@@ -349,8 +390,9 @@ def _legacy_block(events: list) -> HistogramBlock:
             if np.isfinite(h.max) and h.max < limits[-1]:
                 right[i, k - 1] = max(h.max, left[i, k - 1])
         moments[i] = (h.num, h.sum, h.sum_squares)
-    steps = np.array([s for s, _ in events], np.int64)
-    return HistogramBlock(steps, left, right, counts, moments[:, 0], moments[:, 1], moments[:, 2], "legacy")
+    return HistogramBlock(
+        np.array(steps, np.int64), left, right, counts, moments[:, 0], moments[:, 1], moments[:, 2], "legacy"
+    )
 
 
 # --- EventAccumulator's silent data loss, made visible ---------------------------------------------

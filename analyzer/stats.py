@@ -41,9 +41,29 @@ class LayerStats:
     empty: np.ndarray  # bool: the histogram held no finite entries at all
 
 
+# Rows (steps) per pass. A run stacks every tag's steps (9,000 rows x 30 buckets is common): in one
+# pass each of the ~60 temporaries is a fresh 2 MB array, and the page faults of allocating them cost
+# more than the arithmetic. Blocks of 1,024 rows keep temporaries in cache and reuse freed memory.
+_ROWS_PER_BLOCK = 1024
+
+
 def layer_stats(series: HistogramSeries) -> LayerStats:
     """Vectorised over steps and buckets; never raises on finite or non-finite input."""
-    left, right, counts = series.left, series.right, series.counts
+    rows = len(series.steps)
+    blocks = [
+        _block_stats(series, slice(start, start + _ROWS_PER_BLOCK))
+        for start in range(0, max(rows, 1), _ROWS_PER_BLOCK)
+    ]
+    if len(blocks) == 1:
+        return LayerStats(tag=series.tag, steps=series.steps, **blocks[0])
+    fields = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
+    return LayerStats(tag=series.tag, steps=series.steps, **fields)
+
+
+def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
+    """The statistics of `rows` steps of a series, as LayerStats fields."""
+    left, right, counts = series.left[rows], series.right[rows], series.counts[rows]
+    num, sum_squares = series.num[rows], series.sum_squares[rows]
     finite = np.isfinite(left) & np.isfinite(right) & np.isfinite(counts) & (counts >= 0)
     all_finite = bool(finite.all())
     with np.errstate(all="ignore"):
@@ -57,12 +77,15 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         # Edges near 1e308 or absurd counts would overflow squares and sums: then work in units of
         # each step's largest edge and count (every statistic is a ratio or scales back linearly).
         abs_left, abs_right = np.abs(lo_edge), np.abs(hi_edge)
-        step_scale = np.maximum(abs_left.max(axis=1, initial=0.0), abs_right.max(axis=1, initial=0.0))
+        abs_hi = np.maximum(abs_left, abs_right)
+        step_scale = abs_hi.max(axis=1, initial=0.0)
         step_scale = np.where((step_scale > 1e100) | (step_scale < 1e-100), step_scale, 1.0)
         step_scale[step_scale == 0] = 1.0
         if (step_scale != 1.0).any():
-            lo_edge, hi_edge = lo_edge / step_scale[:, None], hi_edge / step_scale[:, None]
-            abs_left, abs_right = abs_left / step_scale[:, None], abs_right / step_scale[:, None]
+            scale = step_scale[:, None]
+            lo_edge, hi_edge, abs_left, abs_right, abs_hi = (
+                a / scale for a in (lo_edge, hi_edge, abs_left, abs_right, abs_hi)
+            )
         peak = raw.max(axis=1, initial=0.0)
         c = raw / np.where(peak > 1e100, peak, 1.0)[:, None] if (peak > 1e100).any() else raw
         weight = c.sum(axis=1)
@@ -72,19 +95,23 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
         # Which bucket holds an exact 0: writers bin as [left, right), the last bucket closed (TF2's
         # histogram op, TF1's C++ Histogram, numpy.histogram in PyTorch and tensorboardX).
+        occupied = c > 0
         last_occupied = np.zeros_like(straddles)
-        last_occupied[np.arange(len(c)), c.shape[1] - 1 - np.argmax(c[:, ::-1] > 0, axis=1)] = True
+        last_occupied[np.arange(len(c)), c.shape[1] - 1 - np.argmax(occupied[:, ::-1], axis=1)] = True
         holds_zero = ((lo_edge < 0) & (hi_edge > 0)) | (lo_edge == 0) | (last_occupied & (hi_edge == 0))
-        abs_lo = np.where(straddles, 0.0, np.minimum(abs_left, abs_right))
-        abs_hi = np.maximum(abs_left, abs_right)
+        abs_lo = np.minimum(abs_left, abs_right)
+        abs_lo[straddles] = 0.0
         width = hi_edge - lo_edge
         # E|g| and E[g^2] of a uniform distribution on [lo, hi]
-        mean_abs_bucket = np.where(
-            width > 0,
-            (hi_edge * abs_right - lo_edge * abs_left) / (2 * np.where(width > 0, width, 1)),
-            abs_left,
-        )
-        mean_sq_bucket = (lo_edge * lo_edge + lo_edge * hi_edge + hi_edge * hi_edge) / 3
+        has_width = width > 0
+        mean_abs_bucket = hi_edge * abs_right
+        mean_abs_bucket -= lo_edge * abs_left
+        mean_abs_bucket /= 2 * np.where(has_width, width, 1)
+        np.copyto(mean_abs_bucket, abs_left, where=~has_width)
+        mean_sq_bucket = lo_edge * lo_edge
+        mean_sq_bucket += lo_edge * hi_edge
+        mean_sq_bucket += hi_edge * hi_edge
+        mean_sq_bucket /= 3
 
         def weighted(values: np.ndarray) -> np.ndarray:
             return np.einsum("ij,ij->i", c, values) / safe_weight
@@ -93,23 +120,22 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
         mean_abs_low = weighted(abs_lo) * step_scale
         mean_abs_high = weighted(abs_hi) * step_scale
         rms = np.sqrt(weighted(mean_sq_bucket)) * step_scale
-        rms_low = np.sqrt(weighted(abs_lo * abs_lo)) * step_scale
-        rms_high = np.sqrt(weighted(abs_hi * abs_hi)) * step_scale
+        rms_low = np.sqrt(np.einsum("ij,ij,ij->i", c, abs_lo, abs_lo) / safe_weight) * step_scale
+        rms_high = np.sqrt(np.einsum("ij,ij,ij->i", c, abs_hi, abs_hi) / safe_weight) * step_scale
 
-        exact = np.isfinite(series.num) & (series.num > 0) & np.isfinite(series.sum_squares)
-        exact_rms = np.sqrt(np.where(exact, series.sum_squares, 0.0) / np.where(exact, series.num, 1.0))
+        exact = np.isfinite(num) & (num > 0) & np.isfinite(sum_squares)
+        exact_rms = np.sqrt(np.where(exact, sum_squares, 0.0) / np.where(exact, num, 1.0))
         exact &= np.isfinite(exact_rms)
         rms = np.where(exact, exact_rms, rms)
         rms_low = np.where(exact, exact_rms, rms_low)
         rms_high = np.where(exact, exact_rms, rms_high)
 
-        occupied = c > 0
         max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_share = weighted(holds_zero.astype(np.float64))
+        zero_share = np.einsum("ij,ij->i", c, holds_zero) / safe_weight
         zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
         zero_excess_share = _zero_excess(c, holds_zero) / safe_weight
 
-        nonfinite = _nonfinite(series, finite, counts, total)
+        nonfinite = _nonfinite(series, rows, finite, counts, total)
 
     nan_if_empty = [
         mean_abs,
@@ -125,10 +151,8 @@ def layer_stats(series: HistogramSeries) -> LayerStats:
     for array in nan_if_empty:
         array[empty] = np.nan
     quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * step_scale[:, None]
-    count = np.where(np.isfinite(series.num) & ~nonfinite, series.num, total)
-    return LayerStats(
-        tag=series.tag,
-        steps=series.steps,
+    count = np.where(np.isfinite(num) & ~nonfinite, num, total)
+    return dict(
         count=count,
         rms=rms,
         rms_low=rms_low,
@@ -162,37 +186,44 @@ def _zero_excess(c: np.ndarray, holds_zero: np.ndarray) -> np.ndarray:
 
 
 def _nonfinite(
-    series: HistogramSeries, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
+    series: HistogramSeries, rows: slice, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
 ) -> np.ndarray:
     """NaN/Inf shows differently per writer: TF2 turns every edge to NaN; legacy writers put it in
     the moments, or leave entries out of the buckets (num larger than the bucket total)."""
-    bad_bucket = (~finite & ((counts != 0) | ~np.isfinite(counts))).any(axis=1)
-    # A TF2 histogram of NaN input: every edge NaN and every count 0.
-    all_edges_nan = np.isnan(series.left).all(axis=1) & (series.left.shape[1] > 0)
-    has_moments = np.isfinite(series.num)
-    bad_moments = has_moments & ~(np.isfinite(series.sum) & np.isfinite(series.sum_squares))
-    missing_entries = has_moments & (total < series.num - 0.5)
+    if finite.all():
+        bad_bucket = all_edges_nan = np.zeros(len(total), dtype=bool)
+    else:
+        bad_bucket = (~finite & ((counts != 0) | ~np.isfinite(counts))).any(axis=1)
+        # A TF2 histogram of NaN input: every edge NaN and every count 0.
+        left = series.left[rows]
+        all_edges_nan = np.isnan(left).all(axis=1) & (left.shape[1] > 0)
+    num = series.num[rows]
+    has_moments = np.isfinite(num)
+    bad_moments = has_moments & ~(np.isfinite(series.sum[rows]) & np.isfinite(series.sum_squares[rows]))
+    missing_entries = has_moments & (total < num - 0.5)
     return bad_bucket | all_edges_nan | bad_moments | missing_entries
 
 
 def abs_quantiles(c: np.ndarray, abs_lo: np.ndarray, abs_hi: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Quantiles of |g|: buckets folded onto |g|, sorted by their upper end, interpolated inside the
     bucket where the cumulative share crosses q. Exact to within one bucket's width."""
-    order = np.argsort(abs_hi, axis=1, kind="stable")
-    lo = np.take_along_axis(abs_lo, order, axis=1)
-    hi = np.take_along_axis(abs_hi, order, axis=1)
-    mass = np.take_along_axis(c, order, axis=1)
-    cumulative = np.cumsum(mass, axis=1)
-    out = np.full((c.shape[0], len(QUANTILES)), np.nan)
-    rows = np.arange(c.shape[0])
+    rows, k = c.shape
+    # Gathers through flat indices: take_along_axis builds a broadcast index per element, 7x slower.
+    row_start = np.arange(rows) * k
+    order = (np.argsort(abs_hi, axis=1, kind="stable") + row_start[:, None]).ravel()
+    lo = np.ravel(abs_lo).take(order)
+    hi = np.ravel(abs_hi).take(order)
+    mass = np.ravel(c).take(order)
+    cumulative = np.cumsum(mass.reshape(rows, k), axis=1)
+    out = np.full((rows, len(QUANTILES)), np.nan)
     for j, q in enumerate(QUANTILES):
         target = q * total
-        idx = np.minimum((cumulative < target[:, None]).sum(axis=1), c.shape[1] - 1)
-        before = np.where(idx > 0, cumulative[rows, np.maximum(idx - 1, 0)], 0.0)
-        inside = mass[rows, idx]
+        at = row_start + np.minimum((cumulative < target[:, None]).sum(axis=1), k - 1)
+        before = np.where(at > row_start, cumulative.ravel()[at - 1], 0.0)
+        inside = mass[at]
         with np.errstate(all="ignore"):
             frac = np.clip(np.where(inside > 0, (target - before) / inside, 1.0), 0.0, 1.0)
-        out[:, j] = lo[rows, idx] + frac * (hi[rows, idx] - lo[rows, idx])
+        out[:, j] = lo[at] + frac * (hi[at] - lo[at])
     out[total <= 0] = np.nan
     return out
 
