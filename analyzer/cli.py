@@ -121,7 +121,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
     from .batch import BatchOptions, RunCache, process_runs
     from .events import DEFAULT_TAG_PATTERN
-    from .jsonreport import document
+    from .jsonreport import document, document_text
     from .outdir import ReportFolder, write_json_file
     from .problems import AnalyzerError
     from .report import render_index
@@ -163,7 +163,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
             folder.write("index.html", render_index(rows, discovery.problems))
             folder.close()
         if args.json:
-            write_json_file(args.json, document(documents, discovery.problems))
+            write_json_file(args.json, document_text(document(documents, discovery.problems)))
     except (AnalyzerError, OSError) as err:
         if isinstance(err, AnalyzerError):
             print(f"gradaudit: error: {err}", file=sys.stderr)

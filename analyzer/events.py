@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blocks import HistogramBlock
 from .problems import Problem
-from .readers import READERS, HistogramBlock, read_file
+from .readers import READERS, read_file
 from .runs import Run
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -75,11 +76,10 @@ def _read_manifest(path: Path) -> list[str]:
         return []
 
 
-def write_json_file(path: str, payload: dict) -> None:
+def write_json_file(path: str, text: str) -> None:
     """To a file (never over one gradaudit did not write) or, for '-', to stdout."""
-    text = json.dumps(payload, indent=1, allow_nan=False)
     if path == "-":
-        print(text)
+        sys.stdout.write(text)
         return
     target = Path(path)
     if target.exists() and not _is_our_json(target):

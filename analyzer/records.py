@@ -33,41 +33,70 @@ class Damage:
 
 
 class RecordReader:
-    """Iterate the payloads of a record file; afterwards `damage` tells whether it ended cleanly."""
+    """Iterate the payloads of a record file; afterwards `damage` tells whether it ended cleanly.
 
-    def __init__(self, stream: BinaryIO, size: int):
+    The file is read in chunks and payloads are views into them: a read call and a slice per record
+    would cost more than the checks (an event file holds one record per logged histogram).
+    """
+
+    def __init__(self, stream: BinaryIO, size: int, chunk_bytes: int = 1 << 22):
         self._stream = stream
         self._size = size
+        self._chunk_bytes = chunk_bytes
         self.damage: Damage | None = None
         self.records = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        read, offset = self._stream.read, 0
+    def __iter__(self) -> Iterator[memoryview]:
+        crc, unpack_header = crc32c.crc32c, _HEADER.unpack_from
+        buffer, pos, offset = b"", 0, 0  # offset: where buffer[pos] is in the file
+        view = memoryview(buffer)
         while True:
-            header = read(12)
-            if not header:
-                return
-            if len(header) < 12:
-                self._stop(offset, "the file ends in a truncated record header (was the writer killed?)")
-                return
-            length, length_crc = _HEADER.unpack(header)
-            if masked_crc32c(header[:8]) != length_crc:
+            if len(buffer) - pos < 12:
+                buffer, pos = self._refill(buffer[pos:], 12), 0
+                view = memoryview(buffer)
+                if len(buffer) < 12:
+                    if buffer:
+                        self._stop(
+                            offset, "the file ends in a truncated record header (was the writer killed?)"
+                        )
+                    return
+            length, length_crc = unpack_header(buffer, pos)
+            c = crc(view[pos : pos + 8])
+            if (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF != length_crc:
                 self._stop(offset, "a record header failed its CRC check (corrupt)")
                 return
             if length > self._size - offset - 16:
                 self._stop(offset, f"the file ends in a truncated record ({length:,} bytes announced)")
                 return
-            payload = read(length)
-            footer = read(4)
-            if len(payload) < length or len(footer) < 4:
-                self._stop(offset, "the file ends in a truncated record (was the writer killed?)")
-                return
-            if masked_crc32c(payload) != _FOOTER.unpack(footer)[0]:
+            end = pos + 16 + length
+            if end > len(buffer):
+                buffer, pos, end = self._refill(buffer[pos:], 16 + length), 0, 16 + length
+                view = memoryview(buffer)
+                if end > len(buffer):
+                    self._stop(offset, "the file ends in a truncated record (was the writer killed?)")
+                    return
+            payload = view[pos + 12 : end - 4]
+            c = crc(payload)
+            if (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF != _FOOTER.unpack_from(buffer, end - 4)[
+                0
+            ]:
                 self._stop(offset, "a record failed its CRC check (corrupt)")
                 return
-            offset += 16 + length
+            offset += end - pos
+            pos = end
             self.records += 1
             yield payload
+
+    def _refill(self, rest: bytes, need: int) -> bytes:
+        """`rest` and what follows it in the file, at least `need` bytes unless the file ends first."""
+        parts, have = [rest], len(rest)
+        while have < need:
+            more = self._stream.read(max(need - have, self._chunk_bytes))
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        return b"".join(parts)
 
     def _stop(self, offset: int, message: str) -> None:
         self.damage = Damage(offset, f"{message} at byte {offset:,}; the rest of this file was not read")

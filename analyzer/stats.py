@@ -7,7 +7,6 @@ estimate is. Where the legacy encoding carries exact moments, the RMS is exact.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +30,8 @@ class LayerStats:
     mean_abs: np.ndarray  # mean |g|
     mean_abs_low: np.ndarray
     mean_abs_high: np.ndarray
-    abs_quantiles: np.ndarray  # [S, len(QUANTILES)] quantiles of |g|
+    abs_quantiles_last: np.ndarray  # [len(QUANTILES)] quantiles of |g| at the last step with a finite
+    #                                 RMS (NaN if none): where the report gives them
     max_abs: np.ndarray  # largest |g| (to the resolution of the outermost bucket edge)
     zero_share: np.ndarray  # share of entries in the bucket(s) containing zero
     zero_bucket_width: np.ndarray  # width of that bucket: how exact "zero" is (0 = exact zeros)
@@ -42,86 +42,116 @@ class LayerStats:
 
 
 # Rows (steps) per pass. A run stacks every tag's steps (9,000 rows x 30 buckets is common): in one
-# pass each of the ~60 temporaries is a fresh 2 MB array, and the page faults of allocating them cost
+# pass each of the ~50 temporaries is a fresh 2 MB array, and the page faults of allocating them cost
 # more than the arithmetic. Blocks of 1,024 rows keep temporaries in cache and reuse freed memory.
 _ROWS_PER_BLOCK = 1024
 
 
 def layer_stats(series: HistogramSeries) -> LayerStats:
     """Vectorised over steps and buckets; never raises on finite or non-finite input."""
-    rows = len(series.steps)
-    blocks = [
-        _block_stats(series, slice(start, start + _ROWS_PER_BLOCK))
-        for start in range(0, max(rows, 1), _ROWS_PER_BLOCK)
-    ]
-    if len(blocks) == 1:
-        return LayerStats(tag=series.tag, steps=series.steps, **blocks[0])
-    fields = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
-    return LayerStats(tag=series.tag, steps=series.steps, **fields)
+    return _layer_stats_of_stacked(series, [series])[0]
 
 
-def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
-    """The statistics of `rows` steps of a series, as LayerStats fields."""
-    left, right, counts = series.left[rows], series.right[rows], series.counts[rows]
-    num, sum_squares = series.num[rows], series.sum_squares[rows]
+@dataclass
+class _Buckets:
+    """Buckets of some steps ([R, K]) made safe to compute with: non-finite buckets emptied, edges
+    ordered, and edges near 1e308 or absurd counts rescaled so squares and sums cannot overflow."""
+
+    finite: np.ndarray  # bool: the bucket's edges and count are finite numbers, the count >= 0
+    lo_edge: np.ndarray  # in units of step_scale
+    hi_edge: np.ndarray
+    abs_left: np.ndarray
+    abs_right: np.ndarray
+    abs_lo: np.ndarray  # smallest |g| in the bucket
+    abs_hi: np.ndarray  # largest |g| in the bucket
+    raw: np.ndarray  # counts of finite buckets
+    c: np.ndarray  # the same, in units of a step's peak count when that is absurd (> 1e100)
+    total: np.ndarray  # [R] entries
+    weight: np.ndarray  # [R] sum of c
+    straddles: np.ndarray  # the bucket reaches from <= 0 to >= 0
+    step_scale: np.ndarray  # [R] unit of the edges
+
+
+def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Buckets:
     finite = np.isfinite(left) & np.isfinite(right) & np.isfinite(counts) & (counts >= 0)
-    all_finite = bool(finite.all())
     with np.errstate(all="ignore"):
-        if all_finite and bool((left <= right).all()):  # what every writer writes: no copies needed
+        if finite.all() and (left <= right).all():  # what every writer writes: no copies needed
             lo_edge, hi_edge, raw = left, right, counts
         else:
             lo_edge = np.where(finite, np.minimum(left, right), 0.0)
             hi_edge = np.where(finite, np.maximum(left, right), 0.0)
             raw = np.where(finite, counts, 0.0)
-        total = raw.sum(axis=1)
-        # Edges near 1e308 or absurd counts would overflow squares and sums: then work in units of
-        # each step's largest edge and count (every statistic is a ratio or scales back linearly).
         abs_left, abs_right = np.abs(lo_edge), np.abs(hi_edge)
         abs_hi = np.maximum(abs_left, abs_right)
         step_scale = abs_hi.max(axis=1, initial=0.0)
         step_scale = np.where((step_scale > 1e100) | (step_scale < 1e-100), step_scale, 1.0)
         step_scale[step_scale == 0] = 1.0
-        if (step_scale != 1.0).any():
+        if (step_scale != 1.0).any():  # every statistic is a ratio or scales back linearly
             scale = step_scale[:, None]
             lo_edge, hi_edge, abs_left, abs_right, abs_hi = (
                 a / scale for a in (lo_edge, hi_edge, abs_left, abs_right, abs_hi)
             )
+        total = raw.sum(axis=1)
         peak = raw.max(axis=1, initial=0.0)
-        c = raw / np.where(peak > 1e100, peak, 1.0)[:, None] if (peak > 1e100).any() else raw
-        weight = c.sum(axis=1)
-        empty = ~(total > 0)
-        safe_weight = np.where(weight > 0, weight, 1.0)
-
+        absurd = peak > 1e100
+        c = raw / np.where(absurd, peak, 1.0)[:, None] if absurd.any() else raw
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
+        abs_lo = np.minimum(abs_left, abs_right)
+        abs_lo[straddles] = 0.0
+    weight = c.sum(axis=1) if c is not raw else total
+    return _Buckets(
+        finite,
+        lo_edge,
+        hi_edge,
+        abs_left,
+        abs_right,
+        abs_lo,
+        abs_hi,
+        raw,
+        c,
+        total,
+        weight,
+        straddles,
+        step_scale,
+    )
+
+
+def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
+    """The per-step statistics of `rows` steps of a series, as LayerStats fields."""
+    counts, num, sum_squares = series.counts[rows], series.num[rows], series.sum_squares[rows]
+    b = _buckets(series.left[rows], series.right[rows], counts)
+    c, lo_edge, hi_edge, step_scale = b.c, b.lo_edge, b.hi_edge, b.step_scale
+    with np.errstate(all="ignore"):
+        empty = ~(b.total > 0)
+        safe_weight = np.where(b.weight > 0, b.weight, 1.0)
         # Which bucket holds an exact 0: writers bin as [left, right), the last bucket closed (TF2's
         # histogram op, TF1's C++ Histogram, numpy.histogram in PyTorch and tensorboardX).
         occupied = c > 0
-        last_occupied = np.zeros_like(straddles)
+        last_occupied = np.zeros_like(occupied)
         last_occupied[np.arange(len(c)), c.shape[1] - 1 - np.argmax(occupied[:, ::-1], axis=1)] = True
-        holds_zero = ((lo_edge < 0) & (hi_edge > 0)) | (lo_edge == 0) | (last_occupied & (hi_edge == 0))
-        abs_lo = np.minimum(abs_left, abs_right)
-        abs_lo[straddles] = 0.0
+        holds_zero = b.straddles & ((hi_edge > 0) | (lo_edge == 0) | last_occupied)
         width = hi_edge - lo_edge
         # E|g| and E[g^2] of a uniform distribution on [lo, hi]
         has_width = width > 0
-        mean_abs_bucket = hi_edge * abs_right
-        mean_abs_bucket -= lo_edge * abs_left
+        mean_abs_bucket = hi_edge * b.abs_right
+        mean_abs_bucket -= lo_edge * b.abs_left
         mean_abs_bucket /= 2 * np.where(has_width, width, 1)
-        np.copyto(mean_abs_bucket, abs_left, where=~has_width)
+        np.copyto(mean_abs_bucket, b.abs_left, where=~has_width)
         mean_sq_bucket = lo_edge * lo_edge
         mean_sq_bucket += lo_edge * hi_edge
         mean_sq_bucket += hi_edge * hi_edge
         mean_sq_bucket /= 3
 
-        def weighted(values: np.ndarray) -> np.ndarray:
-            return np.einsum("ij,ij->i", c, values) / safe_weight
+        def weighted(*values: np.ndarray) -> np.ndarray:
+            subscripts = ",".join(["ij"] * (len(values) + 1)) + "->i"
+            return np.einsum(subscripts, c, *values) / safe_weight
 
         mean_abs = weighted(mean_abs_bucket) * step_scale
-        mean_abs_low = weighted(abs_lo) * step_scale
-        mean_abs_high = weighted(abs_hi) * step_scale
+        mean_abs_low = weighted(b.abs_lo) * step_scale
+        mean_abs_high = weighted(b.abs_hi) * step_scale
         rms = np.sqrt(weighted(mean_sq_bucket)) * step_scale
-        rms_low = np.sqrt(np.einsum("ij,ij,ij->i", c, abs_lo, abs_lo) / safe_weight) * step_scale
-        rms_high = np.sqrt(np.einsum("ij,ij,ij->i", c, abs_hi, abs_hi) / safe_weight) * step_scale
+        rms_low = np.sqrt(weighted(b.abs_lo, b.abs_lo)) * step_scale
+        rms_high = np.sqrt(weighted(b.abs_hi, b.abs_hi)) * step_scale
 
         exact = np.isfinite(num) & (num > 0) & np.isfinite(sum_squares)
         exact_rms = np.sqrt(np.where(exact, sum_squares, 0.0) / np.where(exact, num, 1.0))
@@ -130,14 +160,14 @@ def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
         rms_low = np.where(exact, exact_rms, rms_low)
         rms_high = np.where(exact, exact_rms, rms_high)
 
-        max_abs = np.where(occupied, abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_share = np.einsum("ij,ij->i", c, holds_zero) / safe_weight
+        max_abs = np.where(occupied, b.abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
+        zero_share = weighted(holds_zero)
         zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
         zero_excess_share = _zero_excess(c, holds_zero) / safe_weight
 
-        nonfinite = _nonfinite(series, rows, finite, counts, total)
+        nonfinite = _nonfinite(series, rows, b.finite, counts, b.total)
 
-    nan_if_empty = [
+    for array in (
         mean_abs,
         mean_abs_low,
         mean_abs_high,
@@ -147,13 +177,10 @@ def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
         max_abs,
         zero_share,
         zero_excess_share,
-    ]
-    for array in nan_if_empty:
+    ):
         array[empty] = np.nan
-    quantiles = abs_quantiles(c, abs_lo, abs_hi, weight) * step_scale[:, None]
-    count = np.where(np.isfinite(num) & ~nonfinite, num, total)
     return dict(
-        count=count,
+        count=np.where(np.isfinite(num) & ~nonfinite, num, b.total),
         rms=rms,
         rms_low=rms_low,
         rms_high=rms_high,
@@ -161,7 +188,6 @@ def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
         mean_abs=mean_abs,
         mean_abs_low=mean_abs_low,
         mean_abs_high=mean_abs_high,
-        abs_quantiles=quantiles,
         max_abs=max_abs,
         zero_share=zero_share,
         zero_bucket_width=zero_bucket_width,
@@ -177,11 +203,10 @@ def _zero_excess(c: np.ndarray, holds_zero: np.ndarray) -> np.ndarray:
     rows = np.arange(c.shape[0])
     z = np.argmax(np.where(holds_zero, c, -1.0), axis=1)
     k = c.shape[1]
-    left = np.where(z > 0, c[rows, np.maximum(z - 1, 0)], np.nan)
-    right = np.where(z < k - 1, c[rows, np.minimum(z + 1, k - 1)], np.nan)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        neighbours = np.nan_to_num(np.nanmean(np.stack([left, right]), axis=0), nan=0.0)
+    has_left, has_right = z > 0, z < k - 1
+    left = np.where(has_left, c[rows, np.maximum(z - 1, 0)], 0.0)
+    right = np.where(has_right, c[rows, np.minimum(z + 1, k - 1)], 0.0)
+    neighbours = (left + right) / np.maximum(has_left.astype(np.float64) + has_right, 1.0)
     return np.where(holds_zero.any(axis=1), np.maximum(c[rows, z] - neighbours, 0.0), 0.0)
 
 
@@ -204,28 +229,30 @@ def _nonfinite(
     return bad_bucket | all_edges_nan | bad_moments | missing_entries
 
 
-def abs_quantiles(c: np.ndarray, abs_lo: np.ndarray, abs_hi: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Quantiles of |g|: buckets folded onto |g|, sorted by their upper end, interpolated inside the
-    bucket where the cumulative share crosses q. Exact to within one bucket's width."""
-    rows, k = c.shape
+def abs_quantiles(series: HistogramSeries, rows: np.ndarray) -> np.ndarray:
+    """Quantiles (QUANTILES) of |g| at the given rows (steps) of a series: [len(rows), 3], NaN for
+    a step with no entries. Buckets are folded onto |g|, sorted by their upper end, and interpolated
+    inside the bucket where the cumulative share crosses q: exact to within one bucket's width."""
+    b = _buckets(series.left[rows], series.right[rows], series.counts[rows])
+    count, k = b.c.shape
     # Gathers through flat indices: take_along_axis builds a broadcast index per element, 7x slower.
-    row_start = np.arange(rows) * k
-    order = (np.argsort(abs_hi, axis=1, kind="stable") + row_start[:, None]).ravel()
-    lo = np.ravel(abs_lo).take(order)
-    hi = np.ravel(abs_hi).take(order)
-    mass = np.ravel(c).take(order)
-    cumulative = np.cumsum(mass.reshape(rows, k), axis=1)
-    out = np.full((rows, len(QUANTILES)), np.nan)
+    row_start = np.arange(count) * k
+    order = (np.argsort(b.abs_hi, axis=1, kind="stable") + row_start[:, None]).ravel()
+    lo = np.ravel(b.abs_lo).take(order)
+    hi = np.ravel(b.abs_hi).take(order)
+    mass = np.ravel(b.c).take(order)
+    cumulative = np.cumsum(mass.reshape(count, k), axis=1)
+    out = np.full((count, len(QUANTILES)), np.nan)
     for j, q in enumerate(QUANTILES):
-        target = q * total
+        target = q * b.weight
         at = row_start + np.minimum((cumulative < target[:, None]).sum(axis=1), k - 1)
         before = np.where(at > row_start, cumulative.ravel()[at - 1], 0.0)
         inside = mass[at]
         with np.errstate(all="ignore"):
             frac = np.clip(np.where(inside > 0, (target - before) / inside, 1.0), 0.0, 1.0)
         out[:, j] = lo[at] + frac * (hi[at] - lo[at])
-    out[total <= 0] = np.nan
-    return out
+    out[b.weight <= 0] = np.nan
+    return out * b.step_scale[:, None]
 
 
 # Tags of parameters whose gradients do not follow the depth profile of the weights: biases and
@@ -256,33 +283,42 @@ def _layer_stats_together(series: list[HistogramSeries]) -> list[LayerStats]:
     if len(series) <= 1:
         return [layer_stats(s) for s in series]
     width = max(s.counts.shape[1] for s in series)
+    fields = ("steps", "left", "right", "counts", "num", "sum", "sum_squares")
+    stacked = HistogramSeries("", *(stack_field(series, name, width) for name in fields), ())
+    return _layer_stats_of_stacked(stacked, series)
 
-    def stack(name: str) -> np.ndarray:
-        return stack_field(series, name, width)
 
-    together = layer_stats(
-        HistogramSeries(
-            "",
-            stack("steps"),
-            stack("left"),
-            stack("right"),
-            stack("counts"),
-            stack("num"),
-            stack("sum"),
-            stack("sum_squares"),
-            (),
-        )
-    )
+def _layer_stats_of_stacked(stacked: HistogramSeries, series: list[HistogramSeries]) -> list[LayerStats]:
+    """Statistics of `series` from their rows stacked in order in `stacked`."""
+    rows = len(stacked.steps)
+    blocks = [
+        _block_stats(stacked, slice(start, start + _ROWS_PER_BLOCK))
+        for start in range(0, max(rows, 1), _ROWS_PER_BLOCK)
+    ]
+    per_step = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
     bounds = np.cumsum([0] + [len(s.steps) for s in series])
-    out = []
-    for s, start, end in zip(series, bounds[:-1], bounds[1:]):
-        parts = {
-            name: value[start:end] if isinstance(value, np.ndarray) else value
-            for name, value in vars(together).items()
-        }
-        parts["tag"] = s.tag
-        out.append(LayerStats(**parts))
-    return out
+    # Quantiles are reported at each tag's last step with a finite RMS: computed there only.
+    last = np.array(
+        [_last_finite(per_step["rms"][start:end], start) for start, end in zip(bounds, bounds[1:])]
+    )
+    quantiles = np.full((len(series), len(QUANTILES)), np.nan)
+    found = last >= 0
+    if found.any():
+        quantiles[found] = abs_quantiles(stacked, last[found])
+    return [
+        LayerStats(
+            tag=s.tag,
+            steps=s.steps,
+            abs_quantiles_last=quantiles[i],
+            **{name: values[start:end] for name, values in per_step.items()},
+        )
+        for i, (s, start, end) in enumerate(zip(series, bounds, bounds[1:]))
+    ]
+
+
+def _last_finite(values: np.ndarray, offset: int) -> int:
+    finite = np.flatnonzero(np.isfinite(values))
+    return offset + int(finite[-1]) if finite.size else -1
 
 
 def is_weight_tag(tag: str) -> bool:

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
     import numpy as np
-    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.histogram.summary_v2 import histogram_pb
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -39,19 +39,18 @@ def write_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
         writer = EventFileWriter(str(folder / f"lr={10 ** -(1 + r % 4):g},seed={r}"), max_queue_size=1000)
         decay = rng.uniform(0.0, 0.6)  # decades per layer toward the input
         for step in range(steps):
-            summary = summary_pb2.Summary()
-            for t in range(tags):
+            for t in range(tags):  # one histogram per event, as each tf.summary.histogram call writes
                 scale = 10 ** (-decay * (tags - 1 - t) / 3 - step / steps)
                 values = rng.standard_t(4, size=512) * scale
-                summary.value.extend(histogram_pb(f"gradients/layer_{t}/kernel", values).value)
-            writer.add_event(event_pb2.Event(step=step * 10, wall_time=time.time(), summary=summary))
+                summary = histogram_pb(f"gradients/layer_{t}/kernel", values)
+                writer.add_event(event_pb2.Event(step=step * 10, wall_time=time.time(), summary=summary))
         writer.close()
-    (folder / "SHAPE").write_text(json.dumps([runs, tags, steps]))
+    (folder / "SHAPE").write_text(json.dumps([runs, tags, steps, "one histogram per event"]))
 
 
 def ensure_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
     shape = folder / "SHAPE"
-    if shape.exists() and json.loads(shape.read_text()) == [runs, tags, steps]:
+    if shape.exists() and json.loads(shape.read_text()) == [runs, tags, steps, "one histogram per event"]:
         return
     if folder.exists():
         import shutil

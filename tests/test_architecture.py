@@ -13,6 +13,7 @@ ORDER = [
     "problems",
     "runs",
     "records",
+    "blocks",
     "readers",
     "events",
     "stats",

@@ -13,7 +13,7 @@ from conftest import REPO, SAMPLE_LOGS
 
 from analyzer.events import read_run
 from analyzer.runs import find_runs
-from analyzer.stats import layer_stats
+from analyzer.stats import abs_quantiles, layer_stats
 
 
 def _only_run(folder):
@@ -49,17 +49,25 @@ def test_legacy_histograms_from_tensorboardx_carry_exact_moments(make_run, rng):
     assert stats.rms_exact.all()
     np.testing.assert_allclose(stats.rms, [np.sqrt(np.mean(v**2)) for v in values], rtol=1e-9)
     # |g| quantiles: within one TF1 exponential bucket (10 %)
-    np.testing.assert_allclose(stats.abs_quantiles[:, 0], [np.median(np.abs(v)) for v in values], rtol=0.1)
+    steps = np.arange(len(values))
+    np.testing.assert_allclose(
+        abs_quantiles(series, steps)[:, 0], [np.median(np.abs(v)) for v in values], rtol=0.1
+    )
     np.testing.assert_allclose(stats.max_abs, [np.abs(v).max() for v in values], rtol=0.1)
 
 
 def test_same_gradients_through_both_writers_agree(make_run, rng):
     values = [rng.normal(scale=0.05, size=8000) for _ in range(3)]
-    tf2 = layer_stats(read_run(_only_run(make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"))).series[0])
-    tbx = layer_stats(read_run(_only_run(make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"))).series[0])
+    tf2_series = read_run(_only_run(make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"))).series[0]
+    tbx_series = read_run(_only_run(make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"))).series[0]
+    tf2, tbx = layer_stats(tf2_series), layer_stats(tbx_series)
     np.testing.assert_allclose(tf2.rms, tbx.rms, rtol=0.02)
     np.testing.assert_allclose(tf2.mean_abs, tbx.mean_abs, rtol=0.05)
-    np.testing.assert_allclose(tf2.abs_quantiles[:, 1], tbx.abs_quantiles[:, 1], rtol=0.1)
+    steps = np.arange(3)
+    np.testing.assert_allclose(
+        abs_quantiles(tf2_series, steps)[:, 1], abs_quantiles(tbx_series, steps)[:, 1], rtol=0.1
+    )
+    np.testing.assert_allclose(tf2.abs_quantiles_last, tbx.abs_quantiles_last, rtol=0.1)
 
 
 def test_restart_keeps_the_later_files_steps(make_run, rng, tmp_path):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.events import HistogramSeries
-from analyzer.stats import layer_stats, run_stats
+from analyzer.stats import abs_quantiles, layer_stats, run_stats
 
 
 def series(left, right, counts, num=None, total=None, squares=None, tag="grad/w"):
@@ -58,7 +58,20 @@ def test_exact_zero_bucket_of_zero_width():
 
 def test_quantiles_interpolate_inside_buckets():
     s = layer_stats(series([[0, 1]], [[1, 2]], [[50, 50]]))
-    np.testing.assert_allclose(s.abs_quantiles[0], [1.0, 1.8, 1.98])
+    np.testing.assert_allclose(s.abs_quantiles_last, [1.0, 1.8, 1.98])
+
+
+def test_quantiles_fold_negative_buckets_and_are_reported_at_the_last_finite_step():
+    # step 0: |g| mass 25 in [0, 1] (from [-1, 0]), 75 in [1, 2]; step 1 holds nothing
+    two_steps = series([[-1, 1], [0, 0]], [[0, 2], [0, 0]], [[25, 75], [0, 0]])
+    np.testing.assert_allclose(
+        abs_quantiles(two_steps, np.array([0])), [[4 / 3, 1.0 + 65 / 75, 1.0 + 74 / 75]]
+    )
+    assert np.isnan(abs_quantiles(two_steps, np.array([1]))).all()
+    np.testing.assert_allclose(
+        layer_stats(two_steps).abs_quantiles_last, [4 / 3, 1.0 + 65 / 75, 1.0 + 74 / 75]
+    )
+    assert np.isnan(layer_stats(series([[0]], [[0]], [[0]])).abs_quantiles_last).all()
 
 
 def test_tf2_nan_histogram_is_flagged_not_averaged():

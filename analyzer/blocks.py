@@ -1,0 +1,158 @@
+"""One tag's histograms from one event file, collected as they are read and decoded into arrays.
+
+Collecting copies out of each protobuf message what its histogram needs and keeps no reference to the
+message: a kept message keeps its whole event's parse arena alive, and on a file with one histogram
+per event that costs more memory and time than parsing it did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
+
+from .problems import Problem
+
+_DT_FLOAT, _DT_DOUBLE = 1, 2
+
+
+@dataclass
+class HistogramBlock:
+    """Histograms of one tag from one file in one encoding, in file order; arrays padded to K buckets."""
+
+    steps: np.ndarray  # int64 [n]
+    left: np.ndarray  # float64 [n, K]
+    right: np.ndarray  # float64 [n, K]
+    counts: np.ndarray  # float64 [n, K]
+    num: np.ndarray  # float64 [n], NaN where the encoding has no exact moments
+    sum: np.ndarray
+    sum_squares: np.ndarray
+    encoding: str  # "tf2" | "legacy"
+
+
+class TensorHistograms:
+    """TF2 histograms (float64 [k, 3] tensors) of one tag. While every tensor has the first one's
+    shape, only their bytes are kept and decoded in one numpy call; any other tensor is kept whole
+    (a copy) and decoded on its own as TensorBoard's make_ndarray would."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self._items: list[bytes | tensor_pb2.TensorProto] = []
+        self._shape: tensor_shape_pb2.TensorShapeProto | None = None
+        self._nbytes = -1  # of a [k, 3] float64 histogram of that shape; -1: the first was not one
+        self._all_bytes = True
+
+    def add(self, step: int, tensor: tensor_pb2.TensorProto) -> None:
+        content = tensor.tensor_content
+        if self._shape is None:
+            self._shape = tensor_shape_pb2.TensorShapeProto()
+            self._shape.CopyFrom(tensor.tensor_shape)
+            dims = [d.size for d in self._shape.dim]
+            if len(dims) == 2 and dims[0] > 0 and dims[1] == 3:
+                self._nbytes = dims[0] * 24
+        self.steps.append(step)
+        if len(content) == self._nbytes and tensor.dtype == _DT_DOUBLE and tensor.tensor_shape == self._shape:
+            self._items.append(content)
+        else:
+            copy = tensor_pb2.TensorProto()
+            copy.CopyFrom(tensor)
+            self._items.append(copy)
+            self._all_bytes = False
+
+    def block(self, tag: str, path: str, problems: list[Problem]) -> HistogramBlock | None:
+        if self._all_bytes and self._items:
+            stacked = np.frombuffer(b"".join(self._items), "<f8").reshape(len(self._items), -1, 3)
+            return _tf2_block(np.array(self.steps, np.int64), stacked)
+        steps, arrays = [], []
+        for step, item in zip(self.steps, self._items):
+            array = (
+                np.frombuffer(item, "<f8").reshape(-1, 3) if isinstance(item, bytes) else _tensor_array(item)
+            )
+            if array is None:
+                problems.append(Problem(path, f"tag {tag!r} step {step}: not a [k, 3] histogram; skipped"))
+                continue
+            steps.append(step)
+            arrays.append(array)
+        if not arrays:
+            return None
+        width = max(1, max(a.shape[0] for a in arrays))
+        stacked = np.zeros((len(arrays), width, 3))
+        for i, a in enumerate(arrays):
+            stacked[i, : a.shape[0]] = a
+        return _tf2_block(np.array(steps, np.int64), stacked)
+
+
+def _tensor_array(tensor: tensor_pb2.TensorProto) -> np.ndarray | None:
+    try:
+        shape = [d.size for d in tensor.tensor_shape.dim]
+        if tensor.tensor_content and tensor.dtype in (_DT_FLOAT, _DT_DOUBLE):
+            dtype = "<f8" if tensor.dtype == _DT_DOUBLE else "<f4"
+            array = np.frombuffer(tensor.tensor_content, dtype).astype(np.float64).reshape(shape)
+        else:
+            from tensorboard.util import tensor_util
+
+            array = np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
+    except Exception:
+        return None
+    if array.size == 0:  # an empty input tensor: TF writes a [0, 3] histogram
+        return np.zeros((0, 3))
+    if array.ndim != 2 or array.shape[1] != 3:
+        return None
+    return array
+
+
+def _tf2_block(steps: np.ndarray, stacked: np.ndarray) -> HistogramBlock:
+    nan = np.full(len(steps), np.nan)
+    return HistogramBlock(
+        steps, stacked[:, :, 0], stacked[:, :, 1], stacked[:, :, 2], nan, nan.copy(), nan.copy(), "tf2"
+    )
+
+
+class LegacyHistograms:
+    """Legacy HistogramProtos of one tag (or EventAccumulator's HistogramValues: the same fields)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        # (min, max, num, sum, sum_squares, bucket_limit, bucket) of each histogram
+        self._rows: list[tuple[float, float, float, float, float, list[float], list[float]]] = []
+
+    def add(self, step: int, h) -> None:
+        self.steps.append(step)
+        self._rows.append((h.min, h.max, h.num, h.sum, h.sum_squares, list(h.bucket_limit), list(h.bucket)))
+
+    def drop_from(self, step: int) -> None:
+        """Forget histograms logged at `step` or later (orphaned by a restart)."""
+        kept = [(s, row) for s, row in zip(self.steps, self._rows) if s < step]
+        self.steps, self._rows = [s for s, _ in kept], [row for _, row in kept]
+
+    def block(self) -> HistogramBlock | None:
+        """Bucket i spans (limit[i-1], limit[i]]; the first starts at the exact min, and the last ends
+        at the exact max rather than at the DBL_MAX limit writers often use."""
+        n = len(self._rows)
+        if not n:
+            return None
+        width = max(1, max(min(len(row[5]), len(row[6])) for row in self._rows))
+        left, right, counts = np.zeros((n, width)), np.zeros((n, width)), np.zeros((n, width))
+        moments = np.empty((n, 3))
+        for i, (low, high, num, total, squares, bucket_limit, bucket) in enumerate(self._rows):
+            k = min(len(bucket_limit), len(bucket))
+            limits = np.array(bucket_limit[:k], dtype=np.float64)
+            counts[i, :k] = bucket[:k]
+            if k:
+                right[i, :k] = limits
+                left[i, 0] = low if np.isfinite(low) else limits[0]
+                left[i, 1:k] = limits[:-1]
+                if np.isfinite(high) and high < limits[-1]:
+                    right[i, k - 1] = max(high, left[i, k - 1])
+            moments[i] = (num, total, squares)
+        return HistogramBlock(
+            np.array(self.steps, np.int64),
+            left,
+            right,
+            counts,
+            moments[:, 0],
+            moments[:, 1],
+            moments[:, 2],
+            "legacy",
+        )
