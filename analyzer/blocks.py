@@ -32,16 +32,16 @@ class HistogramBlock:
 
 
 class TensorHistograms:
-    """TF2 histograms (float64 [k, 3] tensors) of one tag. While every tensor has the first one's
-    shape, only their bytes are kept and decoded in one numpy call; any other tensor is kept whole
-    (a copy) and decoded on its own as TensorBoard's make_ndarray would."""
+    """TF2 histograms (float64 [k, 3] tensors) of one tag. The bytes of every tensor with the first
+    one's shape go back to back into one buffer, which becomes the array without a copy; any other
+    tensor is kept whole (a copy) and decoded on its own as TensorBoard's make_ndarray would."""
 
     def __init__(self) -> None:
         self.steps: list[int] = []
-        self._items: list[bytes | tensor_pb2.TensorProto] = []
+        self._raw = bytearray()  # grows in place: no allocation per histogram
+        self._odd: dict[int, tensor_pb2.TensorProto] = {}  # by position in steps
         self._shape: tensor_shape_pb2.TensorShapeProto | None = None
         self._nbytes = -1  # of a [k, 3] float64 histogram of that shape; -1: the first was not one
-        self._all_bytes = True
 
     def add(self, step: int, tensor: tensor_pb2.TensorProto) -> None:
         content = tensor.tensor_content
@@ -51,24 +51,24 @@ class TensorHistograms:
             dims = [d.size for d in self._shape.dim]
             if len(dims) == 2 and dims[0] > 0 and dims[1] == 3:
                 self._nbytes = dims[0] * 24
-        self.steps.append(step)
         if len(content) == self._nbytes and tensor.dtype == _DT_DOUBLE and tensor.tensor_shape == self._shape:
-            self._items.append(content)
+            self._raw += content
         else:
             copy = tensor_pb2.TensorProto()
             copy.CopyFrom(tensor)
-            self._items.append(copy)
-            self._all_bytes = False
+            self._odd[len(self.steps)] = copy
+        self.steps.append(step)
 
     def block(self, tag: str, path: str, problems: list[Problem]) -> HistogramBlock | None:
-        if self._all_bytes and self._items:
-            stacked = np.frombuffer(b"".join(self._items), "<f8").reshape(len(self._items), -1, 3)
-            return _tf2_block(np.array(self.steps, np.int64), stacked)
-        steps, arrays = [], []
-        for step, item in zip(self.steps, self._items):
-            array = (
-                np.frombuffer(item, "<f8").reshape(-1, 3) if isinstance(item, bytes) else _tensor_array(item)
-            )
+        if not self.steps:
+            return None
+        uniform = np.frombuffer(self._raw, "<f8").reshape(-1, max(self._nbytes, 24) // 24, 3)
+        if not self._odd:
+            return _tf2_block(np.array(self.steps, np.int64), uniform)
+        steps, arrays, next_uniform = [], [], iter(uniform)
+        for position, step in enumerate(self.steps):
+            odd = self._odd.get(position)
+            array = next(next_uniform) if odd is None else _tensor_array(odd)
             if array is None:
                 problems.append(Problem(path, f"tag {tag!r} step {step}: not a [k, 3] histogram; skipped"))
                 continue
