@@ -210,3 +210,38 @@ def test_bucket_limits_isolate_exact_zero():
     assert 0 < limits[zero + 1] < np.finfo(np.float32).smallest_subnormal  # [0, 1e-45): zeros only
     assert np.all(np.diff(limits) > 0)
     assert limits[-1] > np.finfo(np.float32).max
+
+
+def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
+    """Every logged bucket [previous limit, limit) against the true gradients binned here."""
+    from tensorboard.compat.proto import event_pb2
+
+    from analyzer.records import RecordReader
+
+    keras.backend.clear_session()
+    x, y = _data()
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    probe = (x[:64] - 3.0, y[:64])  # most ReLU units off: many exact zeros in the first kernel
+    callback = GradientHistograms(tmp_path / "run", probe=probe)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_train_end()
+    [path] = (tmp_path / "run").iterdir()
+    with open(path, "rb") as f:
+        events = [event_pb2.Event.FromString(p) for p in RecordReader(f, path.stat().st_size)]
+    logged = [value.histo for e in events if e.HasField("summary") for value in e.summary.value]
+    limits = np.append(bucket_limits(), np.finfo(np.float64).max)
+    for histo, grad in zip(logged, _true_gradients(model, *probe), strict=True):
+        g = grad.astype(np.float64).ravel()
+        expected = np.bincount(np.searchsorted(limits[:-1], g, side="right"), minlength=len(limits))
+        occupied = np.flatnonzero(expected)
+        got = {limit: count for limit, count in zip(histo.bucket_limit, histo.bucket) if count}
+        assert got == {limits[i]: expected[i] for i in occupied}
+        assert (histo.num, histo.min, histo.max) == (g.size, g.min(), g.max())
+        assert histo.sum_squares == pytest.approx(np.sum(g * g), rel=1e-12)
+    assert (
+        logged[0].bucket[list(logged[0].bucket_limit).index(limits[np.flatnonzero(limits == 0)[0] + 1])] > 0
+    )

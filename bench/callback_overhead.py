@@ -1,0 +1,136 @@
+"""Training time with the GradientHistograms callback against the same training without it.
+
+    python bench/callback_overhead.py                 # the four sample models, 8 epochs, 3 rounds
+    python bench/callback_overhead.py --epochs 30 --every-n-batches 8
+
+Each training is a fresh process: the sample model of sample_logs/generate.py, seeded, trained with
+``model.fit`` for --epochs on its 2,048 samples (batch 64), once without the callback and once with it
+at its default frequency (every epoch, plus once before training) or every --every-n-batches. The
+time of ``fit`` is measured, which includes tracing the callback's gradient function once; its
+share of the overhead is printed apart. Pairs run interleaved for --rounds rounds; medians count.
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def job(name: str, with_callback: bool, epochs: int, every_n_batches: int | None) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "sample_logs"))
+    import keras
+    from generate import RUNS, SEED
+
+    keras.utils.set_random_seed(SEED)
+    model, optimizer, loss, x, y = RUNS[name]()
+    model.compile(optimizer=optimizer, loss=loss)
+    callbacks, hooks = [], {"first": 0.0, "all": 0.0}
+    with tempfile.TemporaryDirectory() as log_dir:
+        if with_callback:
+            from analyzer.callback import GradientHistograms
+
+            class Timed(GradientHistograms):
+                """The time spent in the callback's hooks, the first (writer, trace, probe) apart."""
+
+                def _timed(self, hook, *args):
+                    start = time.perf_counter()
+                    hook(*args)
+                    spent = time.perf_counter() - start
+                    hooks["first"] = hooks["first"] or spent
+                    hooks["all"] += spent
+
+                def on_train_begin(self, logs=None):
+                    self._timed(super().on_train_begin, logs)
+
+                def on_epoch_end(self, epoch, logs=None):
+                    self._timed(super().on_epoch_end, epoch, logs)
+
+                def on_train_end(self, logs=None):
+                    self._timed(super().on_train_end, logs)
+
+            if every_n_batches:  # the batch hook only when it is used, as in the callback itself
+                Timed.on_train_batch_end = lambda self, batch, logs=None: self._timed(  # noqa: E731
+                    GradientHistograms.on_train_batch_end.__get__(self), batch, logs
+                )
+            callbacks.append(Timed(log_dir, probe=(x[:256], y[:256]), every_n_batches=every_n_batches))
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
+        fit = time.perf_counter() - start
+    return {"fit": fit, "first": hooks["first"], "hooks": hooks["all"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--every-n-batches", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--with-callback", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.job:
+        print(json.dumps(job(args.job, args.with_callback, args.epochs, args.every_n_batches)))
+        return
+
+    sys.path.insert(0, str(REPO / "sample_logs"))
+    names = [
+        "healthy_relu_adam",
+        "vanishing_sigmoid_deep",
+        "exploding_sgd_high_lr",
+        "dead_units_negative_bias",
+    ]
+    frequency = f"every {args.every_n_batches} batches" if args.every_n_batches else "every epoch (default)"
+    print(f"{args.epochs} epochs of 32 batches, callback {frequency}, median of {args.rounds} rounds")
+    measured: dict[tuple[str, bool], list[dict]] = {}
+    for _ in range(args.rounds):
+        for name in names:
+            for with_callback in (False, True):
+                command = [sys.executable, __file__, "--job", name, "--epochs", str(args.epochs)]
+                command += ["--every-n-batches", str(args.every_n_batches)] if args.every_n_batches else []
+                command += ["--with-callback"] if with_callback else []
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                measured.setdefault((name, with_callback), []).append(json.loads(out.stdout.splitlines()[-1]))
+
+    print(
+        f"{'model':<28}{'fit s':>7}{'with s':>8}{'difference':>12}{'in hooks s':>12}{'of fit':>8}"
+        f"{'first hook s':>14}{'others ms':>11}"
+    )
+    sums = {"without": 0.0, "with": 0.0, "hooks": 0.0, "first": 0.0}
+    for name in names:
+        row = {
+            "without": statistics.median(r["fit"] for r in measured[(name, False)]),
+            "with": statistics.median(r["fit"] for r in measured[(name, True)]),
+            "hooks": statistics.median(r["hooks"] for r in measured[(name, True)]),
+            "first": statistics.median(r["first"] for r in measured[(name, True)]),
+        }
+        sums = {k: sums[k] + row[k] for k in sums}
+        _print_row(name, row, probes=args.epochs)
+    _print_row("all four", sums, probes=4 * args.epochs)
+    print("\ngoal: overhead <= 5 % of training time at the default frequency")
+
+
+def _print_row(name: str, row: dict, probes: int) -> None:
+    """The cost is measured twice: as the difference of fit times (noisy: one-second trainings) and
+    as the time spent inside the callback's hooks, which run in the training loop."""
+    later_ms = (row["hooks"] - row["first"]) / max(probes, 1) * 1000
+    print(
+        f"{name:<28}{row['without']:>7.2f}{row['with']:>8.2f}{row['with'] / row['without'] - 1:>12.1%}"
+        f"{row['hooks']:>12.3f}{row['hooks'] / row['without']:>8.1%}{row['first']:>14.3f}{later_ms:>11.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
