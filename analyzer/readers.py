@@ -2,9 +2,9 @@
 
 ``streaming`` (default): the framing and CRC checks of ``records``, protobuf parsing, and
 EventAccumulator's bookkeeping rules (a tag's first metadata names its plugin; legacy histograms purged
-on restarts as it does; TF2 tensors never purged), decoding each tag's TF2 histograms in one numpy
-call. ``tensorboard``: TensorBoard's own EventAccumulator (without TensorFlow). Tests hold the two to
-identical results on every corpus in the repository.
+on restarts as it does; TF2 tensors never purged), each tag's histograms collected by ``blocks``.
+``tensorboard``: TensorBoard's own EventAccumulator (without TensorFlow), its output collected the same
+way. Tests hold the two to identical results on every corpus in the repository.
 """
 
 from __future__ import annotations
