@@ -110,49 +110,68 @@ def _tf2_block(steps: np.ndarray, stacked: np.ndarray) -> HistogramBlock:
 
 
 class LegacyHistograms:
-    """Legacy HistogramProtos of one tag (or EventAccumulator's HistogramValues: the same fields)."""
+    """Legacy HistogramProtos of one tag (or EventAccumulator's HistogramValues: the same fields).
+
+    Each is kept as numpy arrays with its runs of empty buckets merged: writers such as tensorboardX
+    log ~600 buckets of which ~100 hold anything, and every statistic of a merged run is that of the
+    run (no entries, same outer edges), so the first bucket, the last, every occupied one and the
+    empty one just before each are kept.
+    """
 
     def __init__(self) -> None:
         self.steps: list[int] = []
-        # (min, max, num, sum, sum_squares, bucket_limit, bucket) of each histogram
-        self._rows: list[tuple[float, float, float, float, float, list[float], list[float]]] = []
+        self._moments: list[tuple[float, float, float, float, float]] = []  # min, max, num, sum, squares
+        self._limits: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
 
     def add(self, step: int, h) -> None:
+        limits = np.array(h.bucket_limit, dtype=np.float64)  # from a protobuf field: 7x faster than list()
+        counts = np.array(h.bucket, dtype=np.float64)
+        k = min(len(limits), len(counts))
+        limits, counts = limits[:k], counts[:k]
+        if k > 2:
+            occupied = counts != 0  # NaN counts too
+            keep = occupied.copy()
+            keep[:-1] |= occupied[1:]
+            keep[0] = keep[-1] = True
+            limits, counts = limits[keep], counts[keep]
         self.steps.append(step)
-        self._rows.append((h.min, h.max, h.num, h.sum, h.sum_squares, list(h.bucket_limit), list(h.bucket)))
+        self._moments.append((h.min, h.max, h.num, h.sum, h.sum_squares))
+        self._limits.append(limits)
+        self._counts.append(counts)
 
     def drop_from(self, step: int) -> None:
         """Forget histograms logged at `step` or later (orphaned by a restart)."""
-        kept = [(s, row) for s, row in zip(self.steps, self._rows) if s < step]
-        self.steps, self._rows = [s for s, _ in kept], [row for _, row in kept]
+        kept = [i for i, s in enumerate(self.steps) if s < step]
+        self.steps = [self.steps[i] for i in kept]
+        self._moments = [self._moments[i] for i in kept]
+        self._limits = [self._limits[i] for i in kept]
+        self._counts = [self._counts[i] for i in kept]
 
     def block(self) -> HistogramBlock | None:
         """Bucket i spans (limit[i-1], limit[i]]; the first starts at the exact min, and the last ends
-        at the exact max rather than at the DBL_MAX limit writers often use."""
-        n = len(self._rows)
+        at the exact max rather than at the DBL_MAX limit writers often use. All rows at once."""
+        n = len(self.steps)
         if not n:
             return None
-        width = max(1, max(min(len(row[5]), len(row[6])) for row in self._rows))
+        lengths = np.array([len(limits) for limits in self._limits])
+        width = max(1, int(lengths.max()))
+        low, high, num, total, squares = np.array(self._moments, dtype=np.float64).T.copy()
         left, right, counts = np.zeros((n, width)), np.zeros((n, width)), np.zeros((n, width))
-        moments = np.empty((n, 3))
-        for i, (low, high, num, total, squares, bucket_limit, bucket) in enumerate(self._rows):
-            k = min(len(bucket_limit), len(bucket))
-            limits = np.array(bucket_limit[:k], dtype=np.float64)
-            counts[i, :k] = bucket[:k]
-            if k:
-                right[i, :k] = limits
-                left[i, 0] = low if np.isfinite(low) else limits[0]
-                left[i, 1:k] = limits[:-1]
-                if np.isfinite(high) and high < limits[-1]:
-                    right[i, k - 1] = max(high, left[i, k - 1])
-            moments[i] = (num, total, squares)
+        if lengths.sum():
+            limits = np.concatenate(self._limits)
+            row = np.repeat(np.arange(n), lengths)
+            column = np.arange(len(limits)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            right[row, column] = limits
+            counts[row, column] = np.concatenate(self._counts)
+            inner = column > 0
+            left[row[inner], column[inner]] = limits[np.flatnonzero(inner) - 1]
+            has = np.flatnonzero(lengths)
+            left[has, 0] = np.where(np.isfinite(low[has]), low[has], right[has, 0])
+            last = lengths[has] - 1
+            clip = np.isfinite(high[has]) & (high[has] < right[has, last])
+            rows = has[clip]
+            right[rows, last[clip]] = np.maximum(high[rows], left[rows, last[clip]])
         return HistogramBlock(
-            np.array(self.steps, np.int64),
-            left,
-            right,
-            counts,
-            moments[:, 0],
-            moments[:, 1],
-            moments[:, 2],
-            "legacy",
+            np.array(self.steps, np.int64), left, right, counts, num, total, squares, "legacy"
         )
