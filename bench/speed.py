@@ -2,11 +2,12 @@
 
     python bench/speed.py                     # 20 runs x 30 tags x 300 steps of TF2 histograms (~140 MB)
     python bench/speed.py --scaling           # also a sweep of twice the runs: time and memory
+    python bench/speed.py --writer tensorboardx --runs 4   # legacy histograms (~600 buckets, 74 MB a run)
     python bench/speed.py --with-tf           # also EventAccumulator with TensorFlow imported
 
 The sweep is written once with TensorBoard's own writers (``histogram_pb``, ``EventFileWriter``: the
-records ``tf.summary.histogram`` writes, without TensorFlow) into --dir and reused while its shape is
-unchanged. Every measurement is a whole fresh process: wall time from start to exit, and its peak RSS
+records ``tf.summary.histogram`` writes, without TensorFlow), or with ``--writer tensorboardx`` by
+tensorboardX, into --dir and reused while its shape is unchanged. Every measurement is a whole fresh process: wall time from start to exit, and its peak RSS
 (for gradaudit also the largest worker's). Jobs run interleaved for --rounds rounds and the median
 wall time counts, so a slow spell of a shared machine hits them all. Figures are printed, never
 asserted.
@@ -31,29 +32,61 @@ REPO = Path(__file__).resolve().parent.parent
 # --- the sweep --------------------------------------------------------------------------------------
 
 
-def write_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
+WRITERS = {
+    "tf2": "TF2 histograms, one per event, as tf.summary.histogram writes them",
+    "tensorboardx": "legacy HistogramProtos from tensorboardX's SummaryWriter.add_histogram",
+}
+
+
+def write_sweep(folder: Path, runs: int, tags: int, steps: int, writer_kind: str) -> None:
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    for r in range(runs):
+        run = folder / f"lr={10 ** -(1 + r % 4):g},seed={r}"
+        write = _tf2_writer(run) if writer_kind == "tf2" else _tensorboardx_writer(run)
+        decay = rng.uniform(0.0, 0.6)  # decades per layer toward the input
+        for step in range(steps):
+            for t in range(tags):
+                scale = 10 ** (-decay * (tags - 1 - t) / 3 - step / steps)
+                write(f"gradients/layer_{t}/kernel", rng.standard_t(4, size=512) * scale, step * 10)
+        write(None, None, None)
+    (folder / "SHAPE").write_text(json.dumps([runs, tags, steps, WRITERS[writer_kind]]))
+
+
+def _tf2_writer(run: Path):
+    """TensorBoard's own writers (histogram_pb, EventFileWriter): the records of tf.summary.histogram."""
     from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.histogram.summary_v2 import histogram_pb
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    rng = np.random.default_rng(0)
-    for r in range(runs):
-        writer = EventFileWriter(str(folder / f"lr={10 ** -(1 + r % 4):g},seed={r}"), max_queue_size=1000)
-        decay = rng.uniform(0.0, 0.6)  # decades per layer toward the input
-        for step in range(steps):
-            for t in range(tags):  # one histogram per event, as each tf.summary.histogram call writes
-                scale = 10 ** (-decay * (tags - 1 - t) / 3 - step / steps)
-                values = rng.standard_t(4, size=512) * scale
-                summary = histogram_pb(f"gradients/layer_{t}/kernel", values)
-                writer.add_event(event_pb2.Event(step=step * 10, wall_time=time.time(), summary=summary))
-        writer.close()
-    (folder / "SHAPE").write_text(json.dumps([runs, tags, steps, "one histogram per event"]))
+    writer = EventFileWriter(str(run), max_queue_size=1000)
+
+    def write(tag, values, step):
+        if tag is None:
+            return writer.close()
+        summary = histogram_pb(tag, values)
+        writer.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
+
+    return write
 
 
-def ensure_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
+def _tensorboardx_writer(run: Path):
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(run))
+
+    def write(tag, values, step):
+        if tag is None:
+            return writer.close()
+        writer.add_histogram(tag, values, step)
+
+    return write
+
+
+def ensure_sweep(folder: Path, runs: int, tags: int, steps: int, writer_kind: str) -> None:
     shape = folder / "SHAPE"
-    if shape.exists() and json.loads(shape.read_text()) == [runs, tags, steps, "one histogram per event"]:
+    if shape.exists() and json.loads(shape.read_text()) == [runs, tags, steps, WRITERS[writer_kind]]:
         return
     if folder.exists():
         import shutil
@@ -61,7 +94,7 @@ def ensure_sweep(folder: Path, runs: int, tags: int, steps: int) -> None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     print(f"writing the sweep ({runs} runs x {tags} tags x {steps} steps) to {folder} ...", file=sys.stderr)
-    write_sweep(folder, runs, tags, steps)
+    write_sweep(folder, runs, tags, steps, writer_kind)
 
 
 def event_files(folder: Path) -> list[Path]:
@@ -95,6 +128,9 @@ def job_floor(folder: Path) -> None:
                     if value.HasField("tensor"):
                         np.frombuffer(value.tensor.tensor_content, "<f8").reshape(-1, 3)
                         histograms += 1
+                    elif value.HasField("histo"):
+                        np.array(value.histo.bucket_limit), np.array(value.histo.bucket)
+                        histograms += 1
     print(f"{histograms} histograms", file=sys.stderr)
 
 
@@ -104,6 +140,7 @@ def job_event_accumulator(folder: Path, with_tf: bool) -> None:
         import types
 
         sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+    import numpy as np
     from tensorboard.backend.event_processing import event_accumulator as ea
     from tensorboard.util import tensor_util
 
@@ -114,6 +151,10 @@ def job_event_accumulator(folder: Path, with_tf: bool) -> None:
         for tag in acc.Tags()[ea.TENSORS]:
             for event in acc.Tensors(tag):
                 tensor_util.make_ndarray(event.tensor_proto)
+                histograms += 1
+        for tag in acc.Tags()[ea.HISTOGRAMS]:
+            for event in acc.Histograms(tag):
+                np.array(event.histogram_value.bucket_limit), np.array(event.histogram_value.bucket)
                 histograms += 1
     print(f"{histograms} histograms", file=sys.stderr)
 
@@ -163,7 +204,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--tags", type=int, default=30)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "gradaudit-speed-sweep")
+    parser.add_argument("--writer", choices=sorted(WRITERS), default="tf2", help="who writes the sweep")
+    parser.add_argument("--dir", type=Path, help="where the sweep is kept (default: in the temp folder)")
     parser.add_argument("--rounds", type=int, default=3, help="measure each job this many times (median)")
     parser.add_argument("--with-tf", action="store_true", help="also time EventAccumulator with TensorFlow")
     parser.add_argument("--skip-stock", action="store_true", help="skip the slow stock EventAccumulator")
@@ -173,6 +215,8 @@ def main() -> None:
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    suffix = "" if args.writer == "tf2" else f"-{args.writer}"
+    args.dir = args.dir or Path(tempfile.gettempdir()) / f"gradaudit-speed-sweep{suffix}"
 
     if args.job:
         {
@@ -190,12 +234,12 @@ def main() -> None:
 
     sweeps = [args.dir] + ([args.dir.with_name(args.dir.name + "-x2")] if args.scaling else [])
     for k, folder in enumerate(sweeps):
-        ensure_sweep(folder, args.runs * (k + 1), args.tags, args.steps)
+        ensure_sweep(folder, args.runs * (k + 1), args.tags, args.steps, args.writer)
     size_mb = sum(p.stat().st_size for p in event_files(args.dir)) / 1e6
     histograms = args.runs * args.tags * args.steps
     print(
-        f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps = {histograms:,} histograms "
-        f"(one per event), {size_mb:.0f} MB; {os.cpu_count()} cores; median of {args.rounds} rounds"
+        f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps = {histograms:,} histograms, "
+        f"{WRITERS[args.writer]}, {size_mb:.0f} MB; {os.cpu_count()} cores; median of {args.rounds} rounds"
     )
     for folder in sweeps:
         for path in event_files(folder):  # every reader gets the files from the page cache
