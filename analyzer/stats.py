@@ -64,8 +64,7 @@ class _Buckets:
     abs_right: np.ndarray
     abs_lo: np.ndarray  # smallest |g| in the bucket
     abs_hi: np.ndarray  # largest |g| in the bucket
-    raw: np.ndarray  # counts of finite buckets
-    c: np.ndarray  # the same, in units of a step's peak count when that is absurd (> 1e100)
+    c: np.ndarray  # counts of finite buckets, in units of a step's peak count if that is absurd (> 1e100)
     total: np.ndarray  # [R] entries
     weight: np.ndarray  # [R] sum of c
     straddles: np.ndarray  # the bucket reaches from <= 0 to >= 0
@@ -107,7 +106,6 @@ def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Bucket
         abs_right,
         abs_lo,
         abs_hi,
-        raw,
         c,
         total,
         weight,

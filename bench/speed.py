@@ -7,10 +7,10 @@
 
 The sweep is written once with TensorBoard's own writers (``histogram_pb``, ``EventFileWriter``: the
 records ``tf.summary.histogram`` writes, without TensorFlow), or with ``--writer tensorboardx`` by
-tensorboardX, into --dir and reused while its shape is unchanged. Every measurement is a whole fresh process: wall time from start to exit, and its peak RSS
-(for gradaudit also the largest worker's). Jobs run interleaved for --rounds rounds and the median
-wall time counts, so a slow spell of a shared machine hits them all. Figures are printed, never
-asserted.
+tensorboardX, into --dir and reused while its shape is unchanged. Every measurement is a whole fresh
+process: wall time from start to exit, and its peak RSS (for gradaudit also the largest worker's).
+Jobs run interleaved for --rounds rounds and the median wall time counts, so a slow spell of a shared
+machine hits them all. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
