@@ -91,12 +91,13 @@ class GradientHistograms(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         if not model.built:
-            # A subclassed model creates its variables at its first call, which Keras makes when it
-            # traces the train step: after the snapshot before training. Create them now, from
-            # symbolic inputs, as Keras does itself when it builds a model ahead of training.
-            x = self._probe[0]
-            model.compute_output_spec(
-                tf.nest.map_structure(lambda t: keras.KerasTensor(t.shape, t.dtype.name), x)
+            # A model without a declared input (subclassed, or Sequential without keras.Input)
+            # creates its variables at its first call, which Keras makes when it traces the train
+            # step: after the snapshot before training. A call on symbolic inputs creates them now.
+            model(
+                tf.nest.map_structure(
+                    lambda t: keras.KerasTensor((None, *t.shape[1:]), t.dtype.name), self._probe[0]
+                )
             )
         _check_probe_fits(model, self._probe[0])
         self._trainable = list(model.trainable_variables)

@@ -123,10 +123,19 @@ class SubclassedNet(keras.Model):
         return self.out(self.hidden(x))
 
 
-def test_subclassed_model(tmp_path):
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        SubclassedNet,
+        lambda: keras.Sequential([keras.layers.Dense(12, activation="relu"), keras.layers.Dense(1)]),
+    ],
+    ids=["subclassed", "sequential_without_input"],
+)
+def test_model_without_declared_input(tmp_path, make_model):
+    """Variables created only at the first call still get their histogram before training."""
     keras.backend.clear_session()
     x, y = _data()
-    model = SubclassedNet()
+    model = make_model()
     model.compile(optimizer="adam", loss="mse")
     model.fit(
         x,
@@ -137,7 +146,7 @@ def test_subclassed_model(tmp_path):
         callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], y[:64]))],
     )
     data = _read(tmp_path / "run")
-    assert len(data.series) == 4 and all(len(s.steps) == 3 for s in data.series)
+    assert len(data.series) == 4 and all(list(s.steps) == [0, 4, 8] for s in data.series)
 
 
 def test_mixed_precision_gradients_are_unscaled(tmp_path):
