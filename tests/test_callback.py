@@ -28,6 +28,13 @@ def _read(log_dir):
     return read_run(run)
 
 
+def _fit_and_read(model, log_dir, x, y, probe, epochs=1, **callback_args):
+    """Train in batches of 64 with the callback, and read its run back."""
+    callback = GradientHistograms(log_dir, probe=probe, **callback_args)
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=[callback])
+    return _read(log_dir)
+
+
 # The probe runs beside training, and float32 sums then run in a different order than here: up to
 # 4e-6 apart measured over 25 trainings. Gradients one SGD step off differ by 3e-4 or more.
 RMS_RTOL = 2e-5
@@ -77,15 +84,8 @@ def test_default_frequency_is_every_epoch_plus_start(tmp_path):
     x, y = _data()
     model = _sequential()
     model.compile(optimizer="adam", loss="mse")
-    model.fit(
-        x,
-        y,
-        batch_size=64,
-        epochs=3,
-        verbose=0,
-        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:32], y[:32]))],
-    )
-    assert list(_read(tmp_path / "run").series[0].steps) == [0, 4, 8, 12]
+    data = _fit_and_read(model, tmp_path / "run", x, y, (x[:32], y[:32]), epochs=3)
+    assert list(data.series[0].steps) == [0, 4, 8, 12]
 
 
 def test_functional_multi_output_model(tmp_path):
@@ -98,15 +98,7 @@ def test_functional_multi_output_model(tmp_path):
     model = keras.Model(inputs, {"a": out_a, "b": out_b})
     model.compile(optimizer="adam", loss={"a": "mse", "b": "mae"})
     targets = {"a": y, "b": -y}
-    model.fit(
-        x,
-        targets,
-        batch_size=64,
-        epochs=1,
-        verbose=0,
-        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], {"a": y[:64], "b": -y[:64]}))],
-    )
-    data = _read(tmp_path / "run")
+    data = _fit_and_read(model, tmp_path / "run", x, targets, (x[:64], {"a": y[:64], "b": -y[:64]}))
     assert [s.tag.split("/")[-2] for s in data.series] == ["trunk", "trunk", "a", "a", "b", "b"]
     # (an MAE bias gradient is exactly zero when residual signs balance, so only kernels are checked)
     kernels = [layer_stats(s) for s in data.series if s.tag.endswith("kernel")]
@@ -137,15 +129,7 @@ def test_model_without_declared_input(tmp_path, make_model):
     x, y = _data()
     model = make_model()
     model.compile(optimizer="adam", loss="mse")
-    model.fit(
-        x,
-        y,
-        batch_size=64,
-        epochs=2,
-        verbose=0,
-        callbacks=[GradientHistograms(tmp_path / "run", probe=(x[:64], y[:64]))],
-    )
-    data = _read(tmp_path / "run")
+    data = _fit_and_read(model, tmp_path / "run", x, y, (x[:64], y[:64]), epochs=2)
     assert len(data.series) == 4 and all(list(s.steps) == [0, 4, 8] for s in data.series)
 
 
@@ -163,15 +147,7 @@ def test_mixed_precision_gradients_are_unscaled(tmp_path):
         )
         model.compile(optimizer="adam", loss="mse")  # Keras wraps it in a LossScaleOptimizer
         probe = (x[:64], y[:64])
-        model.fit(
-            x,
-            y,
-            batch_size=64,
-            epochs=1,
-            verbose=0,
-            callbacks=[GradientHistograms(tmp_path / "run", probe=probe)],
-        )
-        data = _read(tmp_path / "run")
+        data = _fit_and_read(model, tmp_path / "run", x, y, probe)
         true = _true_gradients(model, *probe)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -289,15 +265,7 @@ def test_regularization_losses_are_in_the_probed_gradients(tmp_path):
     )
     model.compile(optimizer="sgd", loss="mse")
     probe = (x[:64], y[:64])
-    model.fit(
-        x,
-        y,
-        batch_size=64,
-        epochs=1,
-        verbose=0,
-        callbacks=[GradientHistograms(tmp_path / "run", probe=probe)],
-    )
-    series = _read(tmp_path / "run").series
+    series = _fit_and_read(model, tmp_path / "run", x, y, probe).series
     true = [np.sqrt(np.mean(g.astype(np.float64) ** 2)) for g in _true_gradients(model, *probe)]
     np.testing.assert_allclose([layer_stats(s).rms[-1] for s in series], true, rtol=RMS_RTOL)
     with tf.GradientTape() as tape:
@@ -315,25 +283,11 @@ def test_a_probe_that_fails_fails_fit(tmp_path):
     model.compile(optimizer="sgd", loss="mse")
     wrong_width = (np.zeros((16, 5), "float32"), y[:16])
     with pytest.raises(ValueError, match=r"probe's x has shape \(16, 5\), but the model takes .*\(None, 8\)"):
-        model.fit(
-            x,
-            y,
-            batch_size=64,
-            epochs=1,
-            verbose=0,
-            callbacks=[GradientHistograms(tmp_path, probe=wrong_width)],
-        )
+        _fit_and_read(model, tmp_path / "run", x, y, wrong_width)
     subclassed = SubclassedNet()  # no declared input: the probe's own error stops fit()
     subclassed.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="Dimensions must be equal"):
-        subclassed.fit(
-            x,
-            y,
-            batch_size=64,
-            epochs=2,
-            verbose=0,
-            callbacks=[GradientHistograms(tmp_path, probe=(x[:16], y[:7]))],
-        )
+        _fit_and_read(subclassed, tmp_path / "run", x, y, (x[:16], y[:7]), epochs=2)
 
 
 def test_nan_gradients_keep_the_finite_values(tmp_path):
