@@ -353,3 +353,41 @@ def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     assert (
         logged[0].bucket[list(logged[0].bucket_limit).index(limits[np.flatnonzero(limits == 0)[0] + 1])] > 0
     )
+
+
+def test_embedding_lstm_dataset_validation_and_a_second_fit(tmp_path):
+    """Sparse (IndexedSlices) gradients, a recurrent layer, a tf.data probe with sample weights,
+    validation inside fit() and a second fit() that goes on counting steps."""
+    keras.backend.clear_session()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 50, size=(300, 12))
+    labels = (tokens.sum(axis=1) % 2).astype("float32")
+    weights = rng.uniform(0.5, 1.5, 300).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((12,), dtype="int32"),
+            keras.layers.Embedding(50, 8),
+            keras.layers.LSTM(8),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    batches = tf.data.Dataset.from_tensor_slices((tokens, labels, weights)).batch(32)  # 10, last of 12
+    callback = GradientHistograms(tmp_path / "run", probe=batches.take(1), every_n_batches=5)
+    validation = (tokens[:64], labels[:64])
+    model.fit(batches, epochs=2, verbose=0, validation_data=validation, callbacks=[callback])
+    model.fit(batches, epochs=1, verbose=0, callbacks=[callback])
+
+    data = _read(tmp_path / "run")
+    assert [s.tag.split("/", 2)[2] for s in data.series] == [
+        "embedding/embeddings",
+        "lstm/lstm_cell/kernel",
+        "lstm/lstm_cell/recurrent_kernel",
+        "lstm/lstm_cell/bias",
+        "dense/kernel",
+        "dense/bias",
+    ]
+    assert list(data.series[0].steps) == [0, 5, 10, 15, 20, 25, 30]
+    embedding = layer_stats(data.series[0])
+    assert embedding.count[-1] == 50 * 8  # the sparse gradient made dense
+    assert np.all(embedding.rms > 0) and not embedding.nonfinite.any()
