@@ -276,9 +276,9 @@ def _check_probe_fits(model, x):
             )
 
 
-def _dense(gradient, variable):
-    if gradient is None:  # a variable the loss does not depend on: report all-zero gradients
-        return tf.zeros_like(variable)
+def _dense(gradient, weight):
+    if gradient is None:  # a weight the loss does not depend on: report all-zero gradients
+        return tf.zeros_like(weight)
     if isinstance(gradient, tf.IndexedSlices):
         return tf.convert_to_tensor(gradient)
     return gradient
