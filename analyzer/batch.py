@@ -20,6 +20,7 @@ from . import __version__
 from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
 from .events import DEFAULT_TAG_PATTERN
 from .jsonreport import run_document
+from .outdir import write_atomic
 from .pipeline import RunResult, analyse_run
 from .problems import AnalyzerError, Problem
 from .readers import READERS
@@ -163,11 +164,7 @@ class RunCache:
         return output if isinstance(output, RunOutput) else None
 
     def put(self, key: str, output: RunOutput) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(output, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.folder / key)
+        write_atomic(self.folder / key, pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL))
 
     def forget_all_but(self, keys: list[str | None]) -> None:
         keep = set(keys)

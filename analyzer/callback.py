@@ -81,7 +81,6 @@ class GradientHistograms(keras.callbacks.Callback):
         self._writer = None  # created and used on the probe thread
         self._gradient_function = None
         self._variables_key = None
-        self._traced = False  # the gradient function has run once
         self._prober = None
         self._epochs_begun = 0
         self._batches_seen = 0
@@ -106,11 +105,10 @@ class GradientHistograms(keras.callbacks.Callback):
         if self._gradient_function is None or variables_key != self._variables_key:
             self._gradient_function = self._build_gradient_function()  # traced at its first call
             self._variables_key = variables_key
-            self._traced = False
         self._tags = [self.tag_prefix + v.path for v in self._trainable]
         self._prober = _ProbeThread(self._write_probe)
         self._epochs_begun = 0
-        if self._traced:
+        if self._gradient_function.experimental_get_tracing_count():  # no trace of ours to wait for
             self._prober.start()
         self._submit_probe()
 
@@ -191,7 +189,6 @@ class GradientHistograms(keras.callbacks.Callback):
         """Runs on the probe thread: gradients, histograms, one event."""
         x, y, sample_weight = self._probe
         gradients = self._gradient_function(x, y, sample_weight, trainable, non_trainable)
-        self._traced = True
         summary = summary_pb2.Summary()
         for tag, gradient in zip(self._tags, gradients):
             value = summary.value.add(tag=tag)

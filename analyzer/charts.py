@@ -41,7 +41,9 @@ def viridis(fraction: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-_VIRIDIS_256 = [viridis(i / 255) for i in range(256)]
+_VIRIDIS_RGB = np.array(
+    [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in (viridis(i / 255) for i in range(256))], np.uint8
+)
 
 
 @dataclass
@@ -206,10 +208,9 @@ _NONFINITE_RGB, _ZERO_RGB = (214, 39, 40), (136, 136, 136)
 
 def _heatmap_png(log10_rms: np.ndarray, nonfinite: np.ndarray, lo: float, hi: float) -> str:
     """One pixel per cell, RGB, as base64 PNG (zlib and struct: no imaging library needed)."""
-    lut = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in _VIRIDIS_256], dtype=np.uint8)
     with np.errstate(invalid="ignore"):
         level = np.clip(np.nan_to_num((log10_rms - lo) / ((hi - lo) or 1), nan=0.0) * 255, 0, 255)
-    pixels = lut[level.astype(int)]
+    pixels = _VIRIDIS_RGB[level.astype(int)]
     pixels[~np.isfinite(log10_rms)] = _ZERO_RGB
     pixels[nonfinite] = _NONFINITE_RGB
     height, width = log10_rms.shape

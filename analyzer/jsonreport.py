@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from . import __version__
-from .pipeline import RunResult
+from .pipeline import RunResult, layer_summary
 from .problems import Problem
 
 SCHEMA_VERSION = 1
@@ -76,25 +76,24 @@ def run_document(result: RunResult) -> dict:
 
 
 def _layer_document(result: RunResult, i: int) -> dict:
-    layer, trend = result.stats.layers[i], result.trends.layer_trends[i]
-    finite = np.flatnonzero(np.isfinite(layer.rms))
-    last = finite[-1] if finite.size else None
+    layer = layer_summary(result, i)
+    quantiles = layer.abs_quantiles_last
     return {
         "tag": layer.tag,
-        "depth": i,
-        "verdict": result.diagnosis.layer_verdicts[i] if result.diagnosis.layer_verdicts else "",
-        "steps": len(layer.steps),
-        "rms_first": layer.rms[finite[0]] if finite.size else None,
-        "rms_last": layer.rms[last] if last is not None else None,
-        "rms_exact": bool(layer.rms_exact.all()),
-        "mean_abs_last": layer.mean_abs[last] if last is not None else None,
+        "depth": layer.depth,
+        "verdict": layer.verdict,
+        "steps": layer.steps,
+        "rms_first": layer.rms_first,
+        "rms_last": layer.rms_last,
+        "rms_exact": layer.rms_exact,
+        "mean_abs_last": layer.mean_abs_last,
         "abs_quantiles_last": (
-            dict(zip(("q50", "q90", "q99"), layer.abs_quantiles_last.tolist())) if last is not None else None
+            dict(zip(("q50", "q90", "q99"), quantiles.tolist())) if quantiles is not None else None
         ),
-        "max_abs": np.nanmax(layer.max_abs) if np.isfinite(layer.max_abs).any() else None,
-        "zero_share_last": layer.zero_share[last] if last is not None else None,
-        "nonfinite_steps": int(layer.nonfinite.sum()),
-        "trend": _trend_document(trend),
+        "max_abs": layer.max_abs,
+        "zero_share_last": layer.zero_share_last,
+        "nonfinite_steps": layer.nonfinite_steps,
+        "trend": _trend_document(result.trends.layer_trends[i]),
     }
 
 

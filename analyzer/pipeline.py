@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .diagnosis import DEFAULT_THRESHOLDS, Diagnosis, Thresholds, diagnose
 from .events import DEFAULT_TAG_PATTERN, read_run
 from .problems import Problem
@@ -59,6 +61,49 @@ def analyse_run(
         problems=data.problems,
         notes=notes,
         hparams={**run.hparams, **data.hparams},
+    )
+
+
+@dataclass
+class LayerSummary:
+    """What the report's layer table and the JSON both say of one layer: figures at its first and
+    last step with a finite RMS (NaN, and no quantiles, where it has none)."""
+
+    tag: str
+    depth: int
+    verdict: str
+    steps: int
+    rms_first: float
+    rms_last: float
+    rms_exact: bool
+    mean_abs_last: float
+    abs_quantiles_last: np.ndarray | None
+    max_abs: float
+    zero_share_last: float
+    nonfinite_steps: int
+
+
+def layer_summary(result: RunResult, i: int) -> LayerSummary:
+    layer = result.stats.layers[i]
+    finite = np.flatnonzero(np.isfinite(layer.rms))
+    first, last = (int(finite[0]), int(finite[-1])) if finite.size else (None, None)
+
+    def at(values: np.ndarray, step: int | None) -> float:
+        return float(values[step]) if step is not None else np.nan
+
+    return LayerSummary(
+        tag=layer.tag,
+        depth=i,
+        verdict=result.diagnosis.layer_verdicts[i] if result.diagnosis.layer_verdicts else "",
+        steps=len(layer.steps),
+        rms_first=at(layer.rms, first),
+        rms_last=at(layer.rms, last),
+        rms_exact=bool(layer.rms_exact.all()),
+        mean_abs_last=at(layer.mean_abs, last),
+        abs_quantiles_last=layer.abs_quantiles_last if last is not None else None,
+        max_abs=float(np.nanmax(layer.max_abs)) if np.isfinite(layer.max_abs).any() else np.nan,
+        zero_share_last=at(layer.zero_share, last),
+        nonfinite_steps=int(layer.nonfinite.sum()),
     )
 
 

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
-from .pipeline import RunResult
+from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
 from .trends import log10_positive
 
@@ -31,16 +31,8 @@ MAX_LINES_CHART_LAYERS = 6
 
 @dataclass
 class LayerRow:
-    depth: int
-    tag: str
-    verdict: str
-    rms_first: float
-    rms_last: float
-    rms_exact: bool
-    zero_share_last: float
-    max_abs: float
-    trend: str  # "+0.123 [−0.01, +0.2] dec/1k steps" or "—"
-    steps: int
+    summary: LayerSummary
+    trend: str  # "+0.123 [−0.01, +0.2]" (decades per 1k steps) or "—"
 
 
 @dataclass
@@ -195,25 +187,11 @@ def _worst_layer(result: RunResult) -> str:
 
 
 def _layer_row(result: RunResult, i: int) -> LayerRow:
-    layer, trend = result.stats.layers[i], result.trends.layer_trends[i]
-    finite = np.flatnonzero(np.isfinite(layer.rms))
-    first = float(layer.rms[finite[0]]) if finite.size else math.nan
-    last = float(layer.rms[finite[-1]]) if finite.size else math.nan
+    trend = result.trends.layer_trends[i]
     trend_text = (
         f"{trend.decades_per_1k_steps:+.3f} [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]" if trend else "—"
     )
-    return LayerRow(
-        depth=i,
-        tag=layer.tag,
-        verdict=result.diagnosis.layer_verdicts[i] if result.diagnosis.layer_verdicts else "",
-        rms_first=first,
-        rms_last=last,
-        rms_exact=bool(layer.rms_exact.all()),
-        zero_share_last=float(layer.zero_share[finite[-1]]) if finite.size else math.nan,
-        max_abs=float(np.nanmax(layer.max_abs)) if np.isfinite(layer.max_abs).any() else math.nan,
-        trend=trend_text,
-        steps=len(layer.steps),
-    )
+    return LayerRow(layer_summary(result, i), trend_text)
 
 
 # --- rendering ------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def _make_names_unique(runs: list[Run], roots: list[str]) -> None:
         seen[run.name] = seen.get(run.name, 0) + 1
     for run in runs:
         if seen[run.name] > 1:
-            run.name = f"{run.directory}"
+            run.name = run.directory
 
 
 _TOKEN = re.compile(r"\d*\.?\d+(?:e[-+]?\d+)?(?![A-Za-z])|[A-Za-z][A-Za-z0-9.]*", re.IGNORECASE)
