@@ -272,7 +272,8 @@ def _hparams(contents: list[bytes]) -> dict[str, str]:
         except Exception:
             continue
         if data.HasField("session_start_info"):
-            for key, value in data.session_start_info.hparams.items():
+            # sorted: a protobuf map iterates in an order that changes from process to process
+            for key, value in sorted(data.session_start_info.hparams.items()):
                 kind = value.WhichOneof("kind")
                 if kind == "number_value":
                     out[key] = f"{value.number_value:g}"

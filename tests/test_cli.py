@@ -110,6 +110,7 @@ def test_real_keras_logs_report_plainly(tmp_path, real_logs):
     ]
     session = next(r for r in runs if r["run"] == "keras_tutorial_hparams/Experiment 0_adam_200_0.2")
     assert session["hparams"] == {"dropout": "0.2", "optimizer": "adam", "units": "200"}  # hparams plugin
+    assert list(session["hparams"]) == ["dropout", "optimizer", "units"]  # in one order, run after run
     for run in sweep:
         assert run["verdict"] == "insufficient_data"
         assert "no gradient histograms" in run["reason"] and "kernel_0/histogram" in run["reason"]
