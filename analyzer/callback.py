@@ -3,7 +3,8 @@
 It does no analysis: every N batches (or every epoch) it snapshots the weights, and a thread beside
 training runs one forward and backward pass of a fixed probe batch on that snapshot inside a
 ``tf.function``, bins each gradient with numpy, and writes one histogram per trainable variable, in
-model order, under ``gradients/<variable.path>``. The training thread only takes the snapshot.
+model order, under ``gradients/<variable.path>``. The training thread traces that function once,
+when training begins, and after that only takes snapshots.
 
 The histograms use TensorBoard's legacy ``HistogramProto`` (as PyTorch and TF1 write), not the 30 even
 buckets of ``tf.summary.histogram``: it keeps the exact count, sum and sum of squares (so the RMS is
@@ -16,13 +17,17 @@ This is the only module of gradaudit that imports TensorFlow.
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2
 
 BUCKETS_PER_DECADE = 10
 # float32 spans 1.4e-45 (smallest subnormal) to 3.4e38: these limits cover every finite value.
@@ -78,14 +83,13 @@ class GradientHistograms(keras.callbacks.Callback):
         self.training = training
         self._probe = _as_probe(probe)
         self._limits = bucket_limits(buckets_per_decade)
-        self._writer = None  # created and used on the probe thread
+        self._events = None  # this callback's event file: created and written on the probe thread
         self._gradient_function = None
         self._variables_key = None
         self._prober = None
-        self._epochs_begun = 0
         self._batches_seen = 0
 
-    # --- Keras hooks: the training thread takes snapshots and waits for nothing else -----------
+    # --- Keras hooks: the training thread traces once, then only takes snapshots ---------------
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -99,54 +103,32 @@ class GradientHistograms(keras.callbacks.Callback):
                 )
             )
         _check_probe_fits(model, self._probe[0])
-        self._trainable = list(model.trainable_variables)
-        self._non_trainable = list(model.non_trainable_variables)
-        variables_key = [id(v) for v in self._trainable + self._non_trainable]
+        trainable, non_trainable = list(model.trainable_variables), list(model.non_trainable_variables)
+        variables_key = [id(v) for v in trainable + non_trainable]
         if self._gradient_function is None or variables_key != self._variables_key:
-            self._gradient_function = self._build_gradient_function()  # traced at its first call
             self._variables_key = variables_key
-        self._tags = [self.tag_prefix + v.path for v in self._trainable]
+            # The backend's tf.Variables: reading them directly is the cheapest snapshot.
+            self._variable_values = [v.value for v in trainable + non_trainable]
+            self._tags = [self.tag_prefix + v.path for v in trainable]
+            self._gradient_function = self._trace_gradient_function(trainable, non_trainable)
         self._prober = _ProbeThread(self._write_probe)
-        self._epochs_begun = 0
-        if self._gradient_function.experimental_get_tracing_count():  # no trace of ours to wait for
-            self._prober.start()
         self._submit_probe()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        # Tracing a function calls the model's layers, and two threads calling them at once can
-        # lose each other's add_loss() terms. Keras traces its train step at the first batch, again
-        # at the first smaller last batch, and its test step at the first validation: all in the
-        # first epoch. So the probe thread makes its one trace from the second epoch on; until then
-        # probes are held (see _ProbeThread).
-        self._epochs_begun += 1
-        if self._epochs_begun == 2:
-            self._prober.start()
-
     def on_train_batch_end(self, batch, logs=None):
-        self._prober.poll()  # a failing probe (say, of the wrong shape) stops fit() here
+        self._prober.poll()  # a failing probe stops fit() here
         if self.every_n_batches is None:
             return
         self._batches_seen += 1
         if self._batches_seen % self.every_n_batches == 0:
             self._submit_probe()
 
-    def on_test_begin(self, logs=None):
-        if self._prober is not None:  # validation inside fit() may trace the test step: see above
-            self._prober.wait_for_first()
-
-    def on_predict_begin(self, logs=None):
-        self.on_test_begin(logs)
-
     def on_epoch_end(self, epoch, logs=None):
-        self._prober.wait_for_first()  # other callbacks may call the model here: see above
         if self.every_n_batches is None:
             self._submit_probe()
 
     def on_train_end(self, logs=None):
         prober, self._prober = self._prober, None
         prober.close()  # every probe written; an error of a probe is raised here at the latest
-        if self._writer is not None:
-            self._writer.flush()
 
     # --- the probe ---------------------------------------------------------------------------
 
@@ -156,21 +138,26 @@ class GradientHistograms(keras.callbacks.Callback):
         still holds it, so the snapshot costs a copy only of what training then changes."""
         optimizer = self.model.optimizer
         step = int(optimizer.iterations.numpy()) if optimizer is not None else self._batches_seen
-        trainable = [tf.identity(v.value) for v in self._trainable]
-        non_trainable = [tf.identity(v.value) for v in self._non_trainable]
-        self._prober.submit(step, trainable, non_trainable)
+        self._prober.submit(step, [value.value() for value in self._variable_values])
 
-    def _build_gradient_function(self):
+    def _trace_gradient_function(self, trainable_variables, non_trainable_variables):
+        """The probe's forward and backward pass, traced here on the training thread.
+
+        Tracing calls the model's layers in Python, so it happens before Keras traces its own steps
+        and never on the probe thread: two threads calling the same layers can lose each other's
+        add_loss() terms, and a thread tracing beside Keras's Python loop contends with it for the
+        GIL and slows training by far more than the trace costs alone. The probe thread only runs
+        the traced function, whose instantiation and execution release the GIL.
+        """
         model, training = self.model, self.training
-        trainable_variables, non_trainable_variables = self._trainable, self._non_trainable
 
-        # Traced once, so kept small: gradients only (histograms are numpy's job: per-variable
-        # histogram ops made the graph 4x larger and slower to trace than the gradients) and
-        # autograph off (nothing here needs Python control flow converted). The weights come in as
-        # arguments through a StatelessScope: the probe sees its snapshot while training goes on,
-        # and what a forward pass would update (BatchNorm moving statistics, dropout seeds, Keras's
-        # per-output loss trackers) is collected by the scope and dropped.
-        @tf.function(jit_compile=False, reduce_retracing=True, autograph=False)
+        # Gradients only (histograms are numpy's job: per-variable histogram ops made the graph 4x
+        # larger and slower to trace than the gradients) and autograph off (nothing here needs
+        # Python control flow converted). The weights come in as arguments through a
+        # StatelessScope: the probe sees its snapshot while training goes on, and what a forward
+        # pass would update (BatchNorm moving statistics, dropout seeds, Keras's per-output loss
+        # trackers) is collected by the scope and dropped.
+        @tf.function(jit_compile=False, autograph=False)
         def gradients(x, y, sample_weight, trainable, non_trainable):
             mapping = list(zip(trainable_variables, trainable))
             mapping += list(zip(non_trainable_variables, non_trainable))
@@ -183,32 +170,40 @@ class GradientHistograms(keras.callbacks.Callback):
                     )
             return [_dense(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
 
-        return gradients
+        snapshot = [value.value() for value in self._variable_values]
+        trainable = snapshot[: len(trainable_variables)]
+        return gradients.get_concrete_function(*self._probe, trainable, snapshot[len(trainable) :])
 
-    def _write_probe(self, step, trainable, non_trainable):
+    def _write_probe(self, step, snapshot):
         """Runs on the probe thread: gradients, histograms, one event."""
-        x, y, sample_weight = self._probe
-        gradients = self._gradient_function(x, y, sample_weight, trainable, non_trainable)
+        trainable = snapshot[: len(self._tags)]
+        gradients = self._gradient_function(*self._probe, trainable, snapshot[len(self._tags) :])
         summary = summary_pb2.Summary()
         for tag, gradient in zip(self._tags, gradients):
             value = summary.value.add(tag=tag)
             _fill_histogram(value.histo, *_histogram_parts(gradient.numpy(), self._limits), self._limits)
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
-        with self._writer.as_default():
-            tf.summary.experimental.write_raw_pb(
-                tf.constant(summary.SerializeToString()), step=tf.constant(step, tf.int64)
-            )
+        self._write_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+
+    def _write_event(self, event):
+        """Append one event to this callback's own event file, created at its first event. A record
+        writer frames and checksums in C++; tf.summary's writer costs eager ops per event and more
+        than the probe itself on small models. Each event is flushed: TensorBoard shows it at once,
+        and a crash loses nothing written."""
+        if self._events is None:
+            tf.io.gfile.makedirs(self.log_dir)
+            self._events = tf.io.TFRecordWriter(os.path.join(self.log_dir, _event_file_name()))
+            header = event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
+            self._events.write(header.SerializeToString())
+        self._events.write(event.SerializeToString())
+        self._events.flush()
 
 
 class _ProbeThread:
-    """One thread that runs probes in the order they were submitted, from start() on.
+    """One thread that runs probes in the order they were submitted.
 
     At most two probes wait, each holding a snapshot of the weights: when probes take longer than the
-    training between them, training slows down rather than holding snapshots without bound. Before
-    start() the probes are held; a third one starts the thread and waits for those held to run. The
-    error of a probe is raised in the training thread at the next poll(), submit(),
-    wait_for_first() or close().
+    training between them, training slows down rather than holding snapshots without bound. The
+    error of a probe is raised in the training thread at the next poll(), submit() or close().
     """
 
     _MAX_PENDING = 2
@@ -216,23 +211,9 @@ class _ProbeThread:
     def __init__(self, write_probe):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradaudit-probe")
         self._write_probe = write_probe
-        self._held: list[tuple] | None = []  # None once started
         self._pending: deque[Future] = deque()
-        self._one_ran = False
-
-    def start(self):
-        if self._held is not None:
-            held, self._held = self._held, None
-            for args in held:
-                self.submit(*args)
 
     def submit(self, *args):
-        if self._held is not None:
-            if len(self._held) < self._MAX_PENDING:
-                self._held.append(args)
-                return
-            self.start()
-            self.wait_for_first()  # with training waiting, no trace of Keras's can run meanwhile
         self.poll()
         while len(self._pending) >= self._MAX_PENDING:
             self._pending.popleft().result()
@@ -243,26 +224,26 @@ class _ProbeThread:
         while self._pending and self._pending[0].done():
             self._pending.popleft().result()
 
-    def wait_for_first(self):
-        """Block until the probes submitted so far have run, if none has yet: the first one traces the
-        gradient function."""
-        if self._held is None and not self._one_ran:
-            while self._pending:
-                self._pending.popleft().result()
-            self._one_ran = True
-
     def close(self):
         try:
-            self.start()
             while self._pending:
                 self._pending.popleft().result()
         finally:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _event_file_name() -> str:
+    """A new file's name, as TensorFlow's writers name theirs: time, host, process and a counter, so
+    no two writers share a file and a run's files sort in the order they were written."""
+    return f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{next(_FILES)}.v2"
+
+
+_FILES = itertools.count()
+
+
 def _check_probe_fits(model, x):
-    """Refuse, when training begins, a probe a single-input model cannot take: the probe itself runs
-    later, on its own thread, and its error would only show then."""
+    """Refuse a probe a single-input model cannot take, with a message that names both shapes; the
+    trace's own error would speak of the dimensions of a matrix product deep inside the model."""
     inputs = getattr(model, "inputs", None)  # Functional and Sequential models know their input
     if inputs and len(inputs) == 1 and tf.is_tensor(x):
         expected = tf.TensorShape(inputs[0].shape[1:])

@@ -275,9 +275,8 @@ def test_regularization_losses_are_in_the_probed_gradients(tmp_path):
     assert true[0] > 1.5 * np.sqrt(np.mean(without_regularization.astype(np.float64) ** 2))
 
 
-def test_a_probe_that_fails_fails_fit(tmp_path):
-    """Refused before training when the model's input says so; otherwise at the next batch after the
-    probe ran, on the probe thread."""
+def test_a_probe_the_model_cannot_take_fails_fit_when_training_begins(tmp_path):
+    """Refused with both shapes named when the model's input says so; otherwise by the trace."""
     x, y = _data()
     model = _sequential()
     model.compile(optimizer="sgd", loss="mse")
@@ -288,6 +287,32 @@ def test_a_probe_that_fails_fails_fit(tmp_path):
     subclassed.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="Dimensions must be equal"):
         _fit_and_read(subclassed, tmp_path / "run", x, y, (x[:16], y[:7]), epochs=2)
+
+
+class BatchCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_an_error_on_the_probe_thread_stops_fit(tmp_path):
+    """The first event is written on the probe thread; a log folder that is a file fails it. fit()
+    stops at the next batch after, or at the latest when a third probe waits for the first: at the
+    end of the second epoch. The file is left as it was."""
+    x, y = _data()
+    model = _sequential()
+    model.compile(optimizer="sgd", loss="mse")
+    not_a_folder = tmp_path / "run"
+    not_a_folder.write_text("the user's notes")
+    counter = BatchCounter()
+    callback = GradientHistograms(not_a_folder, probe=(x[:16], y[:16]))
+    with pytest.raises(tf.errors.OpError, match="run"):
+        model.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[callback, counter])
+    assert counter.batches <= 2 * 32
+    assert not_a_folder.read_text() == "the user's notes"
 
 
 def test_nan_gradients_keep_the_finite_values(tmp_path):
