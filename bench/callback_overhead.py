@@ -7,7 +7,8 @@ Each training is a fresh process: the sample model of sample_logs/generate.py, s
 ``model.fit`` for --epochs on its 2,048 samples (batch 64), once without the callback and once with it
 at its default frequency (every epoch, plus once before training) or every --every-n-batches. The
 time of ``fit`` is measured, and with it the time the callback's hooks take on the training thread
-and the time its probes take on their own thread (the first one traces the gradient function).
+(the first one traces the gradient function) and the time its probes take on their own thread. A
+third training per model runs a callback that traces and never probes: the fixed cost alone.
 Pairs run interleaved for --rounds rounds; medians count. Figures are printed, never asserted.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def job(name: str, with_callback: bool, epochs: int, every_n_batches: int | None) -> dict:
+def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "sample_logs"))
@@ -38,7 +39,7 @@ def job(name: str, with_callback: bool, epochs: int, every_n_batches: int | None
     model.compile(optimizer=optimizer, loss=loss)
     callbacks, hooks = [], {"all": 0.0, "end": 0.0, "first probe": 0.0, "probes": 0.0}
     with tempfile.TemporaryDirectory() as log_dir:
-        if with_callback:
+        if variant != "without":
             from analyzer.callback import GradientHistograms
 
             class Timed(GradientHistograms):
@@ -65,6 +66,8 @@ def job(name: str, with_callback: bool, epochs: int, every_n_batches: int | None
             for name in ("on_train_begin", "on_epoch_begin", "on_train_batch_end", "on_epoch_end"):
                 setattr(Timed, name, timed(getattr(GradientHistograms, name)))
             Timed.on_train_end = timed(GradientHistograms.on_train_end, "end")
+            if variant == "trace only":  # the callback's fixed cost alone: its one trace, no probe
+                Timed._submit_probe = lambda self: None
             callbacks.append(Timed(log_dir, probe=(x[:256], y[:256]), every_n_batches=every_n_batches))
         start = time.perf_counter()
         model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
@@ -86,6 +89,9 @@ def binning_ns_per_entry(entries: int = 25_000_000) -> float:
     return (time.perf_counter() - start) / entries * 1e9
 
 
+VARIANTS = ("without", "trace only", "with")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,13 +100,13 @@ def main() -> None:
     parser.add_argument("--every-n-batches", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--job", help=argparse.SUPPRESS)
-    parser.add_argument("--with-callback", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job == "binning":
         print(json.dumps(binning_ns_per_entry()))
         return
     if args.job:
-        print(json.dumps(job(args.job, args.with_callback, args.epochs, args.every_n_batches)))
+        print(json.dumps(job(args.job, args.variant, args.epochs, args.every_n_batches)))
         return
 
     sys.path.insert(0, str(REPO / "sample_logs"))
@@ -112,43 +118,45 @@ def main() -> None:
     ]
     frequency = f"every {args.every_n_batches} batches" if args.every_n_batches else "every epoch (default)"
     print(f"{args.epochs} epochs of 32 batches, callback {frequency}, median of {args.rounds} rounds")
-    measured: dict[tuple[str, bool], list[dict]] = {}
+    measured: dict[tuple[str, str], list[dict]] = {}
     for _ in range(args.rounds):
         for name in names:
-            for with_callback in (False, True):
+            for variant in VARIANTS:
                 command = [sys.executable, __file__, "--job", name, "--epochs", str(args.epochs)]
                 command += ["--every-n-batches", str(args.every_n_batches)] if args.every_n_batches else []
-                command += ["--with-callback"] if with_callback else []
+                command += ["--variant", variant]
                 out = subprocess.run(command, capture_output=True, text=True, check=True)
-                measured.setdefault((name, with_callback), []).append(json.loads(out.stdout.splitlines()[-1]))
+                measured.setdefault((name, variant), []).append(json.loads(out.stdout.splitlines()[-1]))
 
     print(
         f"{'model':<28}{'fit s':>7}{'with s':>8}{'difference':>12}{'in hooks s':>12}{'of fit':>8}"
-        f"{'at end s':>10}{'first probe s':>15}{'others ms':>11}"
+        f"{'at end s':>10}{'first probe s':>15}{'others ms':>11}{'trace only':>12}"
     )
-    columns = {"without": (False, "fit"), "with": (True, "fit")}
-    columns |= {key: (True, key) for key in ("all", "end", "first probe", "probes")}
+    columns = {"without": ("without", "fit"), "with": ("with", "fit"), "trace only": ("trace only", "fit")}
+    columns |= {key: ("with", key) for key in ("all", "end", "first probe", "probes")}
     sums = dict.fromkeys(columns, 0.0)
     for name in names:
         row = {
-            column: statistics.median(r[key] for r in measured[(name, with_callback)])
-            for column, (with_callback, key) in columns.items()
+            column: statistics.median(r[key] for r in measured[(name, variant)])
+            for column, (variant, key) in columns.items()
         }
         sums = {k: sums[k] + row[k] for k in sums}
         _print_row(name, row, probes=args.epochs)
     _print_row("all four", sums, probes=4 * args.epochs)
-    # Paired by round (the four trainings with against the same four without, run back to back):
-    # less exposed to slow spells of a shared machine than a difference of medians.
-    per_round = [
-        sum(measured[(name, True)][k]["fit"] for name in names)
-        / sum(measured[(name, False)][k]["fit"] for name in names)
-        - 1
-        for k in range(args.rounds)
-    ]
-    print(
-        f"\nall four, paired by round: median {statistics.median(per_round):.1%} "
-        f"(rounds from {min(per_round):.1%} to {max(per_round):.1%})"
-    )
+    print()
+    for variant in VARIANTS[1:]:
+        # Paired by round (the four trainings with against the same four without, run back to
+        # back): less exposed to slow spells of a shared machine than a difference of medians.
+        per_round = [
+            sum(measured[(name, variant)][k]["fit"] for name in names)
+            / sum(measured[(name, "without")][k]["fit"] for name in names)
+            - 1
+            for k in range(args.rounds)
+        ]
+        print(
+            f"all four, {variant:<10} paired by round: median {statistics.median(per_round):5.1%} "
+            f"(rounds from {min(per_round):.1%} to {max(per_round):.1%})"
+        )
     print("goal: overhead <= 5 % of training time at the default frequency")
     out = subprocess.run(
         [sys.executable, __file__, "--job", "binning"], capture_output=True, text=True, check=True
@@ -159,14 +167,15 @@ def main() -> None:
 
 def _print_row(name: str, row: dict, probes: int) -> None:
     """The cost is measured twice: as the difference of fit times (noisy: one-second trainings) and
-    as the time spent inside the callback's hooks on the training thread, of which the wait at the
-    end for the last probes is shown apart. The probes themselves run on their own thread; the
-    first one traces the gradient function."""
+    as the time spent inside the callback's hooks on the training thread (the trace of the gradient
+    function when training begins, the snapshots, and the wait at the end for the last probes,
+    shown apart). The probes themselves run on their own thread. "trace only" is the difference
+    of fit times with a callback that traces and never probes: the fixed cost."""
     later_ms = (row["probes"] - row["first probe"]) / max(probes, 1) * 1000
     print(
         f"{name:<28}{row['without']:>7.2f}{row['with']:>8.2f}{row['with'] / row['without'] - 1:>12.1%}"
         f"{row['all']:>12.3f}{row['all'] / row['without']:>8.1%}{row['end']:>10.3f}"
-        f"{row['first probe']:>15.3f}{later_ms:>11.1f}"
+        f"{row['first probe']:>15.3f}{later_ms:>11.1f}{row['trace only'] / row['without'] - 1:>12.1%}"
     )
 
 
