@@ -108,7 +108,7 @@ class GradientHistograms(keras.callbacks.Callback):
         if self._gradient_function is None or variables_key != self._variables_key:
             self._variables_key = variables_key
             # The backend's tf.Variables: reading them directly is the cheapest snapshot.
-            self._variable_values = [v.value for v in trainable + non_trainable]
+            self._backend_variables = [v.value for v in trainable + non_trainable]
             self._tags = [self.tag_prefix + v.path for v in trainable]
             self._gradient_function = self._trace_gradient_function(trainable, non_trainable)
         self._prober = _ProbeThread(self._write_probe)
@@ -133,12 +133,16 @@ class GradientHistograms(keras.callbacks.Callback):
     # --- the probe ---------------------------------------------------------------------------
 
     def _submit_probe(self):
-        """Snapshot the weights and hand the probe to the probe thread. A read of a variable shares
-        its buffer, and TensorFlow copies that buffer before updating the variable while a read
-        still holds it, so the snapshot costs a copy only of what training then changes."""
+        """Hand the probe of the weights as they are now to the probe thread."""
         optimizer = self.model.optimizer
         step = int(optimizer.iterations.numpy()) if optimizer is not None else self._batches_seen
-        self._prober.submit(step, [value.value() for value in self._variable_values])
+        self._prober.submit(step, self._snapshot())
+
+    def _snapshot(self):
+        """The trainable then the non-trainable weights. A read of a variable shares its buffer, and
+        TensorFlow copies that buffer before updating the variable while a read still holds it, so
+        the snapshot costs a copy only of what training then changes."""
+        return [variable.value() for variable in self._backend_variables]
 
     def _trace_gradient_function(self, trainable_variables, non_trainable_variables):
         """The probe's forward and backward pass, traced here on the training thread.
@@ -150,6 +154,7 @@ class GradientHistograms(keras.callbacks.Callback):
         the traced function, whose instantiation and execution release the GIL.
         """
         model, training = self.model, self.training
+        variables = trainable_variables + non_trainable_variables
 
         # Gradients only (histograms are numpy's job: per-variable histogram ops made the graph 4x
         # larger and slower to trace than the gradients) and autograph off (nothing here needs
@@ -158,10 +163,9 @@ class GradientHistograms(keras.callbacks.Callback):
         # pass would update (BatchNorm moving statistics, dropout seeds, Keras's per-output loss
         # trackers) is collected by the scope and dropped.
         @tf.function(jit_compile=False, autograph=False)
-        def gradients(x, y, sample_weight, trainable, non_trainable):
-            mapping = list(zip(trainable_variables, trainable))
-            mapping += list(zip(non_trainable_variables, non_trainable))
-            with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+        def gradients(x, y, sample_weight, snapshot):
+            trainable = snapshot[: len(trainable_variables)]
+            with keras.StatelessScope(state_mapping=list(zip(variables, snapshot)), collect_losses=True):
                 with tf.GradientTape() as tape:
                     tape.watch(trainable)
                     y_pred = model(x, training=training)
@@ -170,14 +174,11 @@ class GradientHistograms(keras.callbacks.Callback):
                     )
             return [_dense(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
 
-        snapshot = [value.value() for value in self._variable_values]
-        trainable = snapshot[: len(trainable_variables)]
-        return gradients.get_concrete_function(*self._probe, trainable, snapshot[len(trainable) :])
+        return gradients.get_concrete_function(*self._probe, self._snapshot())
 
     def _write_probe(self, step, snapshot):
         """Runs on the probe thread: gradients, histograms, one event."""
-        trainable = snapshot[: len(self._tags)]
-        gradients = self._gradient_function(*self._probe, trainable, snapshot[len(self._tags) :])
+        gradients = self._gradient_function(*self._probe, snapshot)
         summary = summary_pb2.Summary()
         for tag, gradient in zip(self._tags, gradients):
             value = summary.value.add(tag=tag)

@@ -63,8 +63,8 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> di
 
                 return timed_hook
 
-            for name in ("on_train_begin", "on_epoch_begin", "on_train_batch_end", "on_epoch_end"):
-                setattr(Timed, name, timed(getattr(GradientHistograms, name)))
+            for hook_name in ("on_train_begin", "on_train_batch_end", "on_epoch_end"):
+                setattr(Timed, hook_name, timed(getattr(GradientHistograms, hook_name)))
             Timed.on_train_end = timed(GradientHistograms.on_train_end, "end")
             if variant == "trace only":  # the callback's fixed cost alone: its one trace, no probe
                 Timed._submit_probe = lambda self: None
