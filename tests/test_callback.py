@@ -10,7 +10,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from analyzer.callback import GradientHistograms, bucket_limits  # noqa: E402
+from analyzer.callback import GradientHistograms, _histograms, bucket_limits  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
 from analyzer.stats import layer_stats  # noqa: E402
@@ -366,18 +366,69 @@ def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     with open(path, "rb") as f:
         events = [event_pb2.Event.FromString(p) for p in RecordReader(f, path.stat().st_size)]
     logged = [value.histo for e in events if e.HasField("summary") for value in e.summary.value]
-    limits = np.append(bucket_limits(), np.finfo(np.float64).max)
+    limits = bucket_limits()
     for histo, grad in zip(logged, _true_gradients(model, *probe), strict=True):
         g = grad.astype(np.float64).ravel()
-        expected = np.bincount(np.searchsorted(limits[:-1], g, side="right"), minlength=len(limits))
-        occupied = np.flatnonzero(expected)
-        got = {limit: count for limit, count in zip(histo.bucket_limit, histo.bucket) if count}
-        assert got == {limits[i]: expected[i] for i in occupied}
+        _assert_buckets_hold(list(histo.bucket_limit), list(histo.bucket), g, limits)
         assert (histo.num, histo.min, histo.max) == (g.size, g.min(), g.max())
         assert histo.sum_squares == pytest.approx(np.sum(g * g), rel=1e-12)
+    limits = np.append(limits, np.finfo(np.float64).max)
     assert (
         logged[0].bucket[list(logged[0].bucket_limit).index(limits[np.flatnonzero(limits == 0)[0] + 1])] > 0
     )
+
+
+def _assert_buckets_hold(bucket_limit, bucket, values, limits):
+    """Each bucket [previous limit, limit) holds exactly the finite values in it: the non-empty ones
+    as binned here, with the left edge a reader takes from the bucket before; runs of empty buckets
+    merged into one, so at most twice as many buckets as non-empty ones."""
+    right_edges = np.append(limits, np.finfo(np.float64).max)
+    finite = values[np.isfinite(values)]
+    expected = np.bincount(np.searchsorted(limits, finite, side="right"), minlength=len(right_edges))
+    occupied = np.flatnonzero(expected)
+    assert {limit: count for limit, count in zip(bucket_limit, bucket) if count} == {
+        right_edges[i]: expected[i] for i in occupied
+    }
+    for k, (limit, count) in enumerate(zip(bucket_limit, bucket)):
+        if count and k:
+            i = int(np.flatnonzero(right_edges == limit)[0])
+            assert bucket_limit[k - 1] == right_edges[i - 1]
+    assert len(bucket) <= 2 * len(occupied)
+
+
+def test_gradients_binned_together_get_the_histograms_each_would_get_alone():
+    """Variables are binned in groups in one numpy pass; every edge case of one gradient must come out
+    as if it were binned alone, whatever the grouping."""
+    rng = np.random.default_rng(3)
+    limits = bucket_limits()
+    mixed = rng.normal(size=500) * 10.0 ** rng.integers(-12, 3, size=500)
+    mixed[[3, 70, 71]] = [np.nan, np.inf, -np.inf]
+    gradients = [
+        rng.normal(size=(7, 3)).astype(np.float32) * 1e-3,
+        np.zeros(0, dtype=np.float32),  # a variable with no entries
+        np.array([np.nan, np.nan], dtype=np.float32),  # nothing finite
+        mixed,
+        np.zeros(40, dtype=np.float32),  # dead: exact zeros only
+        np.array([1e300, -1e-300, 0.0]),  # float64 beyond float32's range
+        (rng.normal(size=3000) * 1e-8).astype(np.float32),
+        rng.normal(size=(2, 2)).astype(np.float32),
+    ]
+    for group_entries in (1, 64, 600, 1 << 20):
+        histograms = list(_histograms(gradients, limits, group_entries))
+        assert len(histograms) == len(gradients)
+        for histogram, gradient in zip(histograms, gradients):
+            values = gradient.astype(np.float64).ravel()
+            finite = values[np.isfinite(values)]
+            _assert_buckets_hold(list(histogram.bucket_limit), list(histogram.bucket), values, limits)
+            assert histogram.num == values.size
+            assert (histogram.minimum, histogram.maximum) == (
+                (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+            )
+            if finite.size < values.size:
+                assert np.isnan(histogram.total) and np.isnan(histogram.total_squares)
+            else:
+                assert histogram.total == pytest.approx(finite.sum(), rel=1e-12, abs=1e-300)
+                assert histogram.total_squares == pytest.approx(np.dot(finite, finite), rel=1e-12)
 
 
 def test_embedding_lstm_dataset_validation_and_a_second_fit(tmp_path):
