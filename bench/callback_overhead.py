@@ -9,13 +9,16 @@ at its default frequency (every epoch, plus once before training) or every --eve
 time of ``fit`` is measured, and with it the time the callback's hooks take on the training thread
 (the first one traces the gradient function) and the time its probes take on their own thread. A
 third training per model runs a callback that traces and never probes: the fixed cost alone.
-Pairs run interleaved for --rounds rounds; medians count. Figures are printed, never asserted.
+Pairs run interleaved for --rounds rounds; medians count, and the overhead paired by round is
+printed per model and for the four together with the 95 % confidence interval of its median.
+Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -144,25 +147,40 @@ def main() -> None:
         _print_row(name, row, probes=args.epochs)
     _print_row("all four", sums, probes=4 * args.epochs)
     print()
-    for variant in VARIANTS[1:]:
-        # Paired by round (the four trainings with against the same four without, run back to
-        # back): less exposed to slow spells of a shared machine than a difference of medians.
-        per_round = [
-            sum(measured[(name, variant)][k]["fit"] for name in names)
-            / sum(measured[(name, "without")][k]["fit"] for name in names)
-            - 1
-            for k in range(args.rounds)
-        ]
-        print(
-            f"all four, {variant:<10} paired by round: median {statistics.median(per_round):5.1%} "
-            f"(rounds from {min(per_round):.1%} to {max(per_round):.1%})"
-        )
+    # Paired by round (a training with the callback against the same training without it, run back
+    # to back): less exposed to slow spells of a shared machine than a difference of medians. The
+    # interval is the distribution-free 95 % confidence interval of the median.
+    print(f"{'paired by round':<28}{'with: median':>14}{'95 % CI':>18}{'trace only':>13}{'95 % CI':>18}")
+    for label, group in [(name, [name]) for name in names] + [("all four", names)]:
+        cells = []
+        for variant in VARIANTS[1:]:
+            per_round = [
+                sum(measured[(name, variant)][k]["fit"] for name in group)
+                / sum(measured[(name, "without")][k]["fit"] for name in group)
+                - 1
+                for k in range(args.rounds)
+            ]
+            low, high = median_interval(per_round)
+            cells.append(f"{statistics.median(per_round):>13.1%}{f'{low:.1%} to {high:.1%}':>18}")
+        print(f"{label:<28}{cells[0]}{cells[1]}")
     print("goal: overhead <= 5 % of training time at the default frequency")
     out = subprocess.run(
         [sys.executable, __file__, "--job", "binning"], capture_output=True, text=True, check=True
     )
     ns = json.loads(out.stdout.splitlines()[-1])
     print(f"binning with numpy: {ns:.0f} ns per gradient entry (25 M float32)")
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median: order statistics k and n + 1 - k,
+    with k the largest for which a binomial(n, 1/2) tail below k holds at most (1 - confidence) / 2.
+    Too few values for one give the full range."""
+    ordered, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n // 2 and tail + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    return (ordered[k - 1], ordered[n - k]) if k else (ordered[0], ordered[-1])
 
 
 def _print_row(name: str, row: dict, probes: int) -> None:
