@@ -1,8 +1,8 @@
 """The Keras 3 callback that writes per-variable gradient histograms of a probe batch to TensorBoard.
 
 It does no analysis: every N batches (or every epoch) it snapshots the weights, and a thread beside
-training runs one forward and backward pass of a fixed probe batch on that snapshot inside a
-``tf.function``, bins each gradient with numpy, and writes one histogram per trainable variable, in
+training runs one forward and backward pass of a fixed probe batch on that snapshot as a graph
+function, bins each gradient with numpy, and writes one histogram per trainable variable, in
 model order, under ``gradients/<variable.path>``. The training thread traces that function once,
 when training begins, and after that only takes snapshots.
 
