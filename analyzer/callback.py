@@ -321,6 +321,7 @@ def _histograms(gradients: list[np.ndarray], limits: np.ndarray, group_entries: 
 
 
 def _bin_together(gradients: list[np.ndarray], limits: np.ndarray):
+    """The _Histogram of each of a few gradients, binned in one numpy pass over all of them."""
     sizes = np.array([g.size for g in gradients])
     values = np.concatenate([np.ravel(g) for g in gradients], dtype=np.float64)
     finite = np.isfinite(values)
@@ -390,4 +391,6 @@ def _as_probe(probe):
         probe = next(iter(probe))
     if not isinstance(probe, (tuple, list)) or len(probe) not in (2, 3):
         raise ValueError("probe must be (x, y), (x, y, sample_weight) or a tf.data.Dataset of those")
+    if len(probe) == 3 and probe[2] is None:  # no sample weights, said explicitly
+        probe = probe[:2]
     return tuple(tf.nest.map_structure(tf.convert_to_tensor, part) for part in probe)

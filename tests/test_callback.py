@@ -84,7 +84,8 @@ def test_default_frequency_is_every_epoch_plus_start(tmp_path):
     x, y = _data()
     model = _sequential()
     model.compile(optimizer="adam", loss="mse")
-    data = _fit_and_read(model, tmp_path / "run", x, y, (x[:32], y[:32]), epochs=3)
+    probe = (x[:32], y[:32], None)  # no sample weights, said explicitly
+    data = _fit_and_read(model, tmp_path / "run", x, y, probe, epochs=3)
     assert list(data.series[0].steps) == [0, 4, 8, 12]
 
 
