@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
-from .events import DEFAULT_TAG_PATTERN
+from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN
 from .jsonreport import run_document
 from .outdir import write_atomic
 from .pipeline import RunResult, analyse_run
@@ -34,6 +34,7 @@ class BatchOptions:
     reader: str = READERS[0]
     html: bool = True
     limits: Thresholds = DEFAULT_THRESHOLDS
+    loss_pattern: str = DEFAULT_LOSS_PATTERN
 
 
 @dataclass
@@ -51,7 +52,8 @@ class RunOutput:
 
     @property
     def finding_kinds(self) -> set[str]:
-        return {f["kind"] for f in self.document["findings"]}
+        """Kinds of the findings that set verdicts (not those the loss gate kept at low severity)."""
+        return {f["kind"] for f in self.document["findings"] if not f["gated"]}
 
 
 def process_runs(
@@ -126,7 +128,7 @@ def process_run(run: Run, options: BatchOptions) -> RunOutput:
 def _analyse_safely(run: Run, options: BatchOptions) -> RunResult:
     """A bug met on one run's data must not cost the other runs their results."""
     try:
-        return analyse_run(run, options.tag_pattern, options.limits, options.reader)
+        return analyse_run(run, options.tag_pattern, options.limits, options.reader, options.loss_pattern)
     except Exception as err:  # reported as that run's problem, with the run still listed
         empty = analyse_run(Run(run.name, run.directory, []), options.tag_pattern, options.limits)
         empty.problems.append(

@@ -109,6 +109,52 @@ def _tf2_block(steps: np.ndarray, stacked: np.ndarray) -> HistogramBlock:
     )
 
 
+@dataclass
+class ScalarBlock:
+    """Scalar values of one tag from one file, in file order."""
+
+    steps: np.ndarray  # int64 [n]
+    values: np.ndarray  # float64 [n]; NaN and infinities kept as logged
+
+
+class Scalars:
+    """Scalars of one tag: legacy ``simple_value`` or TF2 scalar tensors (plugin ``scalars``)."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.values: list[float] = []
+
+    def add(self, step: int, value: float) -> None:
+        self.steps.append(step)
+        self.values.append(value)
+
+    def drop_from(self, step: int) -> None:
+        kept = [i for i, s in enumerate(self.steps) if s < step]
+        self.steps = [self.steps[i] for i in kept]
+        self.values = [self.values[i] for i in kept]
+
+    def add_tensor(self, step: int, tensor: tensor_pb2.TensorProto) -> None:
+        value = _scalar_of(tensor)
+        if value is not None:
+            self.add(step, value)
+
+    def block(self) -> ScalarBlock | None:
+        if not self.steps:
+            return None
+        return ScalarBlock(np.array(self.steps, np.int64), np.array(self.values, np.float64))
+
+
+def _scalar_of(tensor: tensor_pb2.TensorProto) -> float | None:
+    """A one-element float tensor's value (Keras and tf.summary.scalar write float32 or float64)."""
+    if tensor.float_val:
+        return float(tensor.float_val[0])
+    if tensor.double_val:
+        return float(tensor.double_val[0])
+    if tensor.dtype in (_DT_FLOAT, _DT_DOUBLE) and len(tensor.tensor_content) in (4, 8):
+        return float(np.frombuffer(tensor.tensor_content, "<f4" if tensor.dtype == _DT_FLOAT else "<f8")[0])
+    return None
+
+
 class LegacyHistograms:
     """Legacy HistogramProtos of one tag (or EventAccumulator's HistogramValues: the same fields).
 

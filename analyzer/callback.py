@@ -31,6 +31,8 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 BUCKETS_PER_DECADE = 10
+# The probe batch's loss, written beside its gradients as a scalar (legacy simple_value).
+LOSS_TAG = "probe/loss"
 # float32 spans 1.4e-45 (smallest subnormal) to 3.4e38: these limits cover every finite value.
 _SMALLEST_DECADE, _LARGEST_DECADE = -45, 39
 
@@ -179,7 +181,8 @@ class GradientHistograms(keras.callbacks.Callback):
                     loss = model.compute_loss(
                         x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
                     )
-            return [_dense(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
+            gradients = [_dense(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
+            return [tf.cast(loss, tf.float64), *gradients]
 
         # wrap_function, not tf.function: the same graph for one fixed signature, without
         # tf.function's automatic control dependencies, output identities and signature machinery:
@@ -195,11 +198,13 @@ class GradientHistograms(keras.callbacks.Callback):
         return gradient_function
 
     def _write_probe(self, step, snapshot):
-        """Runs on the probe thread: gradients, histograms, one event."""
-        gradients = self._gradient_function(*tf.nest.flatten(self._probe), *snapshot)
+        """Runs on the probe thread: gradients, histograms and the probe's loss, one event."""
+        loss, *gradients = self._gradient_function(*tf.nest.flatten(self._probe), *snapshot)
         summary = summary_pb2.Summary()
         for tag, histogram in zip(self._tags, _histograms([g.numpy() for g in gradients], self._limits)):
             histogram.fill(summary.value.add(tag=tag).histo)
+        # The probe's loss: the second symptom the analyzer's verdicts read beside the gradients.
+        summary.value.add(tag=LOSS_TAG, simple_value=float(loss.numpy()))
         self._write_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
     def _write_event(self, event):

@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .stats import RunStats, is_weight_tag
-from .trends import RunTrends, log10_positive, theil_sen
+from .trends import LossTrend, RunTrends, log10_positive, theil_sen
 
 VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+SEVERITIES = tuple(SEVERITY_RANK)
+# What a finding rests on.
+GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
+# What the training loss did, as the gate reads it.
+LOSS_FALLS, LOSS_STALLED, LOSS_UNKNOWN = "falls", "stalled or rising", "not logged"
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,27 @@ class Thresholds:
     exploding_min_steps: int = 3
     # Exploding across depth: the input-side layer's RMS is this many decades above the output side's.
     exploding_depth_decades: float = 3.0
+    # Exploding cut short: a rise of this many decades that lasts to the run's last finite step
+    # counts on fewer than `exploding_min_steps` steps (the writer stopped or dropped what followed).
+    exploding_cut_short_decades: float = 4.0
     # Dead units: at least this share of a layer's gradient entries are exactly zero ...
     dead_zero_share: float = 0.5
     # ... on at least this share of the second half of the logged steps (dead units do not recover) ...
     dead_step_share: float = 0.5
     # Exact zeros are counted where the bucket holding zero is narrower than this fraction of the
-    # layer's largest |g|; in coarser histograms (TF2's 30 even buckets) the share is the spike of the
-    # zero bucket above the mean of its two neighbours.
+    # layer's largest |g|. Coarser histograms (TF2's 30 even buckets) cannot isolate them: there the
+    # share is estimated as the zero bucket's excess over a heavy-tailed fit to its neighbours, and
+    # claimed only where the zero bucket holds this many times what the fit predicts.
     exact_zero_resolution: float = 1e-6
+    coarse_zero_spike_ratio: float = 5.0
+    # The loss gate. The training loss "falls" when the Theil–Sen slope of log10(loss) over the later
+    # half of its points has a 95 % interval below zero and the loss fell at least this many decades
+    # over the run (0.05 decades: 11 %), or when it fell `loss_converged_decades` over the run (it
+    # trained, then levelled off). A depth-ratio or growth finding while the loss falls is kept at
+    # severity "low", marked as gated, and sets no verdict; a loss that does not fall raises its
+    # severity one step. Non-finite or missing gradients are never gated.
+    loss_fall_decades: float = 0.05
+    loss_converged_decades: float = 1.0
     # Below this many logged steps no verdict is given.
     min_steps: int = 2
 
@@ -60,14 +78,22 @@ class Finding:
     summary: str  # one line, for people
     evidence: dict[str, float | int | str] = field(default_factory=dict)
     threshold: dict[str, float | int | str] = field(default_factory=dict)
+    evidence_source: str = GRADIENTS  # GRADIENTS or GRADIENTS_AND_LOSS
+    gated: bool = False  # kept at "low" because the training loss falls; sets no verdict
+    gateable: bool = True  # False for non-finite or missing gradients, which no loss excuses
 
 
 @dataclass
 class Diagnosis:
     verdict: str  # a finding kind, "healthy" or "insufficient_data"
     reason: str
-    findings: list[Finding]
+    findings: list[Finding]  # verdict-setting ones first, then those the loss gate kept at "low"
     layer_verdicts: list[str]  # per layer, same order as RunStats.layers
+    loss_state: str = LOSS_UNKNOWN  # LOSS_FALLS, LOSS_STALLED or LOSS_UNKNOWN
+
+    @property
+    def verdict_findings(self) -> list[Finding]:
+        return [f for f in self.findings if not f.gated]
 
 
 def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
@@ -80,46 +106,92 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_TH
             [],
             ["insufficient_data"] * len(stats.layers),
         )
+    if not (np.isfinite(stats.rms).any() or stats.nonfinite.any()):
+        return Diagnosis(
+            "insufficient_data",
+            "the gradient histograms hold no entries at any step",
+            [],
+            ["insufficient_data"] * len(stats.layers),
+        )
     findings = [f for rule in (_exploding, _vanishing, _dead_units) for f in rule(stats, trends, limits)]
-    findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
+    loss_state = loss_state_of(trends.loss, limits)
+    for finding in findings:
+        _apply_loss_gate(finding, loss_state)
+    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
     layer_verdicts = []
     for tag in stats.tags:
-        hits = [f.kind for f in findings if tag in f.layers]
+        hits = [f.kind for f in findings if tag in f.layers and not f.gated]
         layer_verdicts.append(hits[0] if hits else "healthy")
-    if not findings:
-        return Diagnosis("healthy", _healthy_reason(stats, trends), [], layer_verdicts)
-    return Diagnosis(findings[0].kind, findings[0].summary, findings, layer_verdicts)
+    counting = [f for f in findings if not f.gated]
+    if not counting:
+        return Diagnosis("healthy", _healthy_reason(stats, trends, findings), findings, layer_verdicts, loss_state)
+    return Diagnosis(counting[0].kind, counting[0].summary, findings, layer_verdicts, loss_state)
 
 
-def _healthy_reason(stats: RunStats, trends: RunTrends) -> str:
+def loss_state_of(loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> str:
+    """LOSS_FALLS, LOSS_STALLED or LOSS_UNKNOWN (no training loss, or too few points to fit)."""
+    if loss is None or loss.later_half is None:
+        return LOSS_UNKNOWN
+    change = loss.log10_change
+    if change <= -limits.loss_converged_decades:
+        return LOSS_FALLS
+    if loss.later_half.ci_high < 0 and change <= -limits.loss_fall_decades:
+        return LOSS_FALLS
+    return LOSS_STALLED
+
+
+def _apply_loss_gate(finding: Finding, loss_state: str) -> None:
+    if not finding.gateable or loss_state == LOSS_UNKNOWN:
+        return
+    finding.evidence_source = GRADIENTS_AND_LOSS
+    if loss_state == LOSS_FALLS:
+        finding.gated = True
+        finding.severity = "low"
+        finding.summary += "; the training loss still falls, so this sets no verdict"
+    else:
+        finding.severity = SEVERITIES[min(SEVERITY_RANK[finding.severity], len(SEVERITIES) - 1)]
+        finding.summary += "; the training loss has stopped falling"
+
+
+def _healthy_reason(stats: RunStats, trends: RunTrends, gated: list[Finding]) -> str:
     ratio = np.nanmedian(trends.depth_log10_ratio) if np.isfinite(trends.depth_log10_ratio).any() else np.nan
     parts = [f"{len(stats.layers)} gradient tags over {len(stats.steps)} steps, all finite"]
     if np.isfinite(ratio):
         parts.append(f"first/last layer RMS within {abs(ratio):.1f} decades")
+    if gated:
+        kinds = sorted({f.kind for f in gated})
+        parts.append(f"{' and '.join(kinds)} signs kept at low severity: the training loss falls")
     return "; ".join(parts)
 
 
 def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
     found: list[Finding] = []
-    bad_steps = np.flatnonzero(stats.nonfinite.any(axis=0))
+    # A variable's size does not change: entries missing from its histogram were left out by a
+    # writer that drops NaN/Inf, and count as non-finite.
+    bad = stats.nonfinite | stats.missing
+    bad_steps = np.flatnonzero(bad.any(axis=0))
     if len(bad_steps):
-        bad_layers = [stats.tags[i] for i in np.flatnonzero(stats.nonfinite.any(axis=1))]
+        bad_layers = [stats.tags[i] for i in np.flatnonzero(bad.any(axis=1))]
         first = int(stats.steps[bad_steps[0]])
+        dropped = not stats.nonfinite.any()
+        what = "gradient entries missing (left out as NaN/Inf)" if dropped else "NaN/Inf gradients"
         found.append(
             Finding(
                 "exploding",
                 "critical",
                 bad_layers,
                 [int(s) for s in stats.steps[bad_steps]],
-                f"NaN/Inf gradients from step {first} in {len(bad_layers)} of {len(stats.tags)} tags",
+                f"{what} from step {first} in {len(bad_layers)} of {len(stats.tags)} tags",
                 evidence={
                     "first_nonfinite_step": first,
                     "nonfinite_steps": int(len(bad_steps)),
+                    "steps_with_missing_entries": int(stats.missing.any(axis=0).sum()),
                     "logged_steps": int(len(stats.steps)),
                     "early_global_norm": float(10 ** _early_log_norm(trends)),
                     "last_finite_global_norm": _last_finite(trends.global_norm[: bad_steps[0]]),
                 },
-                threshold={"nonfinite_values": "any"},
+                threshold={"nonfinite_values": "any", "missing_entries": "any"},
+                gateable=False,
             )
         )
     rise = _sustained_rise(stats, trends, limits)
@@ -184,14 +256,15 @@ def _vanishing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
 def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
     late = np.arange(len(stats.steps)) >= len(stats.steps) // 2
     first_weight = next((i for i, t in enumerate(stats.tags) if is_weight_tag(t)), None)
-    dead_layers, shares, steps = [], [], set()
+    dead_layers, shares, steps, estimated = [], [], set(), False
     for i, layer in enumerate(stats.layers):
-        if i == first_weight:
-            continue  # zeros here may be constant input features, not dead units
-        # Exact zeros where the histogram resolves them; else the spike of the zero bucket above its
-        # neighbours (30 even TF2 buckets lump zeros with small values).
+        if i == first_weight or stats.sparse[i]:
+            continue  # zeros here may be constant input features or untouched rows, not dead units
+        # Exact zeros where the histogram resolves them; else the zero bucket's excess over a
+        # heavy-tailed fit to its neighbours, where it stands far above that fit.
         exact = layer.zero_bucket_width <= limits.exact_zero_resolution * np.nan_to_num(layer.max_abs)
-        share = np.where(exact, layer.zero_share, layer.zero_excess_share)
+        spike = layer.zero_spike_ratio >= limits.coarse_zero_spike_ratio
+        share = np.where(exact, layer.zero_share, np.where(spike, layer.zero_excess_share, 0.0))
         zero = (share >= limits.dead_zero_share) & ~layer.nonfinite
         at = np.searchsorted(stats.steps, layer.steps)
         in_late = late[at]
@@ -200,25 +273,32 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         dead_layers.append(layer.tag)
         shares.append(float(np.nanmedian(share[in_late])))
         steps.update(int(s) for s in layer.steps[zero])
+        estimated |= not exact[in_late].all()
     if not dead_layers:
         return []
     worst = max(shares)
+    how = "an estimated" if estimated else ""
+    zeros = "zero (estimated from coarse buckets)" if estimated else "exactly zero"
     return [
         Finding(
             "dead_units",
             "high" if worst >= 0.9 else "medium",
             dead_layers,
             sorted(steps),
-            f"{worst:.0%} of gradient entries exactly zero in {len(dead_layers)} tag(s), not recovering",
+            f"{how + ' ' if how else ''}{worst:.0%} of gradient entries {zeros} in {len(dead_layers)} "
+            "tag(s), not recovering",
             evidence={
                 "worst_zero_share": round(worst, 4),
                 "median_zero_share": round(float(np.median(shares)), 4),
+                "zero_share_estimated": estimated,
             },
             threshold={
                 "zero_share": limits.dead_zero_share,
                 "late_step_share": limits.dead_step_share,
                 "zero_bucket_width_vs_max_abs": limits.exact_zero_resolution,
+                "coarse_zero_spike_ratio": limits.coarse_zero_spike_ratio,
             },
+            gateable=False,
         )
     ]
 
@@ -244,7 +324,7 @@ def _layers_vs_output(stats: RunStats, crosses) -> list[str]:
     out = []
     for i, tag in enumerate(stats.tags):
         row = relative[i][np.isfinite(relative[i])]
-        if len(row) and crosses(float(np.median(row))):
+        if len(row) and not stats.sparse[i] and crosses(float(np.median(row))):
             out.append(tag)
     return out
 
@@ -262,7 +342,14 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     if not np.isfinite(early):
         return None
     above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
-    if len(above) < limits.exploding_min_steps:
+    finite = np.flatnonzero(np.isfinite(log_norm))
+    # A rise that lasts until the gradients stop being finite or logged is not a spike.
+    cut_short = (
+        len(above) > 0
+        and above[-1] == finite[-1]
+        and log_norm[above[-1]] >= early + limits.exploding_cut_short_decades
+    )
+    if len(above) < limits.exploding_min_steps and not cut_short:
         return None
     peak = int(np.nanargmax(log_norm))
     decades = float(log_norm[peak] - early)

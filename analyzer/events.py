@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import HistogramBlock
+from .blocks import HistogramBlock, ScalarBlock
 from .problems import Problem
 from .readers import READERS, read_file
-from .runs import Run
+from .runs import SPLIT_FOLDERS, Run
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
 DEFAULT_TAG_PATTERN = r"(?i)grad"
+# The default choice of loss scalars: a tag with "loss" as a word of its own (Keras's epoch_loss and
+# batch_loss, gradaudit's probe/loss, PyTorch users' loss, Loss/train, train/loss, train_loss).
+DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
+# A loss series is a validation loss when its folder or its tag says so; the rest are training losses.
+_VALIDATION = re.compile(r"(?i)(^|[/_. -])(val|valid|validation|eval|test)($|[/_. -])")
 
 
 @dataclass
@@ -36,6 +41,25 @@ class HistogramSeries:
 
 
 @dataclass
+class LossSeries:
+    """One loss scalar of a run, by step. Training and validation losses are separate series, and
+    so are the same tag in train/ and validation/ folders: they are never spliced."""
+
+    tag: str
+    split: str  # the Keras split folder it came from ("train", "validation", ...) or ""
+    steps: np.ndarray  # int64 [S], ascending, unique
+    values: np.ndarray  # float64 [S], NaN/Inf as logged
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}/{self.tag}" if self.split else self.tag
+
+    @property
+    def is_validation(self) -> bool:
+        return bool(_VALIDATION.search(self.name))
+
+
+@dataclass
 class RunData:
     """What a run's files held: gradient series in depth order, and what else was seen."""
 
@@ -45,11 +69,19 @@ class RunData:
     problems: list[Problem] = field(default_factory=list)
     restarted: bool = False  # a later file went back to steps an earlier file had logged
     hparams: dict[str, str] = field(default_factory=dict)  # logged with the hparams plugin
+    losses: list[LossSeries] = field(default_factory=list)  # in order of first appearance
 
 
-def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = READERS[0]) -> RunData:
+def read_run(
+    run: Run,
+    tag_pattern: str = DEFAULT_TAG_PATTERN,
+    reader: str = READERS[0],
+    loss_pattern: str = DEFAULT_LOSS_PATTERN,
+) -> RunData:
     """Read every event file of a run in name order; a later file's value for a step wins."""
     selected = re.compile(tag_pattern)
+    is_loss = re.compile(loss_pattern)
+    loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     blocks: dict[str, list[HistogramBlock]] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
@@ -59,6 +91,10 @@ def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = REA
         contents = read_file(path, reader)
         problems.extend(contents.problems)
         hparams.update(contents.hparams)
+        split = _split_of(path)
+        for tag, scalar_block in contents.scalars.items():
+            if is_loss.search(tag):
+                loss_blocks.setdefault((split, tag), []).append(scalar_block)
         for tag, tag_blocks in contents.histograms.items():
             if not selected.search(tag):
                 other_tags.setdefault(tag)
@@ -75,7 +111,20 @@ def read_run(run: Run, tag_pattern: str = DEFAULT_TAG_PATTERN, reader: str = REA
         problems=problems,
         restarted=restarted,
         hparams=hparams,
+        losses=[_merge_scalars(tag, split, parts) for (split, tag), parts in loss_blocks.items()],
     )
+
+
+def _split_of(path: str) -> str:
+    folder = path.replace("\\", "/").rstrip("/").split("/")[-2:-1]
+    return folder[0] if folder and folder[0].lower() in SPLIT_FOLDERS else ""
+
+
+def _merge_scalars(tag: str, split: str, blocks: list[ScalarBlock]) -> LossSeries:
+    steps = np.concatenate([b.steps for b in blocks])
+    values = np.concatenate([b.values for b in blocks])
+    unique_steps, from_end = np.unique(steps[::-1], return_index=True)  # the last read wins
+    return LossSeries(tag, split, unique_steps.astype(np.int64), values[len(steps) - 1 - from_end])
 
 
 def _in_depth_order(series: list[HistogramSeries]) -> list[HistogramSeries]:

@@ -54,6 +54,8 @@ def run_document(result: RunResult) -> dict:
             "encodings": result.encodings,
             "hparams": result.hparams,
             "global_norm_trend": _trend_document(trends.global_trend),
+            "loss": _loss_document(result),
+            "sparse_layers": [t for t, sparse in zip(stats.tags, stats.sparse) if sparse],
             "findings": [
                 {
                     "kind": f.kind,
@@ -63,6 +65,8 @@ def run_document(result: RunResult) -> dict:
                     "steps": f.steps,
                     "evidence": f.evidence,
                     "threshold": f.threshold,
+                    "evidence_source": f.evidence_source,
+                    "gated": f.gated,
                     "remedies": [r.action for r in remedies],
                 }
                 for f, remedies in zip(result.diagnosis.findings, result.remedies)
@@ -94,6 +98,20 @@ def _layer_document(result: RunResult, i: int) -> dict:
         "zero_share_last": layer.zero_share_last,
         "nonfinite_steps": layer.nonfinite_steps,
         "trend": _trend_document(result.trends.layer_trends[i]),
+    }
+
+
+def _loss_document(result: RunResult) -> dict:
+    """The loss series the run logged, which one the gate read, and what it did."""
+    loss = result.trends.loss
+    return {
+        "state": result.diagnosis.loss_state,
+        "series": [s.name for s in result.losses],
+        "training_series": loss.series if loss else None,
+        "first": loss.first if loss else None,
+        "last": loss.last if loss else None,
+        "log10_change": loss.log10_change if loss else None,
+        "later_half_trend": _trend_document(loss.later_half) if loss else None,
     }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .diagnosis import DEFAULT_THRESHOLDS, Diagnosis, Thresholds, diagnose
-from .events import DEFAULT_TAG_PATTERN, read_run
+from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN, LossSeries, read_run
 from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
@@ -30,6 +30,7 @@ class RunResult:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     hparams: dict[str, str] = field(default_factory=dict)  # from folder names, then as logged
+    losses: list[LossSeries] = field(default_factory=list)  # training and validation, never spliced
 
 
 def analyse_run(
@@ -37,10 +38,11 @@ def analyse_run(
     tag_pattern: str = DEFAULT_TAG_PATTERN,
     limits: Thresholds = DEFAULT_THRESHOLDS,
     reader: str = READERS[0],
+    loss_pattern: str = DEFAULT_LOSS_PATTERN,
 ) -> RunResult:
-    data = read_run(run, tag_pattern, reader)
-    stats = run_stats(data.series)
-    trends = run_trends(stats)
+    data = read_run(run, tag_pattern, reader, loss_pattern)
+    stats = run_stats(data.series, limits.exact_zero_resolution)
+    trends = run_trends(stats, data.losses)
     diagnosis = diagnose(stats, trends, limits)
     notes = []
     if data.restarted:
@@ -61,6 +63,7 @@ def analyse_run(
         problems=data.problems,
         notes=notes,
         hparams={**run.hparams, **data.hparams},
+        losses=data.losses,
     )
 
 

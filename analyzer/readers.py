@@ -14,20 +14,22 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tensorboard.compat.proto import event_pb2
 
-from .blocks import HistogramBlock, LegacyHistograms, TensorHistograms
+from .blocks import HistogramBlock, LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
 from .problems import Problem
 from .records import RecordReader, masked_crc32c
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
+TF2_SCALAR_PLUGIN = "scalars"
 READERS = ("streaming", "tensorboard")
 
 
 FileHistograms = dict[str, list[HistogramBlock]]
+FileScalars = dict[str, ScalarBlock]
 
 
 @dataclass
@@ -37,6 +39,7 @@ class FileContents:
     histograms: FileHistograms
     problems: list[Problem]
     hparams: dict[str, str]  # from the hparams plugin's session start, when logged
+    scalars: FileScalars = field(default_factory=dict)  # every scalar tag, legacy or TF2
 
 
 def read_file(path: str, reader: str = READERS[0]) -> FileContents:
@@ -96,7 +99,9 @@ def _read_streaming(path: str, size: int) -> FileContents:
     histograms = accumulator.blocks(path, problems)
     if not histograms and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
-    return FileContents(histograms, problems, _hparams(accumulator.hparams_content))
+    return FileContents(
+        histograms, problems, _hparams(accumulator.hparams_content), accumulator.scalar_blocks()
+    )
 
 
 @contextmanager
@@ -130,6 +135,9 @@ class _StreamingAccumulator:
         self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
         self._tensors: dict[str, TensorHistograms] = {}
         self._legacy: dict[str, LegacyHistograms] = {}
+        # Legacy simple values are purged on restarts like legacy histograms; TF2 scalar tensors never.
+        self._simple_scalars: dict[str, Scalars] = {}
+        self._tensor_scalars: dict[str, Scalars] = {}
         self.hparams_content: list[bytes] = []
 
     def add(self, event: event_pb2.Event) -> None:
@@ -159,11 +167,16 @@ class _StreamingAccumulator:
             if kind == "tensor":
                 tag = tag or value.node_name  # TF1-era tensors may name only their node
                 # A tag's plugin is that of its first metadata: known here, it is final.
-                if plugin_of.get(tag, TF2_HISTOGRAM_PLUGIN) == TF2_HISTOGRAM_PLUGIN:
+                plugin = plugin_of.get(tag, TF2_HISTOGRAM_PLUGIN)
+                if plugin == TF2_HISTOGRAM_PLUGIN:
                     collected = tensors.get(tag)
                     if collected is None:
                         collected = tensors[tag] = TensorHistograms()
                     collected.add(step, value.tensor)
+                elif plugin == TF2_SCALAR_PLUGIN:
+                    self._tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
+            elif kind == "simple_value":
+                self._simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
             elif kind == "histo":
                 collected = self._legacy.get(tag)
                 if collected is None:
@@ -174,6 +187,15 @@ class _StreamingAccumulator:
         for tag in tags:
             if tag in self._legacy:
                 self._legacy[tag].drop_from(step)
+            if tag in self._simple_scalars:
+                self._simple_scalars[tag].drop_from(step)
+
+    def scalar_blocks(self) -> FileScalars:
+        out: FileScalars = {}
+        for collected in (self._tensor_scalars, self._simple_scalars):
+            for tag, scalars in collected.items():
+                _add_scalars(out, tag, scalars.block())
+        return out
 
     def blocks(self, path: str, problems: list[Problem]) -> FileHistograms:
         """TF2 tags first, then legacy ones, each in order of first appearance (as Tags() lists them)."""
@@ -189,6 +211,11 @@ class _StreamingAccumulator:
 def _add(out: FileHistograms, tag: str, block: HistogramBlock | None) -> None:
     if block is not None:
         out.setdefault(tag, []).append(block)
+
+
+def _add_scalars(out: FileScalars, tag: str, block: ScalarBlock | None) -> None:
+    if block is not None and tag not in out:  # a tag written both ways keeps its TF2 tensors
+        out[tag] = block
 
 
 # --- TensorBoard's EventAccumulator ----------------------------------------------------------------
@@ -255,7 +282,19 @@ def _read_with_event_accumulator(path: str) -> FileContents:
         hparams = _hparams(list(accumulator.PluginTagToContent(_HPARAMS_PLUGIN).values()))
     except KeyError:
         hparams = {}
-    return FileContents(out, problems, hparams)
+    scalars: FileScalars = {}
+    for tag in tags[ea.TENSORS]:
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_SCALAR_PLUGIN:
+            tensor_scalars = Scalars()
+            for e in accumulator.Tensors(tag):
+                tensor_scalars.add_tensor(e.step, e.tensor_proto)
+            _add_scalars(scalars, tag, tensor_scalars.block())
+    for tag in tags[ea.SCALARS]:
+        simple_scalars = Scalars()
+        for e in accumulator.Scalars(tag):
+            simple_scalars.add(e.step, e.value)
+        _add_scalars(scalars, tag, simple_scalars.block())
+    return FileContents(out, problems, hparams, scalars)
 
 
 _HPARAMS_PLUGIN = "hparams"

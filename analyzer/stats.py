@@ -7,6 +7,7 @@ estimate is. Where the legacy encoding carries exact moments, the RMS is exact.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +36,10 @@ class LayerStats:
     max_abs: np.ndarray  # largest |g| (to the resolution of the outermost bucket edge)
     zero_share: np.ndarray  # share of entries in the bucket(s) containing zero
     zero_bucket_width: np.ndarray  # width of that bucket: how exact "zero" is (0 = exact zeros)
-    zero_excess_share: np.ndarray  # share in the zero bucket above its neighbours' mean: the spike of
-    #                                exact zeros that coarse buckets cannot isolate, estimated
+    zero_excess_share: np.ndarray  # share in the zero bucket above what its neighbours predict: the
+    #                                spike of exact zeros that coarse buckets cannot isolate, estimated
+    zero_spike_ratio: np.ndarray  # the zero bucket's count over that prediction (0 where none can be
+    #                               made: a density as peaked as the neighbours say could fill it)
     nonfinite: np.ndarray  # bool: NaN or Inf gradients were logged at this step
     empty: np.ndarray  # bool: the histogram held no finite entries at all
 
@@ -161,7 +164,8 @@ def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
         max_abs = np.where(occupied, b.abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
         zero_share = weighted(holds_zero)
         zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_excess_share = _zero_excess(c, holds_zero) / safe_weight
+        zero_excess, zero_spike_ratio = _zero_spike(c, holds_zero)
+        zero_excess_share = zero_excess / safe_weight
 
         nonfinite = _nonfinite(series, rows, b.finite, counts, b.total)
 
@@ -190,22 +194,72 @@ def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
         zero_share=zero_share,
         zero_bucket_width=zero_bucket_width,
         zero_excess_share=zero_excess_share,
+        zero_spike_ratio=zero_spike_ratio,
         nonfinite=nonfinite,
         empty=empty,
     )
 
 
-def _zero_excess(c: np.ndarray, holds_zero: np.ndarray) -> np.ndarray:
-    """Count in the fullest bucket holding zero minus the mean of its occupied-or-not neighbours: a
-    smooth distribution has no step there, a spike of exact zeros (dead units) does."""
+# Neighbouring buckets on each side of the zero bucket that the heavy-tailed fit reads.
+_SPIKE_NEIGHBOURS = 3
+# The fitted family: Student's t with 3 degrees of freedom (heavy tails, finite variance), centred on
+# zero, its scale searched on a log grid in units of the bucket width.
+_T_SCALES = np.logspace(-2.5, 2.5, 201)
+
+
+def _t3_cdf(t: np.ndarray) -> np.ndarray:
+    return 0.5 + (t / (np.sqrt(3.0) * (1.0 + t * t / 3.0)) + np.arctan(t / np.sqrt(3.0))) / np.pi
+
+
+def _t3_bucket_masses() -> np.ndarray:
+    """[scales, 1 + neighbours]: the zero bucket's mass (both halves) then each neighbour's (one side),
+    for buckets of width 1 centred on zero."""
+    edges = np.arange(_SPIKE_NEIGHBOURS + 1) + 0.5  # 0.5, 1.5, 2.5, 3.5
+    cdf = _t3_cdf(edges[None, :] / _T_SCALES[:, None])
+    zero = 2 * cdf[:, 0] - 1
+    return np.column_stack([zero, np.diff(cdf, axis=1)])
+
+
+_T3_MASSES = _t3_bucket_masses()
+
+
+def _zero_spike(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The zero bucket's count beyond what a heavy-tailed density fitted to its neighbours predicts,
+    and the ratio of its count to that prediction.
+
+    Coarse even buckets (TF2's 30 from min to max) put most of a sharply peaked gradient into the
+    bucket that holds zero, so a spike over the neighbours is no evidence of exact zeros by itself.
+    The neighbours 1..3 buckets away (both sides pooled) fix the scale of a Student t(3) density
+    centred on zero, by the shape of their decay; that density then says how much the zero bucket
+    would hold relative to its neighbours. A decay steeper than any t(3) makes the prediction
+    unbounded (the smallest scale of the grid), so nothing is claimed there.
+    """
     rows = np.arange(c.shape[0])
+    if not len(rows):
+        return np.zeros(0), np.zeros(0)
     z = np.argmax(np.where(holds_zero, c, -1.0), axis=1)
     k = c.shape[1]
-    has_left, has_right = z > 0, z < k - 1
-    left = np.where(has_left, c[rows, np.maximum(z - 1, 0)], 0.0)
-    right = np.where(has_right, c[rows, np.minimum(z + 1, k - 1)], 0.0)
-    neighbours = (left + right) / np.maximum(has_left.astype(np.float64) + has_right, 1.0)
-    return np.where(holds_zero.any(axis=1), np.maximum(c[rows, z] - neighbours, 0.0), 0.0)
+    at_zero = c[rows, z]
+    per_distance = []
+    for d in range(1, _SPIKE_NEIGHBOURS + 1):
+        left = np.where(z - d >= 0, c[rows, np.maximum(z - d, 0)], np.nan)
+        right = np.where(z + d < k, c[rows, np.minimum(z + d, k - 1)], np.nan)
+        both = np.isfinite(left) & np.isfinite(right)
+        per_distance.append(np.where(both, (left + right) / 2, np.where(np.isfinite(left), left, right)))
+    m = np.stack(per_distance, axis=1)  # [R, 3] mean count per side
+    usable = np.isfinite(m) & (m > 0)
+    with np.errstate(all="ignore"):
+        observed = np.log(np.where(usable, m, 1.0) / np.where(usable[:, :1], m[:, :1], 1.0))  # log(m_k/m_1)
+        model = np.log(_T3_MASSES[:, 1:] / _T3_MASSES[:, 1:2])  # [G, 3]
+        error = (np.where(usable[:, None, :], observed[:, None, :] - model[None, :, :], 0.0) ** 2).sum(axis=2)
+    best = np.argmin(error, axis=1)
+    predicted = m[:, 0] * _T3_MASSES[best, 0] / _T3_MASSES[best, 1]
+    fitted = usable[:, 0] & (usable.sum(axis=1) >= 2) & (best > 0) & holds_zero.any(axis=1)
+    predicted = np.where(fitted, predicted, np.inf)
+    excess = np.where(fitted, np.maximum(at_zero - predicted, 0.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(fitted, at_zero / predicted, 0.0)
+    return excess, ratio
 
 
 def _nonfinite(
@@ -269,6 +323,9 @@ class RunStats:
     nonfinite: np.ndarray  # bool [L, T]
     count: np.ndarray  # [L, T] entries per layer
     depth_layers: np.ndarray  # int indices into `layers` used for fits across depth
+    missing: np.ndarray  # bool [L, T]: fewer entries than the layer's size (its largest count): a
+    #                      writer left values out, as writers that drop NaN/Inf do
+    sparse: np.ndarray  # bool [L]: gradient sparse by construction (embedding tables, one-hot inputs)
 
     @property
     def tags(self) -> list[str]:
@@ -324,18 +381,49 @@ def is_weight_tag(tag: str) -> bool:
     return not any(marker in lowered for marker in _NOT_A_WEIGHT)
 
 
-def run_stats(series: list[HistogramSeries]) -> RunStats:
+# Variables whose gradient only reaches the rows a batch looks up: Keras's Embedding (…/embeddings),
+# PyTorch's nn.Embedding (embedding.weight, embed_tokens, wte) and lookup tables.
+_SPARSE_BY_NAME = re.compile(r"(?i)embed|(^|[/._])(wte|tok_emb|lookup)([/._]|$)")
+# From the data, where no name says so: the input-side weight (one-hot or bag-of-words inputs) whose
+# entries are mostly exact zeros on nearly every logged step, the first included.
+SPARSE_ZERO_SHARE = 0.5
+SPARSE_STEP_SHARE = 0.9
+
+
+def _sparse_layers(layers: list[LayerStats], zero_share: np.ndarray, exact_zeros: np.ndarray) -> np.ndarray:
+    sparse = np.array([bool(_SPARSE_BY_NAME.search(layer.tag)) for layer in layers], dtype=bool)
+    first = next((i for i, layer in enumerate(layers) if is_weight_tag(layer.tag) and not sparse[i]), None)
+    if first is not None:
+        with np.errstate(invalid="ignore"):
+            mostly_zero = (exact_zeros[first] & (zero_share[first] >= SPARSE_ZERO_SHARE))[
+                np.isfinite(zero_share[first])
+            ]
+        sparse[first] = bool(mostly_zero.size and mostly_zero[0] and mostly_zero.mean() >= SPARSE_STEP_SHARE)
+    return sparse
+
+
+def run_stats(series: list[HistogramSeries], exact_zero_resolution: float = 1e-6) -> RunStats:
+    """`exact_zero_resolution`: a zero bucket narrower than this fraction of the layer's largest |g|
+    counts exact zeros (finer histograms than TF2's even buckets)."""
     layers = _layer_stats_together(series)
     steps = np.unique(np.concatenate([layer.steps for layer in layers])) if layers else np.zeros(0, int)
     shape = (len(layers), len(steps))
     rms, zero_share, count = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    nonfinite = np.zeros(shape, dtype=bool)
+    nonfinite, exact_zeros = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
     for i, layer in enumerate(layers):
         at = np.searchsorted(steps, layer.steps)
         rms[i, at] = layer.rms
         zero_share[i, at] = layer.zero_share
         count[i, at] = layer.count
         nonfinite[i, at] = layer.nonfinite
-    weights = np.array([i for i, layer in enumerate(layers) if is_weight_tag(layer.tag)], dtype=int)
-    depth_layers = weights if len(weights) >= 2 else np.arange(len(layers))
-    return RunStats(layers, steps, rms, zero_share, nonfinite, count, depth_layers)
+        exact_zeros[i, at] = layer.zero_bucket_width <= exact_zero_resolution * np.nan_to_num(layer.max_abs)
+    with np.errstate(invalid="ignore"):
+        size = np.nanmax(np.where(np.isfinite(count), count, np.nan), axis=1, initial=0.0)
+        missing = np.isfinite(count) & (count < size[:, None] - 0.5)
+    sparse = _sparse_layers(layers, zero_share, exact_zeros)
+    weights = np.array(
+        [i for i, layer in enumerate(layers) if is_weight_tag(layer.tag) and not sparse[i]], dtype=int
+    )
+    dense = np.flatnonzero(~sparse)
+    depth_layers = weights if len(weights) >= 2 else (dense if len(dense) >= 2 else np.arange(len(layers)))
+    return RunStats(layers, steps, rms, zero_share, nonfinite, count, depth_layers, missing, sparse)

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .events import LossSeries
 from .stats import RunStats
 
 CONFIDENCE = 0.95
@@ -52,12 +53,33 @@ class DepthFit:
 
 
 @dataclass
+class LossTrend:
+    """How the training loss moved: a Theil–Sen fit of log10(loss) over the later half of its logged
+    points (decades per 1,000 of its own steps, 95 % interval), and its change over the whole run."""
+
+    series: str  # which loss series: its folder and tag
+    later_half: TimeTrend | None  # None with fewer than MIN_POINTS_FOR_FIT positive finite points
+    first: float  # the loss at its first logged point
+    last: float  # the median of its last quarter of points
+    nonfinite_points: int  # NaN/Inf values logged
+    points: int
+
+    @property
+    def log10_change(self) -> float:
+        """log10(last / first): -1 means the loss fell tenfold."""
+        if not (self.first > 0 and self.last > 0):
+            return float("nan")
+        return math.log10(self.last / self.first)
+
+
+@dataclass
 class RunTrends:
     layer_trends: list[TimeTrend | None]  # per layer, None when too few finite points
     global_norm: np.ndarray  # [T] L2 norm over all logged gradients; NaN where a layer was non-finite
     global_trend: TimeTrend | None
     depth_log10_ratio: np.ndarray  # [T] log10(RMS first depth layer / RMS last depth layer)
     depth_fits: list[DepthFit | None]  # [T]
+    loss: LossTrend | None = None  # of the training loss, where the run logged one
 
 
 def log10_positive(values: np.ndarray) -> np.ndarray:
@@ -260,13 +282,36 @@ def _normal_quantile(p: float) -> float:
     return (lo + hi) / 2
 
 
-def run_trends(stats: RunStats) -> RunTrends:
+def training_loss(losses: list[LossSeries]) -> LossSeries | None:
+    """The training loss a run's verdict reads: of the series that are not validation losses, the
+    one with the most finite points (Keras's batch_loss over its epoch_loss, a per-step loss over a
+    per-epoch one)."""
+    training = [s for s in losses if not s.is_validation and len(s.steps)]
+    if not training:
+        return None
+    return max(training, key=lambda s: int(np.isfinite(s.values).sum()))
+
+
+def loss_trend(series: LossSeries | None) -> LossTrend | None:
+    if series is None:
+        return None
+    finite = np.isfinite(series.values)
+    steps, values = series.steps[finite], series.values[finite]
+    if not len(values):
+        return LossTrend(series.name, None, float("nan"), float("nan"), int((~finite).sum()), 0)
+    later = slice(len(values) // 2, None)
+    later_half = theil_sen(steps[later], log10_positive(values[later]))
+    last = float(np.median(values[-max(1, len(values) // 4) :]))
+    return LossTrend(series.name, later_half, float(values[0]), last, int((~finite).sum()), len(values))
+
+
+def run_trends(stats: RunStats, losses: list[LossSeries] | None = None) -> RunTrends:
     log_rms = log10_positive(stats.rms)
     layer_trends = theil_sen_rows(stats.steps, log_rms) if len(stats.layers) else []
     with np.errstate(invalid="ignore", over="ignore"):
         squares = np.where(np.isfinite(stats.rms), stats.rms**2 * stats.count, np.nan)
         norm = np.sqrt(np.nansum(squares, axis=0)) if len(stats.layers) else np.zeros(len(stats.steps))
-    norm[stats.nonfinite.any(axis=0)] = np.nan
+    norm[(stats.nonfinite | stats.missing).any(axis=0)] = np.nan  # a norm of what is left is no norm
     if len(stats.layers):
         norm[np.isnan(squares).all(axis=0)] = np.nan
     global_trend = theil_sen(stats.steps, log10_positive(norm))
@@ -281,4 +326,4 @@ def run_trends(stats: RunStats) -> RunTrends:
         columns = np.arange(len(stats.steps))
         ratio = np.where(has_two, depth_log[first, columns] - depth_log[last, columns], np.nan)
     fits = fit_depth_columns(stats.steps, np.arange(len(stats.depth_layers)), depth_log)
-    return RunTrends(layer_trends, norm, global_trend, ratio, fits)
+    return RunTrends(layer_trends, norm, global_trend, ratio, fits, loss_trend(training_loss(losses or [])))

@@ -10,7 +10,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from analyzer.callback import GradientHistograms, _histograms, bucket_limits  # noqa: E402
+from analyzer.callback import LOSS_TAG, GradientHistograms, _histograms, bucket_limits  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
 from analyzer.stats import layer_stats  # noqa: E402
@@ -366,7 +366,10 @@ def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     [path] = (tmp_path / "run").iterdir()
     with open(path, "rb") as f:
         events = [event_pb2.Event.FromString(p) for p in RecordReader(f, path.stat().st_size)]
-    logged = [value.histo for e in events if e.HasField("summary") for value in e.summary.value]
+    values = [value for e in events if e.HasField("summary") for value in e.summary.value]
+    logged = [value.histo for value in values if value.HasField("histo")]
+    [loss] = [value.simple_value for value in values if value.tag == LOSS_TAG]
+    assert loss == pytest.approx(float(np.mean((model(probe[0]).numpy() - probe[1]) ** 2)), rel=1e-5)
     limits = bucket_limits()
     for histo, grad in zip(logged, _true_gradients(model, *probe), strict=True):
         g = grad.astype(np.float64).ravel()
