@@ -124,7 +124,9 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_TH
         layer_verdicts.append(hits[0] if hits else "healthy")
     counting = [f for f in findings if not f.gated]
     if not counting:
-        return Diagnosis("healthy", _healthy_reason(stats, trends, findings), findings, layer_verdicts, loss_state)
+        return Diagnosis(
+            "healthy", _healthy_reason(stats, trends, findings), findings, layer_verdicts, loss_state
+        )
     return Diagnosis(counting[0].kind, counting[0].summary, findings, layer_verdicts, loss_state)
 
 
