@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from markupsafe import Markup, escape
 
-from .trends import TimeTrend
+from .trends import TimeTrend, log10_positive
 
 # Viridis (perceptually uniform, colour-blind safe), 9 stops from low to high.
 _VIRIDIS = [
@@ -287,6 +287,38 @@ def magnitude_over_steps(
     label = "Gradient RMS over training steps, log scale, with fitted trends: " + "; ".join(
         t for _, t in legend
     )
+    return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
+
+
+def loss_curves(series: list[tuple[str, np.ndarray, np.ndarray]], gate: TimeTrend | None) -> Markup:
+    """Each loss series (name, steps, values) over its own logged steps, log scale; the series the
+    verdict read first, with its later-half Theil–Sen fit and 95 % band. Series are never spliced:
+    Keras's epoch losses count epochs, so each is drawn against the steps it was logged at."""
+    drawn = [(n, s, log10_positive(v)) for n, s, v in series if np.isfinite(log10_positive(v)).any()]
+    if not drawn:
+        return no_data("Loss: no positive finite values to draw")
+    all_steps = np.concatenate([s for _, s, _ in drawn]).astype(float)
+    all_values = np.concatenate([v for _, _, v in drawn])
+    frame = _Frame(720, 240, (float(all_steps.min()), float(all_steps.max())), _finite_range(all_values, 0.1))
+    body = _axes(frame, "logged step of each series", "loss (log scale)", y_decades=True)
+    legend = []
+    for k, (name, steps, values) in enumerate(drawn):
+        colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+        ok = np.isfinite(values)
+        x = steps[ok].astype(float)
+        if k == 0 and gate is not None:
+            later = x[len(x) // 2 :]
+            body.append(_trend_band(frame, later, values[ok][len(x) // 2 :], gate, colour))
+        points = _points(frame.x(x), frame.y(values[ok]))
+        body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
+        fit = ""
+        if k == 0 and gate is not None:
+            fit = (
+                f" — later half {gate.decades_per_1k_steps:+.3g} dec/1k steps "
+                f"[{gate.ci_low:+.3g}, {gate.ci_high:+.3g}]"
+            )
+        legend.append((colour, f"{name}{fit}"))
+    label = "Loss over logged steps, log scale: " + "; ".join(t for _, t in legend)
     return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
 
 

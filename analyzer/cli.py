@@ -46,11 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
         "default: tags containing 'grad', any case",
     )
     report.add_argument(
+        "--loss-tags",
+        metavar="REGEX",
+        default=None,
+        help="loss scalars to read as the second symptom (Python regex); default: tags with 'loss' as a "
+        "word (epoch_loss, probe/loss, Loss/train, train_loss); validation losses are told apart by "
+        "their folder or tag; '^$' reads none",
+    )
+    report.add_argument(
         "--fail-on",
         metavar="KIND[,KIND]",
         default="",
         help=f"exit with {FOUND} when a run has a finding of these kinds "
-        f"({', '.join(FINDING_KINDS)}, or 'any')",
+        f"({', '.join(FINDING_KINDS)}, or 'any'); findings the loss gate kept at low severity do not count",
     )
     report.add_argument(
         "-j",
@@ -88,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         fail_on = _parse_fail_on(args.fail_on)
-        if args.tags is not None:
-            re.compile(args.tags)
+        for pattern in (args.tags, args.loss_tags):
+            if pattern is not None:
+                re.compile(pattern)
     except (ValueError, re.error) as err:
         print(f"gradaudit: error: {err}", file=sys.stderr)
         return ERROR
@@ -120,7 +129,7 @@ def _parse_fail_on(text: str) -> set[str]:
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
     from .batch import BatchOptions, RunCache, process_runs
-    from .events import DEFAULT_TAG_PATTERN
+    from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN
     from .jsonreport import document, document_text
     from .outdir import ReportFolder, write_json_file
     from .problems import AnalyzerError
@@ -138,7 +147,10 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         print("gradaudit: error: nothing to analyse (no event files found)", file=sys.stderr)
         return ERROR
     options = BatchOptions(
-        tag_pattern=args.tags or DEFAULT_TAG_PATTERN, reader=args.reader, html=bool(out_dir)
+        tag_pattern=args.tags or DEFAULT_TAG_PATTERN,
+        reader=args.reader,
+        html=bool(out_dir),
+        loss_pattern=args.loss_tags if args.loss_tags is not None else DEFAULT_LOSS_PATTERN,
     )
     documents, rows, kinds, counts = [], [], set(), {}
     folder = None

@@ -39,6 +39,10 @@ class Thresholds:
     # ... and stays there on at least this many logged steps (sustained, not a one-step spike); the
     # Theil–Sen slope of the rise, with its 95 % interval, is reported as evidence.
     exploding_min_steps: int = 3
+    # Exploding by the loss: the training loss at its end (the median of its last quarter of points)
+    # stands this many decades above its first value; diverging runs often stop logging gradients
+    # (PyTorch's add_histogram refuses NaN) before their gradients look like anything.
+    exploding_loss_decades: float = 2.0
     # Exploding across depth: the input-side layer's RMS is this many decades above the output side's.
     exploding_depth_decades: float = 3.0
     # Exploding cut short: a rise of this many decades that lasts to the run's last finite step
@@ -199,6 +203,8 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
     rise = _sustained_rise(stats, trends, limits)
     if rise is not None:
         found.append(rise)
+    elif trends.loss is not None and trends.loss.log10_change >= limits.exploding_loss_decades:
+        found.append(_loss_rise(stats, trends.loss, limits))
     depth_share = _share(trends.depth_log10_ratio >= limits.exploding_depth_decades, trends)
     if depth_share >= limits.vanishing_step_share:
         median = float(np.nanmedian(trends.depth_log10_ratio))
@@ -371,7 +377,7 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     return Finding(
         "exploding",
         "high",
-        _layers_growing(stats, early, limits),
+        _layers_growing(stats, limits),
         [int(s) for s in stats.steps[above]],
         f"global gradient norm rose {10**decades:.3g}x (+{decades:.1f} decades) above its early level "
         f"by step {int(stats.steps[peak])}, on {len(above)} logged steps",
@@ -383,7 +389,28 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     )
 
 
-def _layers_growing(stats: RunStats, early_log_norm: float, limits: Thresholds) -> list[str]:
+def _loss_rise(stats: RunStats, loss: LossTrend, limits: Thresholds) -> Finding:
+    decades = loss.log10_change
+    return Finding(
+        "exploding",
+        "high",
+        _layers_growing(stats, limits),
+        [int(s) for s in stats.steps],
+        f"the training loss ({loss.series}) rose {10**decades:.3g}x (+{decades:.1f} decades) from its "
+        "first value: training diverged",
+        evidence={
+            "loss_first": loss.first,
+            "loss_last": loss.last,
+            "loss_log10_change": round(decades, 3),
+            "loss_nonfinite_points": loss.nonfinite_points,
+        },
+        threshold={"loss_growth_decades": limits.exploding_loss_decades},
+        evidence_source=GRADIENTS_AND_LOSS,
+        gateable=False,
+    )
+
+
+def _layers_growing(stats: RunStats, limits: Thresholds) -> list[str]:
     """Tags whose own RMS rose by the growth threshold over their early level."""
     log_rms = log10_positive(stats.rms)
     head = max(3, len(stats.steps) // 10)

@@ -11,7 +11,9 @@ from . import __version__
 from .pipeline import RunResult, layer_summary
 from .problems import Problem
 
-SCHEMA_VERSION = 1
+# 2: findings may include ones the loss gate kept at low severity ("gated": true), which set no
+# verdict; runs carry "loss" and "sparse_layers"; findings carry "evidence_source".
+SCHEMA_VERSION = 2
 GENERATOR = "gradaudit"
 
 

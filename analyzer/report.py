@@ -62,6 +62,10 @@ class RunView:
     heatmap: Markup = Markup("")
     over_steps: Markup = Markup("")
     profile: Markup = Markup("")
+    loss_chart: Markup = Markup("")
+    loss_state: str = ""  # what the training loss did, as the verdict read it
+    loss_series: str = ""  # which series that was
+    sparse_tags: list[str] = field(default_factory=list)  # sparse by construction, shown apart
 
 
 def run_page_name(run_name: str) -> str:
@@ -103,6 +107,8 @@ def run_view(result: RunResult) -> RunView:
             stats.tags, stats.steps, log_rms, trends.layer_trends, _layers_to_draw(result)
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
+    _add_loss(view, result)
+    view.sparse_tags = [t for t, sparse in zip(stats.tags, stats.sparse) if sparse]
     _place_evidence(view)
     if diagnosis.findings:
         top = diagnosis.findings[0]
@@ -113,6 +119,20 @@ def run_view(result: RunResult) -> RunView:
         view.since = f"step {top.steps[0]} (of {view.last_step})" if top.steps else ""
         view.first_remedy = result.remedies[0][0].action if result.remedies and result.remedies[0] else ""
     return view
+
+
+def _add_loss(view: RunView, result: RunResult) -> None:
+    """The loss curves, the series the verdict read first."""
+    view.loss_state = result.diagnosis.loss_state
+    loss = result.trends.loss
+    if not result.losses:
+        return
+    read = loss.series if loss else ""
+    ordered = sorted(result.losses, key=lambda s: s.name != read)
+    view.loss_series = read
+    view.loss_chart = charts.loss_curves(
+        [(s.name, s.steps, s.values) for s in ordered], loss.later_half if loss else None
+    )
 
 
 def _with_unit(key: str, value) -> str:

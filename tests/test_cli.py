@@ -31,7 +31,7 @@ def sample_report(tmp_path_factory):
 def test_sample_report_json_has_the_documented_shape_and_verdicts(sample_report):
     rc, _, payload = sample_report
     assert rc == OK
-    assert payload["schema_version"] == 1
+    assert payload["schema_version"] == 2
     assert {r["run"]: r["verdict"] for r in payload["runs"]} == INTENDED
     for run in payload["runs"]:
         assert {"run", "verdict", "findings", "layers", "errors"} <= set(run)

@@ -2,15 +2,27 @@
 
     python bench/accuracy/make_runs.py [OUTDIR]   # default bench/accuracy/runs; needs tf, torch, tensorboardX
 
-Writers: Keras with gradaudit's callback, Keras with a plain ``tf.summary.histogram`` callback (TF2
-encoding), PyTorch's ``SummaryWriter.add_histogram`` and tensorboardX's. Every logged step also
-records the TRUE gradients' statistics, and ``truth.py`` labels the run from those; a run whose label
-is not the one its recipe intended is dropped (and said so). Data are made here, seeded.
-Labels go to OUTDIR/labels.json.
+Writers: Keras with gradaudit's callback (``keras``), Keras with a plain ``tf.summary.histogram``
+callback every N batches (``keras_tf2``), the seed's way (``seed``: a ``TensorBoard`` subclass that
+takes the gradients of one batch with ``GradientTape`` at each epoch's end and writes
+``tf.summary.histogram`` per variable, beside Keras's own weight histograms and ``epoch_loss``),
+PyTorch's ``SummaryWriter.add_histogram`` (``torch``), tensorboardX's (``tbx``), and a PyTorch loop
+whose writer leaves NaN/Inf out of each histogram (``dropnan``). Architectures: MLPs, CNNs (with and
+without BatchNorm, max pooling, residual blocks), LSTM/GRU, embeddings over a 20,000-word
+vocabulary and a transformer block (multi-head attention, LayerNorm, residuals, GELU).
+
+Every logged step also records the TRUE gradients' statistics and the training loss, and
+``truth.py`` labels the run from those and from how a fixed version of the same model trains; a run
+whose label is not the one its recipe intended is dropped (and said so). Data are made here, seeded.
+
+The split is by recipe: recipes the rules were tuned on (every recipe of the first corpus, and half of
+the new ones) are ``dev``; the other half of the new ones, chosen by hash within each intended label,
+are ``held_back`` and scored once. Labels and splits go to OUTDIR/labels.json.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +37,11 @@ import numpy as np  # noqa: E402
 import truth  # noqa: E402
 
 FEATURES, CLASSES, SAMPLES = 20, 4, 2048
+IMAGE, STEPS_PER_SEQUENCE, VOCABULARY, TOKENS = 12, 20, 20_000, 16
+BATCH = 64
+
+
+# --- data --------------------------------------------------------------------------------------------
 
 
 def classification(seed):
@@ -40,7 +57,60 @@ def regression(seed, scale):
     return x, ((x @ rng.normal(size=(FEATURES, 1))) * scale).astype("float32")
 
 
-# --- recipes: (intended label, data, model, optimizer) for both frameworks ------------------------------
+def images(seed, scale=None):
+    """12x12 one-channel images: a bright 4x4 blob in one of four quadrants, noise elsewhere; the class
+    is the quadrant, or (regression) the blob's brightness times `scale`."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 0.5, size=(SAMPLES, IMAGE, IMAGE, 1)).astype("float32")
+    quadrant = rng.integers(0, 4, SAMPLES)
+    brightness = rng.uniform(0.5, 2.0, SAMPLES).astype("float32")
+    for i, (q, b) in enumerate(zip(quadrant, brightness)):
+        r, c = 1 + 6 * (q // 2) + rng.integers(0, 2), 1 + 6 * (q % 2) + rng.integers(0, 2)
+        x[i, r : r + 4, c : c + 4, 0] += b
+    if scale is None:
+        return x, quadrant.astype("int64")
+    return x, (brightness[:, None] * scale).astype("float32")
+
+
+def sequences(seed, scale=None):
+    """20 steps of 4 features; the class is the feature with the largest mean over the first 5 steps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(SAMPLES, STEPS_PER_SEQUENCE, 4)).astype("float32")
+    early = x[:, :5].mean(axis=1)
+    if scale is None:
+        return x, early.argmax(1).astype("int64")
+    return x, (early @ np.array([1.0, -1.0, 0.5, 2.0], "float32"))[:, None] * scale
+
+
+def tokens(seed, scale=None):
+    """16 tokens from a Zipf-like law over a 20,000-word vocabulary; the class says whether more than
+    a third of them come from a fixed set of 'positive' words (about half the frequent ones)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, VOCABULARY + 1) ** 1.05
+    x = rng.choice(VOCABULARY, size=(SAMPLES, TOKENS), p=p / p.sum()).astype("int64")
+    positive = np.random.default_rng(99).random(VOCABULARY) < 0.5
+    share = positive[x].mean(axis=1)
+    if scale is None:
+        return x.astype("int32"), (share > np.median(share)).astype("int64")
+    return x.astype("int32"), ((share - 0.5) * scale).astype("float32")[:, None]
+
+
+def data_for(task, seed):
+    """(x, y, outputs): outputs is the number of classes, or 0 for a regression."""
+    kind, _, scale = task.partition(":")
+    scale = float(scale) if scale else None
+    if kind == "cls":
+        return (*classification(seed), CLASSES)
+    if kind.startswith("reg"):
+        return (*regression(seed, float(kind[3:])), 0)
+    maker = {"img": images, "seq": sequences, "tok": tokens}[kind]
+    x, y = maker(seed, scale)
+    return x, y, 0 if scale is not None else (2 if kind == "tok" else 4)
+
+
+# --- recipes -----------------------------------------------------------------------------------------
+# name: (intended label, task, hidden widths, activation, options). The first corpus's recipes (plain
+# MLPs) come first: the rules were tuned on them, so they are all "dev".
 
 RECIPES = {
     # name: intended, task, hidden widths, activation, options
@@ -83,8 +153,8 @@ RECIPES = {
     "healthy_relu_zeros": ("healthy", "cls", [128] * 2, "relu", {"opt": ("adam", 1e-3), "bias_mean": -0.5}),
 }
 
-# (recipe, writer, log every N batches, epochs, awkwardness)
-PLAN = [
+# (recipe, writer, log every N batches, epochs, awkwardness[, seed])
+FIRST_PLAN = [
     ("sigmoid_deep10_sgd", "keras", 8, 6, ""),
     ("sigmoid_deep10_sgd", "torch", 24, 6, ""),
     ("sigmoid_deep10_sgd", "tbx", 32, 4, "weights"),
@@ -98,23 +168,23 @@ PLAN = [
     ("tanh_deep14_smallinit", "keras", 8, 4, ""),
     ("explode_sgd_targets10", "keras", 4, 4, ""),
     ("explode_sgd_targets10", "keras_tf2", 2, 3, ""),
-    ("explode_sgd_targets10", "torch", 1, 2, ""),
-    ("explode_sgd_targets10", "tbx", 2, 3, "train_subfolder"),
+    ("explode_sgd_targets10", "torch", 3, 2, ""),
+    ("explode_sgd_targets10", "tbx", 4, 3, "train_subfolder"),
     ("explode_sgd_momentum", "tbx", 4, 6, ""),
     ("explode_sgd_momentum", "keras_tf2", 4, 6, ""),
     ("explode_large_init", "keras_tf2", 4, 4, ""),
-    ("explode_large_init", "torch", 1, 2, ""),
+    ("explode_large_init", "torch", 3, 2, ""),
     ("explode_large_init", "keras", 2, 3, "truncated"),
     ("explode_deep_relu", "keras", 4, 6, ""),
-    ("explode_deep_relu", "torch", 2, 4, ""),
+    ("explode_deep_relu", "torch", 4, 4, ""),
     ("explode_adam_high_lr", "keras", 8, 8, ""),
     ("explode_adam_high_lr", "tbx", 8, 8, "weights"),
     ("explode_slow", "keras", 4, 10, ""),
     ("explode_linear_sgd", "keras", 2, 3, ""),
-    ("explode_linear_sgd", "torch", 1, 2, ""),
-    ("explode_linear_sgd", "tbx", 1, 2, "train_subfolder"),
-    ("explode_linear_momentum", "torch", 2, 2, "weights"),
-    ("explode_linear_momentum", "tbx", 1, 2, ""),
+    ("explode_linear_sgd", "torch", 3, 2, ""),
+    ("explode_linear_sgd", "tbx", 3, 2, "train_subfolder"),
+    ("explode_linear_momentum", "torch", 4, 2, "weights"),
+    ("explode_linear_momentum", "tbx", 3, 2, ""),
     ("explode_linear_momentum", "keras_tf2", 2, 3, ""),
     ("explode_elu_momentum", "keras_tf2", 4, 4, ""),
     ("dead_negative_bias", "keras", 8, 8, ""),
@@ -142,45 +212,254 @@ PLAN = [
     ("healthy_relu_zeros", "tbx", 48, 8, ""),
     # PyTorch runs that diverge with growth visible before the writer refuses NaN (seeded explicitly:
     # whether a net near the edge of stability diverges depends on its initialisation)
-    ("explode_linear_momentum", "torch", 1, 2, "", 0),
-    ("explode_linear_sgd", "torch", 1, 2, "resumed", 0),
-    ("explode_linear_momentum", "torch", 1, 2, "weights", 1),
+    ("explode_linear_momentum", "torch", 3, 2, "", 0),
+    ("explode_linear_sgd", "torch", 3, 2, "resumed", 0),
+    ("explode_linear_momentum", "torch", 3, 2, "weights", 1),
 ]
 
 
-def data_for(task, seed):
-    if task == "cls":
-        return classification(seed)
-    return regression(seed, 10.0 if task == "reg10" else 1000.0)
+# Recipes new with this corpus, of the architectures and writers people use. Options: arch (mlp, cnn,
+# rnn, embed, transformer), cell (lstm, gru), pool (max pooling after these conv layers), norm,
+# residual, init_std, bias_mean, opt, clip, fixed (the recipe a vanishing one is compared with).
+NEW_RECIPES = {
+    "cnn_relu_adam": ("healthy", "img", [8, 8, 16], "relu", {"arch": "cnn", "opt": ("adam", 2e-3)}),
+    "cnn_bn_sgd": (
+        "healthy",
+        "img",
+        [8, 16, 16],
+        "relu",
+        {"arch": "cnn", "opt": ("sgd", 0.05), "norm": True},
+    ),
+    "cnn_maxpool_adam": (
+        "healthy",
+        "img",
+        [8, 16, 16],
+        "relu",
+        {"arch": "cnn", "opt": ("adam", 2e-3), "pool": [0, 1]},
+    ),
+    "cnn_bn_maxpool_momentum": (
+        "healthy",
+        "img",
+        [8, 16],
+        "relu",
+        {"arch": "cnn", "opt": ("sgdm", 0.01), "norm": True, "pool": [0]},
+    ),
+    "rescnn_adam": (
+        "healthy",
+        "img",
+        [8] * 6,
+        "relu",
+        {"arch": "cnn", "opt": ("adam", 2e-3), "residual": True},
+    ),
+    "rescnn_bn_sgd": (
+        "healthy",
+        "img",
+        [8] * 8,
+        "relu",
+        {"arch": "cnn", "opt": ("sgd", 0.05), "residual": True, "norm": True},
+    ),
+    "lstm_adam": ("healthy", "seq", [32], "tanh", {"arch": "rnn", "cell": "lstm", "opt": ("adam", 1e-2)}),
+    "gru_adam": ("healthy", "seq", [24, 24], "tanh", {"arch": "rnn", "cell": "gru", "opt": ("adam", 3e-3)}),
+    "lstm_stacked_adam": (
+        "healthy",
+        "seq",
+        [24, 24],
+        "tanh",
+        {"arch": "rnn", "cell": "lstm", "opt": ("adam", 5e-3)},
+    ),
+    "embed_bag_adam": ("healthy", "tok", [32], "relu", {"arch": "embed", "opt": ("adam", 3e-3)}),
+    "embed_bag_sgd": ("healthy", "tok", [32, 32], "relu", {"arch": "embed", "opt": ("sgd", 0.2)}),
+    "embed_bag_gelu_adam": ("healthy", "tok", [64], "gelu", {"arch": "embed", "opt": ("adam", 1e-3)}),
+    "transformer_adam": ("healthy", "tok", [32], "gelu", {"arch": "transformer", "opt": ("adam", 2e-3)}),
+    "transformer_wide_adam": ("healthy", "tok", [64], "gelu", {"arch": "transformer", "opt": ("adam", 1e-3)}),
+    "gelu_deep_sgd": ("healthy", "cls", [64] * 6, "gelu", {"opt": ("sgd", 0.05)}),
+    "relu_wide_adam": ("healthy", "cls", [256, 128], "relu", {"opt": ("adam", 1e-3)}),
+    "cnn_sigmoid_deep": (
+        "vanishing",
+        "img",
+        [8] * 8,
+        "sigmoid",
+        {"arch": "cnn", "opt": ("sgd", 0.05), "fixed": "relu"},
+    ),
+    "cnn_sigmoid_deep10": (
+        "vanishing",
+        "img",
+        [8] * 10,
+        "sigmoid",
+        {"arch": "cnn", "opt": ("sgd", 0.1), "fixed": "relu"},
+    ),
+    "embed_sigmoid_deep": (
+        "vanishing",
+        "tok",
+        [32] * 12,
+        "sigmoid",
+        {"arch": "embed", "opt": ("sgd", 0.05), "fixed": "relu"},
+    ),
+    "sigmoid_deep9_momentum": (
+        "vanishing",
+        "cls",
+        [32] * 9,
+        "sigmoid",
+        {"opt": ("sgdm", 0.01), "fixed": "relu"},
+    ),
+    "sigmoid_deep12_wide": ("vanishing", "cls", [64] * 12, "sigmoid", {"opt": ("sgd", 0.1), "fixed": "relu"}),
+    "cnn_explode_elu": ("exploding", "img:10", [8, 8], "elu", {"arch": "cnn", "opt": ("sgd", 0.02)}),
+    "cnn_explode_linear": ("exploding", "img:10", [8, 8], "linear", {"arch": "cnn", "opt": ("sgd", 0.01)}),
+    "gru_explode_sgd": (
+        "exploding",
+        "seq:100",
+        [32],
+        "tanh",
+        {"arch": "rnn", "cell": "gru", "opt": ("sgd", 0.05)},
+    ),
+    "embed_explode_sgd": ("exploding", "tok:100", [32], "linear", {"arch": "embed", "opt": ("sgd", 0.5)}),
+    "mlp_explode_momentum": ("exploding", "reg10", [64] * 4, "linear", {"opt": ("sgdm", 0.003)}),
+    "mlp_explode_elu_sgd": ("exploding", "reg10", [64] * 3, "elu", {"opt": ("sgd", 0.003)}),
+    "cnn_dead_bias": (
+        "dead_units",
+        "img",
+        [16, 16, 16],
+        "relu",
+        {"arch": "cnn", "opt": ("adam", 2e-3), "bias_mean": -3.0},
+    ),
+    "cnn_dead_bias_sgd": (
+        "dead_units",
+        "img",
+        [16, 16],
+        "relu",
+        {"arch": "cnn", "opt": ("sgd", 0.05), "bias_mean": -3.0},
+    ),
+    "embed_dead_bias": (
+        "dead_units",
+        "tok",
+        [64, 64],
+        "relu",
+        {"arch": "embed", "opt": ("adam", 3e-3), "bias_mean": -3.0},
+    ),
+    "mlp_dead_bias_sgd": ("dead_units", "cls", [64] * 3, "relu", {"opt": ("sgd", 0.05), "bias_mean": -2.5}),
+    "mlp_dead_wide_adam": (
+        "dead_units",
+        "cls",
+        [256, 128],
+        "relu",
+        {"opt": ("adam", 1e-3), "bias_mean": -2.5},
+    ),
+}
+RECIPES.update(NEW_RECIPES)
 
+# Every new recipe is written by three writers: the seed's way always, and two of the others by
+# turns; PyTorch and tensorboardX log every 48 batches (every 4 for diverging runs), Keras every 8.
+_OTHER_WRITERS = [("torch", "keras"), ("keras_tf2", "tbx"), ("keras", "torch"), ("tbx", "keras_tf2")]
+_DIVERGING_WRITERS = [("keras", "dropnan"), ("dropnan", "torch"), ("keras_tf2", "dropnan"), ("tbx", "keras")]
+
+
+def _interval(writer: str, intended: str) -> int:
+    """Legacy writers' histograms hold ~600 buckets (7.5 KB each): they log less often."""
+    legacy = writer in ("torch", "tbx", "dropnan")
+    if intended == "exploding":
+        return 4 if legacy else 2
+    return 48 if legacy else 8
+
+
+WRITERS_OF_NEW = {
+    name: [("seed", 0)]
+    + [
+        (w, _interval(w, recipe[0]))
+        for w in (_DIVERGING_WRITERS if recipe[0] == "exploding" else _OTHER_WRITERS)[i % 4]
+    ]
+    for i, (name, recipe) in enumerate(NEW_RECIPES.items())
+}
+NEW_EPOCHS = {"healthy": 8, "vanishing": 8, "exploding": 4, "dead_units": 8}
+
+
+def split_of(recipe_name: str) -> str:
+    """'dev' for every recipe of the first corpus; the new ones of each intended label sorted by the
+    hash of their name and dealt alternately to 'dev' and 'held_back' (no hand picks either half)."""
+    if recipe_name not in NEW_RECIPES:
+        return "dev"
+    intended = NEW_RECIPES[recipe_name][0]
+    same = sorted(
+        (n for n, r in NEW_RECIPES.items() if r[0] == intended),
+        key=lambda n: hashlib.sha256(n.encode()).hexdigest(),
+    )
+    return "held_back" if same.index(recipe_name) % 2 else "dev"
+
+
+PLAN = FIRST_PLAN + [
+    (name, writer, every, NEW_EPOCHS[NEW_RECIPES[name][0]], "")
+    for name, writers in WRITERS_OF_NEW.items()
+    for writer, every in writers
+]
 
 # --- Keras ---------------------------------------------------------------------------------------
 
 
-def keras_model(recipe, seed):
+def fixed_version(recipe):
+    """The same model with the remedy applied: ReLU with He initialisation instead of its activation."""
+    intended, task, widths, _activation, opts = recipe
+    opts = {k: v for k, v in opts.items() if k not in ("init_std", "fixed")}
+    return ("healthy", task, widths, opts.get("fixed", "relu"), opts)
+
+
+def keras_model(recipe, seed, outputs):
     import keras
 
     _, task, widths, activation, opts = recipe
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    arch = opts.get("arch", "mlp")
     init = (
         keras.initializers.RandomNormal(stddev=opts["init_std"])
         if "init_std" in opts
         else ("he_normal" if activation in ("relu", "gelu") else "glorot_uniform")
     )
     bias = keras.initializers.RandomNormal(opts["bias_mean"], 1.0) if "bias_mean" in opts else "zeros"
-    inputs = keras.Input((FEATURES,))
-    h = inputs
-    for i, width in enumerate(widths):
-        out = keras.layers.Dense(width, kernel_initializer=init, bias_initializer=bias)(h)
-        if opts.get("norm"):
-            out = keras.layers.BatchNormalization()(out)
-        out = keras.layers.Activation(activation)(out)
-        h = keras.layers.Add()([h, out]) if opts.get("residual") and i > 0 else out
-    outputs = keras.layers.Dense(
-        CLASSES if task == "cls" else 1, activation="softmax" if task == "cls" else None
-    )(h)
-    model = keras.Model(inputs, outputs)
+    L = keras.layers
+
+    def dense_stack(h):
+        for i, width in enumerate(widths):
+            out = L.Dense(width, kernel_initializer=init, bias_initializer=bias)(h)
+            if opts.get("norm"):
+                out = L.BatchNormalization()(out)
+            out = L.Activation(activation)(out)
+            h = L.Add()([h, out]) if opts.get("residual") and i > 0 else out
+        return h
+
+    if arch == "mlp":
+        inputs = keras.Input((FEATURES,))
+        h = dense_stack(inputs)
+    elif arch == "cnn":
+        inputs = keras.Input((IMAGE, IMAGE, 1))
+        h = inputs
+        for i, width in enumerate(widths):
+            out = L.Conv2D(width, 3, padding="same", kernel_initializer=init, bias_initializer=bias)(h)
+            if opts.get("norm"):
+                out = L.BatchNormalization()(out)
+            out = L.Activation(activation)(out)
+            h = L.Add()([h, out]) if opts.get("residual") and i > 0 else out
+            if i in opts.get("pool", []):
+                h = L.MaxPooling2D(2)(h)
+        h = L.Flatten()(h)
+    elif arch == "rnn":
+        inputs = keras.Input((STEPS_PER_SEQUENCE, 4))
+        h = inputs
+        cell = L.LSTM if opts["cell"] == "lstm" else L.GRU
+        for i, width in enumerate(widths):
+            h = cell(width, return_sequences=i < len(widths) - 1)(h)
+    elif arch == "embed":
+        inputs = keras.Input((TOKENS,), dtype="int32")
+        h = L.GlobalAveragePooling1D()(L.Embedding(VOCABULARY, 16)(inputs))
+        h = dense_stack(h)
+    else:  # transformer block: token and position embeddings, attention and GELU feed-forward
+        inputs = keras.Input((TOKENS,), dtype="int32")
+        width = widths[0]
+        positions = L.Embedding(TOKENS, width)(keras.ops.arange(TOKENS)[None, :])
+        h = L.Embedding(VOCABULARY, width)(inputs) + positions
+        h = L.LayerNormalization()(h + L.MultiHeadAttention(2, width // 2)(h, h))
+        ff = L.Dense(width, kernel_initializer=init)(L.Dense(2 * width, activation=activation)(h))
+        h = L.GlobalAveragePooling1D()(L.LayerNormalization()(h + ff))
+    head = L.Dense(outputs or 1, activation="softmax" if outputs else None)(h)
+    model = keras.Model(inputs, head)
     kind, lr = opts["opt"]
     clip = {"clipnorm": opts["clip"]} if "clip" in opts else {}
     optimizer = {
@@ -188,40 +467,52 @@ def keras_model(recipe, seed):
         "sgdm": lambda: keras.optimizers.SGD(lr, momentum=0.9, **clip),
         "adam": lambda: keras.optimizers.Adam(lr, **clip),
     }[kind]()
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy" if task == "cls" else "mse")
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy" if outputs else "mse")
     return model
 
 
+def keras_sparse(tag: str) -> bool:
+    """Embedding tables: their gradient reaches only the rows a batch looks up."""
+    return "embedding" in tag and "embeddings" in tag
+
+
 def run_keras(recipe, writer, log_dir, every, epochs, seed):
+    """Returns (tags, per-step true statistics, per-step probe losses, sparse tags)."""
     import keras
     import tensorflow as tf
 
     from analyzer.callback import GradientHistograms
 
-    x, y = data_for(recipe[1], seed)
-    model = keras_model(recipe, seed)
+    x, y, outputs = data_for(recipe[1], seed)
+    model = keras_model(recipe, seed, outputs)
     probe = (x[:256], y[:256])
-    history = []
+    history, losses = [], []
+    prefix, suffix = {"keras": ("gradients/", ""), "keras_tf2": ("", "/gradient")}.get(writer, ("", "_grad"))
 
-    def gradients():
+    def gradients(batch=probe):
         with tf.GradientTape() as tape:
             loss = model.compute_loss(
-                x=probe[0], y=probe[1], y_pred=model(probe[0], training=False), training=False
+                x=batch[0], y=batch[1], y_pred=model(batch[0], training=False), training=False
             )
         grads = tape.gradient(loss, model.trainable_variables)
-        return {f"{v.path}": g.numpy() for v, g in zip(model.trainable_variables, grads)}
+        dense = [tf.convert_to_tensor(g) for g in grads]
+        return {v.path: g.numpy() for v, g in zip(model.trainable_variables, dense)}, float(loss)
+
+    def record(grads, loss):
+        history.append(truth.step_stats({f"{prefix}{k}{suffix}": v for k, v in grads.items()}))
+        losses.append(loss)
 
     class Recorder(keras.callbacks.Callback):
-        """Both writers log at train start and every N batches: truth is taken at the same moments."""
+        """Truth at the moments the writer logs: train start and every N batches."""
 
         def __init__(self):
             super().__init__()
             self.batches = 0
             self.file_writer = tf.summary.create_file_writer(str(log_dir)) if writer == "keras_tf2" else None
 
-        def record(self):
-            grads = gradients()
-            history.append(truth.step_stats({f"{tag_prefix}{k}": v for k, v in grads.items()}))
+        def take(self):
+            grads, loss = gradients()
+            record(grads, loss)
             if self.file_writer is not None:
                 step = int(model.optimizer.iterations.numpy())
                 with self.file_writer.as_default():
@@ -229,39 +520,53 @@ def run_keras(recipe, writer, log_dir, every, epochs, seed):
                         tf.summary.histogram(f"{name}/gradient", g, step=step)
 
         def on_train_begin(self, logs=None):
-            self.record()
+            self.take()
 
         def on_train_batch_end(self, batch, logs=None):
             self.batches += 1
             if self.batches % every == 0:
-                self.record()
+                self.take()
+
+    class SeedStyleTensorBoard(keras.callbacks.TensorBoard):
+        """As the seed project logs gradients: one batch's gradients at each epoch's end, written with
+        tf.summary.histogram into Keras's own train/ writer, beside its weight histograms and epoch_loss."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            grads, loss = gradients((x[:BATCH], y[:BATCH]))
+            record(grads, loss)
+            with self._train_writer.as_default():
+                for name, g in grads.items():
+                    tf.summary.histogram(f"{name}_grad", g, step=epoch)
+            super().on_epoch_end(epoch, logs)
 
     callbacks = []
     if writer == "keras":
-        tag_prefix = "gradients/"
-        callbacks.append(GradientHistograms(str(log_dir), probe=probe, every_n_batches=every))
-    else:
-        tag_prefix = ""
-    callbacks.append(Recorder())
-    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
-    tags = [
-        f"{tag_prefix}{v.path}" + ("" if writer == "keras" else "/gradient")
-        for v in model.trainable_variables
-    ]
-    if writer == "keras_tf2":
-        history = [{f"{k}/gradient": v for k, v in h.items()} for h in history]
-    return tags, history
+        callbacks += [GradientHistograms(str(log_dir), probe=probe, every_n_batches=every), Recorder()]
+    elif writer == "keras_tf2":
+        callbacks.append(Recorder())
+    elif writer == "seed":
+        callbacks.append(SeedStyleTensorBoard(str(log_dir), histogram_freq=1, write_graph=False))
+    elif writer == "none":
+        every = max(1, every)
+        callbacks.append(Recorder())
+    validation = (x[-256:], y[-256:]) if writer == "seed" else None
+    model.fit(
+        x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks, validation_data=validation
+    )
+    tags = [f"{prefix}{v.path}{suffix}" for v in model.trainable_variables]
+    return tags, history, losses, [t for t in tags if keras_sparse(t)]
 
 
 # --- PyTorch and tensorboardX --------------------------------------------------------------------
 
 
-def torch_model(recipe, seed):
+def torch_model(recipe, seed, outputs):
     import torch
     from torch import nn
 
     _, task, widths, activation, opts = recipe
     torch.manual_seed(seed)
+    arch = opts.get("arch", "mlp")
     act = {
         "relu": nn.ReLU,
         "sigmoid": nn.Sigmoid,
@@ -271,21 +576,24 @@ def torch_model(recipe, seed):
         "elu": nn.ELU,
     }[activation]
 
-    class Net(nn.Module):
-        def __init__(self):
+    def initialise(layer):
+        if "init_std" in opts:
+            nn.init.normal_(layer.weight, std=opts["init_std"])
+        elif activation in ("relu", "gelu", "elu"):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        if "bias_mean" in opts:
+            nn.init.normal_(layer.bias, opts["bias_mean"], 1.0)
+        return layer
+
+    class Stack(nn.Module):
+        """Dense or conv layers with optional norm and residual connections."""
+
+        def __init__(self, sizes, make, norm):
             super().__init__()
-            sizes = [FEATURES, *widths]
-            self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-            self.norms = nn.ModuleList(nn.BatchNorm1d(b) for b in widths) if opts.get("norm") else None
+            self.hidden = nn.ModuleList(initialise(make(a, b)) for a, b in zip(sizes[:-1], sizes[1:]))
+            self.norms = nn.ModuleList(norm(b) for b in sizes[1:]) if opts.get("norm") else None
             self.act = act()
-            self.out = nn.Linear(widths[-1], CLASSES if task == "cls" else 1)
-            for layer in self.hidden:
-                if "init_std" in opts:
-                    nn.init.normal_(layer.weight, std=opts["init_std"])
-                elif activation in ("relu", "gelu", "elu"):
-                    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-                if "bias_mean" in opts:
-                    nn.init.normal_(layer.bias, opts["bias_mean"], 1.0)
+            self.pools = set(opts.get("pool", []))
 
         def forward(self, x):
             for i, layer in enumerate(self.hidden):
@@ -294,59 +602,138 @@ def torch_model(recipe, seed):
                     out = self.norms[i](out)
                 out = self.act(out)
                 x = x + out if opts.get("residual") and i > 0 else out
+                if i in self.pools:
+                    x = nn.functional.max_pool2d(x, 2)
+            return x
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            if arch == "mlp":
+                self.body = Stack([FEATURES, *widths], nn.Linear, nn.BatchNorm1d)
+                flat = widths[-1]
+            elif arch == "cnn":
+                self.body = Stack([1, *widths], lambda a, b: nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d)
+                side = IMAGE // 2 ** len(opts.get("pool", []))
+                flat = widths[-1] * side * side
+            elif arch == "rnn":
+                cell = nn.LSTM if opts["cell"] == "lstm" else nn.GRU
+                self.body = cell(4, widths[0], num_layers=len(widths), batch_first=True)
+                flat = widths[-1]
+            elif arch == "embed":
+                self.embedding = nn.Embedding(VOCABULARY, 16)
+                self.body = Stack([16, *widths], nn.Linear, nn.BatchNorm1d)
+                flat = widths[-1]
+            else:
+                self.embedding = nn.Embedding(VOCABULARY, widths[0])
+                self.position = nn.Parameter(torch.zeros(TOKENS, widths[0]))
+                self.body = nn.TransformerEncoderLayer(
+                    widths[0], 2, 2 * widths[0], dropout=0.0, activation=activation, batch_first=True
+                )
+                flat = widths[0]
+            self.out = nn.Linear(flat, outputs or 1)
+
+        def forward(self, x):
+            if arch == "cnn":
+                x = self.body(x.permute(0, 3, 1, 2)).flatten(1)
+            elif arch == "rnn":
+                x = self.body(x)[0][:, -1]
+            elif arch == "embed":
+                x = self.body(self.embedding(x).mean(1))
+            elif arch == "transformer":
+                x = self.body(self.embedding(x) + self.position).mean(1)
+            else:
+                x = self.body(x)
             return self.out(x)
 
     return Net()
 
 
+def torch_sparse(tag: str) -> bool:
+    return "embedding" in tag
+
+
+def _finite_only_histogram(sw, tag, values, step):
+    """A writer that leaves NaN/Inf out of each histogram (as some loggers and hand-written loops
+    do): a legacy HistogramProto of the finite values only, with TF1's exponential buckets."""
+    from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
+
+    values = np.asarray(values, np.float64).ravel()
+    finite = values[np.isfinite(values)]
+    positive = 1e-12 * 1.1 ** np.arange(0, 600)
+    limits = np.concatenate([-positive[::-1], [0.0], positive[positive < 1e20], [np.finfo(np.float64).max]])
+    counts = np.bincount(np.searchsorted(limits, finite, side="left"), minlength=len(limits))[: len(limits)]
+    proto = HistogramProto(
+        min=float(finite.min()) if finite.size else 0.0,
+        max=float(finite.max()) if finite.size else 0.0,
+        num=float(finite.size),
+        sum=float(finite.sum()),
+        sum_squares=float((finite**2).sum()),
+    )
+    keep = np.flatnonzero(counts)
+    proto.bucket_limit.extend(limits[keep].tolist())
+    proto.bucket.extend(counts[keep].astype(float).tolist())
+    sw._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, histo=proto)]), step)
+
+
 def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     import torch
 
-    if writer == "torch":
-        from torch.utils.tensorboard import SummaryWriter
-    else:
+    if writer == "tbx":
         from tensorboardX import SummaryWriter
+    else:
+        from torch.utils.tensorboard import SummaryWriter
 
-    x, y = data_for(recipe[1], seed)
-    model = torch_model(recipe, seed)
+    x, y, outputs = data_for(recipe[1], seed)
+    model = torch_model(recipe, seed, outputs)
     kind, lr = recipe[4]["opt"]
     optimizer = {
         "sgd": lambda: torch.optim.SGD(model.parameters(), lr),
         "sgdm": lambda: torch.optim.SGD(model.parameters(), lr, momentum=0.9),
         "adam": lambda: torch.optim.Adam(model.parameters(), lr),
     }[kind]()
-    loss_fn = torch.nn.CrossEntropyLoss() if recipe[1] == "cls" else torch.nn.MSELoss()
-    name_of = (lambda n: f"grad/{n}") if writer == "torch" else (lambda n: f"{n}.grad")
+    loss_fn = torch.nn.CrossEntropyLoss() if outputs else torch.nn.MSELoss()
+    name_of = {"tbx": lambda n: f"{n}.grad"}.get(writer, lambda n: f"grad/{n}")
     deep = len(recipe[2]) > 6  # as many users do for deep nets (and to keep the corpus small): weights only
 
     def logged(m):
         return [(n, p) for n, p in m.named_parameters() if not (deep and n.endswith("bias"))]
 
     tags = [name_of(n) for n, _ in logged(model)]
-    history, sw = [], SummaryWriter(str(log_dir))
+    history, losses, written = [], [], []
+    sw = SummaryWriter(str(log_dir)) if writer != "none" else None
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    step, total = 0, epochs * (SAMPLES // 64)
+    step, total = 0, epochs * (SAMPLES // BATCH)
     resume_at = total // 2 if awkward == "resumed" else None
     try:
         for _ in range(epochs):
-            for b in range(SAMPLES // 64):
+            for b in range(SAMPLES // BATCH):
                 model.train()
                 optimizer.zero_grad()
-                loss = loss_fn(model(xt[b * 64 : (b + 1) * 64]), yt[b * 64 : (b + 1) * 64])
+                loss = loss_fn(model(xt[b * BATCH : (b + 1) * BATCH]), yt[b * BATCH : (b + 1) * BATCH])
                 loss.backward()
                 if recipe[4].get("clip"):
                     torch.nn.utils.clip_grad_norm_(model.parameters(), recipe[4]["clip"])
                 if step % every == 0:
                     grads = {name_of(n): p.grad.detach().numpy().copy() for n, p in logged(model)}
-                    for tag, g in grads.items():
-                        sw.add_histogram(tag, g, step)  # PyTorch's raises on NaN/Inf, as for every user
                     history.append(truth.step_stats(grads))  # labels count logged steps only
-                    if awkward == "weights":
-                        for n, p in model.named_parameters():
-                            sw.add_histogram(f"weights/{n}", p.detach().numpy(), step)
+                    losses.append(loss.item())
+                    if sw is not None:
+                        for tag, g in grads.items():
+                            if writer == "dropnan":
+                                _finite_only_histogram(sw, tag, g, step)
+                            else:  # PyTorch's raises on NaN/Inf, as for every user
+                                sw.add_histogram(tag, g, step)
+                        written.append(step)
+                        if np.isfinite(loss.item()):
+                            # as Hugging Face does by default, a non-finite loss is not logged
+                            sw.add_scalar("loss" if writer == "dropnan" else "Loss/train", loss.item(), step)
+                        if awkward == "weights":
+                            for n, p in model.named_parameters():
+                                sw.add_histogram(f"weights/{n}", p.detach().numpy(), step)
                 optimizer.step()
                 step += 1
-                if step == resume_at:  # the job "dies" and restarts from a checkpoint 3 logs back
+                if step == resume_at and sw is not None:  # the job "dies", restarts 3 logs back
                     sw.close()
                     sw = SummaryWriter(str(log_dir), filename_suffix=".resumed")
                     step -= 3 * every
@@ -354,8 +741,15 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     except ValueError:
         pass  # a diverged run: the writer refused NaN, the job ended here, as it would for a user
     finally:
-        sw.close()
-    return tags, history
+        if sw is not None:
+            sw.close()
+    if sw is not None and len(written) < 2:
+        raise TooShort(f"the writer wrote {len(written)} logged step(s) before the run ended")
+    return tags, history, losses, [t for t in tags if torch_sparse(t)]
+
+
+class TooShort(Exception):
+    """The run diverged before its log held two logged steps: nothing to judge from it."""
 
 
 # --- the corpus ---------------------------------------------------------------------------------------------
@@ -366,42 +760,71 @@ def truncate_last_record(log_dir: Path) -> None:
     path.write_bytes(path.read_bytes()[:-9])
 
 
-def main(out_dir: Path) -> None:
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    labels, dropped = {}, []
+def train(recipe, writer, log_dir, every, epochs, seed, awkward):
+    if writer.startswith("keras") or writer in ("seed", "keras_none"):
+        return run_keras(recipe, "none" if writer == "keras_none" else writer, log_dir, every, epochs, seed)
+    return run_torch(recipe, writer, log_dir, every, epochs, seed, awkward)
+
+
+def main(out_dir: Path, only: set[str] | None = None) -> None:
+    if only is None:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels_path = out_dir / "labels.json"
+    previous = json.loads(labels_path.read_text()) if only is not None and labels_path.exists() else {}
+    labels, dropped = previous.get("runs", {}), previous.get("dropped", [])
     for index, (recipe_name, writer, every, epochs, awkward, *seed) in enumerate(PLAN):
         seed = seed[0] if seed else index
         recipe = RECIPES[recipe_name]
         name = f"{recipe_name}__{writer}__every{every}" + (f"__{awkward}" if awkward else "")
+        if only is not None and recipe_name not in only:
+            continue
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+        labels.pop(name, None)
         log_dir = out_dir / name / ("train" if awkward == "train_subfolder" else "")
-        if writer.startswith("keras"):
-            tags, history = run_keras(recipe, writer, log_dir, every, epochs, seed)
-        else:
-            tags, history = run_torch(recipe, writer, log_dir, every, epochs, seed, awkward)
+        try:
+            tags, history, losses, sparse = train(recipe, writer, log_dir, every, epochs, seed, awkward)
+        except TooShort as err:
+            dropped.append(f"{name}: {err}")
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+            print(f"dropped {dropped[-1]}", flush=True)
+            continue
+        fixed_losses = None
+        if recipe[0] == "vanishing":  # how the same model trains with the remedy applied
+            framework = "keras_none" if writer.startswith("keras") or writer == "seed" else "none"
+            fixed_losses = train(fixed_version(recipe), framework, None, max(every, 8), epochs, seed, "")[2]
         if awkward == "truncated":
             truncate_last_record(out_dir / name)
-        got, layers = truth.label(tags, history)
+        got, layers = truth.label(tags, history, losses, fixed_losses, sparse)
         if got != recipe[0]:
-            dropped.append(f"{name}: intended {recipe[0]}, true gradients say {got}")
-            shutil.rmtree(out_dir / name)
+            dropped.append(f"{name}: intended {recipe[0]}, truth says {got}")
+            shutil.rmtree(out_dir / name, ignore_errors=True)
             print(f"dropped {dropped[-1]}", flush=True)
             continue
         labels[name] = {
             "label": got,
             "layers": layers,
+            "recipe": recipe_name,
+            "split": split_of(recipe_name),
             "writer": writer,
             "every": every,
             "logged_steps": len(history),
             "awkward": awkward,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": truth.last_loss(losses),
+            "fixed_loss_last": truth.last_loss(fixed_losses) if fixed_losses else None,
         }
         print(f"{got:>11}  {name}", flush=True)
-    (out_dir / "labels.json").write_text(json.dumps({"runs": labels, "dropped": dropped}, indent=1))
+        labels_path.write_text(json.dumps({"runs": labels, "dropped": dropped}, indent=1, default=float))
+    labels_path.write_text(json.dumps({"runs": labels, "dropped": dropped}, indent=1, default=float))
     counts = {}
     for v in labels.values():
-        counts[v["label"]] = counts.get(v["label"], 0) + 1
-    print(f"{len(labels)} runs kept {counts}, {len(dropped)} dropped")
+        key = (v["split"], v["label"])
+        counts[key] = counts.get(key, 0) + 1
+    print(f"{len(labels)} runs kept {sorted(counts.items())}, {len(dropped)} dropped")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "runs")
+    args = [a for a in sys.argv[1:] if not a.startswith("--only=")]
+    only = next((set(a[7:].split(",")) for a in sys.argv[1:] if a.startswith("--only=")), None)
+    main(Path(args[0]) if args else HERE / "runs", only)

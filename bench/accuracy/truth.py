@@ -1,19 +1,28 @@
-"""Labels from the TRUE gradients of a run (never from its histograms), by rules written down here.
+"""Labels from the TRUE gradients of a run and its TRUE training outcome (never from its histograms),
+by rules written down here.
 
 Per logged step the generator records, for every tag, the true gradient's RMS, its share of exact
-zeros and whether any entry was NaN/Inf. From those:
+zeros and whether any entry was NaN/Inf, and the training loss at that moment (the probe batch's for
+Keras writers, the step's batch for PyTorch loops). For a vanishing recipe it also trains a fixed
+version of the same model (ReLU with He initialisation) and records its loss. The loss "falls" when
+its median over the last quarter of logged steps is at most 0.9 x its first value.
 
-- exploding: a non-finite gradient at any step, or the global L2 norm rising at least 100x above its
-  early level (median of the first 3 logged steps) on at least 3 logged steps. Affected: the tags
-  with non-finite values, else the tags whose RMS rose 100x above their own early level.
-- vanishing: the first weight tag's RMS is below 1e-3 x the last weight tag's on at least half of
-  the logged steps (steps with all-finite gradients). Affected: every tag whose median RMS is below
-  1e-3 x the last weight tag's.
-- dead_units: some tag other than the first weight tag has at least half of its entries exactly zero
-  on at least half of the second half of the logged steps. Affected: those tags.
-- healthy: none of these. When several hold, the label is the first in the order above.
+- exploding: a non-finite gradient or loss at any step; or the global L2 norm rising at least 100x
+  above its early level (median of the first 3 logged steps) on at least 3 logged steps while the
+  loss does not fall. Affected: the tags with non-finite values, else the tags whose RMS rose 100x
+  above their own early level.
+- vanishing: the first weight tag's RMS is below 1e-3 x the last weight tag's on at least half of the
+  logged steps, and training stalls or crawls: the loss does not fall, or it falls less than half as
+  much (relative to its first value) as the fixed version's. Affected: every tag whose median RMS is
+  below 1e-3 x the last weight tag's.
+- dead_units: some tag other than the first weight tag and the sparse ones has at least half of its
+  entries exactly zero on at least half of the second half of the logged steps. Affected: those tags.
+- healthy: none of these, and the loss falls.
+- otherwise (no rule holds and the loss does not fall): "stalled", which no recipe intends (dropped).
+When several hold, the label is the first in the order above.
 
-Weight tags are tags whose name does not mention bias/beta/gamma/norm (as the analyzer's depth fit).
+Weight tags are tags whose name does not mention bias/beta/gamma/norm and that are not sparse by
+construction (embedding tables, named by the generator from the model it built).
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 NOT_A_WEIGHT = ("bias", "beta", "gamma", "moving_", "running_", "norm")
+LOSS_FALLS_TO = 0.9  # last / first
+CRAWL_SHARE = 0.5  # of the fixed version's relative fall
 
 
 def is_weight(tag: str) -> bool:
@@ -38,38 +49,68 @@ def step_stats(gradients: dict[str, np.ndarray]) -> dict[str, tuple[float, float
     return out
 
 
-def label(tags: list[str], history: list[dict[str, tuple[float, float, bool, int]]]) -> tuple[str, list[str]]:
+def last_loss(losses: list[float] | None) -> float:
+    if not losses:
+        return float("nan")
+    return float(np.median(losses[-max(1, len(losses) // 4) :]))
+
+
+def relative_fall(losses: list[float] | None) -> float:
+    """1 - last/first: 0.9 means the loss fell to a tenth. NaN without a finite loss."""
+    if not losses or not np.isfinite(losses[0]) or losses[0] <= 0:
+        return float("nan")
+    return 1.0 - last_loss(losses) / losses[0]
+
+
+def label(
+    tags: list[str],
+    history: list[dict[str, tuple[float, float, bool, int]]],
+    losses: list[float] | None = None,
+    fixed_losses: list[float] | None = None,
+    sparse: list[str] | None = None,
+) -> tuple[str, list[str]]:
     """(label, affected tags) from the per-step true statistics of a run, tags in depth order."""
+    sparse = set(sparse or [])
     rms = np.array([[h[t][0] if t in h else np.nan for t in tags] for h in history])  # [S, L]
     zeros = np.array([[h[t][1] if t in h else np.nan for t in tags] for h in history])
     bad = np.array([[h[t][2] if t in h else False for t in tags] for h in history])
     size = np.array([[h[t][3] if t in h else 0 for t in tags] for h in history])
+    losses = list(losses or [])
+    fall = relative_fall(losses)
+    falls = bool(fall >= 1 - LOSS_FALLS_TO)
 
-    if bad.any():
-        return "exploding", [t for i, t in enumerate(tags) if bad[:, i].any()]
+    if bad.any() or not np.isfinite(losses).all():
+        affected = [t for i, t in enumerate(tags) if bad[:, i].any()]
+        return "exploding", affected or list(tags)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = np.sqrt(np.nansum(rms**2 * size, axis=1))
         log_norm = np.log10(norm)
         early = np.median(log_norm[:3])
-        if (log_norm >= early + 2).sum() >= 3:
+        if (log_norm >= early + 2).sum() >= 3 and not falls:
             log_rms = np.log10(rms)
             grown = [
                 t for i, t in enumerate(tags) if np.nanmax(log_rms[:, i]) >= np.nanmedian(log_rms[:3, i]) + 2
             ]
             return "exploding", grown or list(tags)
 
-        weights = [i for i, t in enumerate(tags) if is_weight(t)]
+        weights = [i for i, t in enumerate(tags) if is_weight(t) and t not in sparse]
         if len(weights) >= 2:
             first, last = weights[0], weights[-1]
             ratio = np.log10(rms[:, first]) - np.log10(rms[:, last])
             known = np.isfinite(ratio)
-            if known.any() and (ratio[known] <= -3).mean() >= 0.5:
+            fixed_fall = relative_fall(fixed_losses)
+            crawls = not falls or (np.isfinite(fixed_fall) and fall < CRAWL_SHARE * fixed_fall)
+            if known.any() and (ratio[known] <= -3).mean() >= 0.5 and crawls:
                 relative = np.nanmedian(np.log10(rms) - np.log10(rms[:, [last]]), axis=0)
-                return "vanishing", [t for i, t in enumerate(tags) if relative[i] <= -3]
+                return "vanishing", [t for i, t in enumerate(tags) if relative[i] <= -3 and t not in sparse]
 
         late = np.arange(len(history)) >= len(history) // 2
-        first_weight = weights[0] if weights else None
-        dead = [t for i, t in enumerate(tags) if i != first_weight and (zeros[late, i] >= 0.5).mean() >= 0.5]
+        first_weight = next((i for i, t in enumerate(tags) if is_weight(t)), None)
+        dead = [
+            t
+            for i, t in enumerate(tags)
+            if i != first_weight and t not in sparse and (zeros[late, i] >= 0.5).mean() >= 0.5
+        ]
     if dead:
         return "dead_units", dead
-    return "healthy", []
+    return ("healthy", []) if falls else ("stalled", [])
