@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from . import __version__
 from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
@@ -24,7 +25,7 @@ from .outdir import write_atomic
 from .pipeline import RunResult, analyse_run
 from .problems import AnalyzerError, Problem
 from .readers import READERS
-from .report import IndexRow, index_row, render_run_page, run_view
+from .report import IndexRow, depth_sparkline, index_row, render_run_page, run_page_name, run_view
 from .runs import Run
 
 
@@ -143,8 +144,11 @@ class RunCache:
     file's path, size and modification time, the options and gradaudit's version (as coverage.py's
     HTML report keeps hashes of what it rendered)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, holds_page: Callable[[str], bool] = lambda rel: False):
+        """`holds_page`: whether the report folder still holds a page an earlier report wrote. The
+        cache keeps no HTML: a hit needs its page in place, so nothing read back is ever written."""
         self.folder = folder
+        self.holds_page = holds_page
 
     def key(self, run: Run, options: BatchOptions) -> str:
         files = []
@@ -158,15 +162,20 @@ class RunCache:
         return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
     def get(self, key: str) -> RunOutput | None:
+        """The cached output, or None. A report folder is shared (committed, unpacked, handed over
+        as a CI artifact) and its cache keys can be predicted, so an entry is untrusted input: plain
+        JSON, every field checked, and anything damaged or crafted a miss. Nothing in it can run."""
         try:
             with open(self.folder / key, "rb") as f:
-                output = pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError):
+                output = _output_from_json(json.loads(f.read()))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
-        return output if isinstance(output, RunOutput) else None
+        if output.page is not None and not self.holds_page(output.page[0]):
+            return None
+        return output
 
     def put(self, key: str, output: RunOutput) -> None:
-        write_atomic(self.folder / key, pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL))
+        write_atomic(self.folder / key, json.dumps(_output_to_json(output)).encode())
 
     def forget_all_but(self, keys: list[str | None]) -> None:
         keep = set(keys)
@@ -174,3 +183,54 @@ class RunCache:
             for entry in self.folder.iterdir():
                 if entry.name not in keep and len(entry.name) == 64:
                     entry.unlink(missing_ok=True)
+
+
+def _output_to_json(output: RunOutput) -> dict:
+    row = asdict(output.row) if output.row else None
+    if row:
+        del row["sparkline"]  # drawn again from its numbers: no markup is read back
+    return {
+        "name": output.name,
+        "document": output.document,
+        "row": row,
+        "page": output.page[0] if output.page else None,
+        "problems": [[p.path, p.message] for p in output.problems],
+    }
+
+
+def _output_from_json(data: dict) -> RunOutput:
+    """Raises TypeError or KeyError on anything but what _output_to_json writes."""
+    name, document = data["name"], data["document"]
+    if not isinstance(name, str) or not isinstance(document, dict):
+        raise TypeError("not a cached run")
+    for field_name, kind in (("verdict", str), ("reason", str), ("findings", list), ("layers", list)):
+        if not isinstance(document.get(field_name), kind):
+            raise TypeError(f"document.{field_name}")
+    if not all(isinstance(f, dict) and isinstance(f.get("kind"), str) for f in document["findings"]):
+        raise TypeError("document.findings")
+    page = data["page"]
+    if page is not None and page != f"runs/{run_page_name(name)}":
+        raise TypeError("page")
+    problems = [Problem(str(path), str(message)) for path, message in data["problems"]]
+    return RunOutput(name, document, _row_from_json(data["row"]), (page, "") if page else None, problems)
+
+
+def _row_from_json(row: dict | None) -> IndexRow | None:
+    if row is None:
+        return None
+    if set(row) != {f.name for f in fields(IndexRow)} - {"sparkline"}:
+        raise TypeError("row")
+    if not all(isinstance(row[k], str) for k in ("name", "page", "verdict", "reason", "worst_layer")):
+        raise TypeError("row text")
+    if not all(isinstance(row[k], (int, float)) or row[k] is None for k in ("depth_ratio", "growth")):
+        raise TypeError("row numbers")
+    if not all(isinstance(row[k], int) for k in ("steps", "problems")):
+        raise TypeError("row counts")
+    profile = row["depth_profile"]
+    if not (isinstance(profile, list) and all(isinstance(v, (int, float)) or v is None for v in profile)):
+        raise TypeError("row depth_profile")
+    hparams = row["hparams"]
+    if not (isinstance(hparams, dict) and all(isinstance(v, str) for v in hparams.values())):
+        raise TypeError("row hparams")
+    values = np.array([np.nan if v is None else v for v in profile], dtype=float)
+    return IndexRow(**row, sparkline=depth_sparkline(values, row["name"]))

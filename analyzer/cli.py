@@ -158,7 +158,9 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         folder = ReportFolder(out_dir) if out_dir else None
         if folder:
             folder.check("index.html")
-        cache = RunCache(folder.root / ".gradaudit-cache") if folder and not args.no_cache else None
+        cache = (
+            RunCache(folder.root / ".gradaudit-cache", folder.holds) if folder and not args.no_cache else None
+        )
         outputs = process_runs(discovery.runs, options, args.workers, cache, args.scheduler)
         for output in _with_progress(outputs, len(discovery.runs), args.quiet):
             for problem in output.problems:

@@ -41,6 +41,10 @@ class ReportFolder:
         write_atomic(self.root / rel, text)
         self._written.append(rel)
 
+    def holds(self, rel: str) -> bool:
+        """The folder holds `rel` as a file an earlier report of gradaudit's wrote."""
+        return rel in self._ours and (self.root / rel).is_file()
+
     def keep(self, rel: str, text: str) -> None:
         """A file this folder already holds from an earlier report, unchanged: written only if gone."""
         if rel in self._ours and (self.root / rel).is_file():

@@ -59,6 +59,7 @@ class RunView:
     first_remedy: str = ""
     other_charts: list[tuple[str, Markup]] = field(default_factory=list)
     sparkline: Markup = Markup("")
+    depth_profile: list[float] = field(default_factory=list)  # log10 RMS by depth, what the sparkline draws
     heatmap: Markup = Markup("")
     over_steps: Markup = Markup("")
     profile: Markup = Markup("")
@@ -98,9 +99,9 @@ def run_view(result: RunResult) -> RunView:
     )
     view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
     view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
-    view.sparkline = charts.sparkline(
-        _last_depth_profile(log_rms[stats.depth_layers]), f"depth profile of {result.run.name}"
-    )
+    profile = _last_depth_profile(log_rms[stats.depth_layers])
+    view.depth_profile = [float(v) for v in profile]
+    view.sparkline = depth_sparkline(profile, result.run.name)
     if len(stats.steps):
         view.heatmap = charts.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite)
         view.over_steps = charts.magnitude_over_steps(
@@ -133,6 +134,10 @@ def _add_loss(view: RunView, result: RunResult) -> None:
     view.loss_chart = charts.loss_curves(
         [(s.name, s.steps, s.values) for s in ordered], loss.later_half if loss else None
     )
+
+
+def depth_sparkline(log10_rms_by_depth: np.ndarray, run_name: str) -> Markup:
+    return charts.sparkline(log10_rms_by_depth, f"depth profile of {run_name}")
 
 
 def _with_unit(key: str, value) -> str:
@@ -271,6 +276,7 @@ class IndexRow:
     problems: int
     sparkline: Markup
     hparams: dict[str, str]
+    depth_profile: list[float]  # the sparkline's numbers (the cache keeps these, never its markup)
 
 
 @dataclass
@@ -298,6 +304,7 @@ def index_row(view: RunView) -> IndexRow:
         len(view.problems),
         view.sparkline,
         view.hparams,
+        view.depth_profile,
     )
 
 

@@ -94,3 +94,36 @@ def test_runs_are_named_by_relative_path_with_splits_grouped(tmp_path):
 )
 def test_hyperparameters_from_folder_names(name, expected):
     assert hparams_from_name(name) == expected
+
+
+class _Payload:
+    """What a crafted cache entry would do if it were unpickled: leave a file behind."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_pickle_in_every_cache_entry_runs_nothing_and_changes_nothing(sweep, tmp_path):
+    import pickle
+
+    logs = tmp_path / "logs"
+    shutil.copytree(sweep, logs)
+    out = tmp_path / "out"
+    first = run_json([logs], tmp_path, "-o", str(out))
+    entries = list((out / ".gradaudit-cache").iterdir())
+    assert len(entries) == 12
+    marker = tmp_path / "payload-ran"
+    for entry in entries:  # the cache's own file names, as an attacker who knows the key would
+        entry.write_bytes(pickle.dumps(_Payload(marker)))
+    # A crafted JSON entry too: a page outside runs/ and markup where the sparkline's numbers go.
+    crafted = json.loads(json.dumps({"name": "x", "document": {}, "row": None, "page": "../evil.html"}))
+    (out / ".gradaudit-cache" / entries[0].name).write_text(json.dumps(crafted))
+    second = run_json([logs], tmp_path, "-o", str(out))
+    assert not marker.exists()
+    assert second == first  # every run analysed again, to the same result
+    assert not (tmp_path / "evil.html").exists()
+    for entry in (out / ".gradaudit-cache").iterdir():  # rewritten, as plain JSON
+        assert json.loads(entry.read_text())["name"]
