@@ -43,6 +43,9 @@ class Thresholds:
     # stands this many decades above its first value; diverging runs often stop logging gradients
     # (PyTorch's add_histogram refuses NaN) before their gradients look like anything.
     exploding_loss_decades: float = 2.0
+    # ... or this many (it doubled) while the global gradient norm rose (Theil–Sen 95 % interval above
+    # zero): a divergence whose log ends a few steps in, when the writer refused the first NaN.
+    exploding_loss_with_norm_decades: float = 0.3
     # Exploding across depth: the input-side layer's RMS is this many decades above the output side's.
     exploding_depth_decades: float = 3.0
     # Exploding cut short: a rise of this many decades that lasts to the run's last finite step
@@ -58,13 +61,16 @@ class Thresholds:
     # claimed only where the zero bucket holds this many times what the fit predicts.
     exact_zero_resolution: float = 1e-6
     coarse_zero_spike_ratio: float = 5.0
+    # An estimate lumps the smallest values with the zeros: from coarse buckets a layer is claimed
+    # dead at this larger share.
+    coarse_dead_zero_share: float = 0.75
     # The loss gate. The training loss "falls" when the Theil–Sen slope of log10(loss) over the later
     # half of its points has a 95 % interval below zero and the loss fell at least this many decades
-    # over the run (0.05 decades: 11 %), or when it fell `loss_converged_decades` over the run (it
+    # over the run (0.3 decades: it halved), or when it fell `loss_converged_decades` over the run (it
     # trained, then levelled off). A depth-ratio or growth finding while the loss falls is kept at
     # severity "low", marked as gated, and sets no verdict; a loss that does not fall raises its
     # severity one step. Non-finite or missing gradients are never gated.
-    loss_fall_decades: float = 0.05
+    loss_fall_decades: float = 0.3
     loss_converged_decades: float = 1.0
     # Below this many logged steps no verdict is given.
     min_steps: int = 2
@@ -177,7 +183,14 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
     bad = stats.nonfinite | stats.missing
     bad_steps = np.flatnonzero(bad.any(axis=0))
     if len(bad_steps):
-        bad_layers = [stats.tags[i] for i in np.flatnonzero(bad.any(axis=1))]
+        # PyTorch's writer raises at the first non-finite tensor: the tags after it in that step
+        # have no histogram there at all, and the run's log ends. Tags that stop being logged from
+        # the first bad step on, or whose RMS had risen by the growth threshold, were caught too.
+        logged = np.isfinite(stats.count) | stats.nonfinite
+        stopped = (~logged & (np.arange(len(stats.steps)) >= bad_steps[0])).any(axis=1)
+        caught = bad.any(axis=1) | stopped
+        caught[[stats.tags.index(t) for t in _layers_growing(stats, limits)]] = True
+        bad_layers = [stats.tags[i] for i in np.flatnonzero(caught)]
         first = int(stats.steps[bad_steps[0]])
         dropped = not stats.nonfinite.any()
         what = "gradient entries missing (left out as NaN/Inf)" if dropped else "NaN/Inf gradients"
@@ -203,8 +216,8 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
     rise = _sustained_rise(stats, trends, limits)
     if rise is not None:
         found.append(rise)
-    elif trends.loss is not None and trends.loss.log10_change >= limits.exploding_loss_decades:
-        found.append(_loss_rise(stats, trends.loss, limits))
+    elif trends.loss is not None and _loss_diverged(trends, limits):
+        found.append(_loss_rise(stats, trends, limits))
     depth_share = _share(trends.depth_log10_ratio >= limits.exploding_depth_decades, trends)
     if depth_share >= limits.vanishing_step_share:
         median = float(np.nanmedian(trends.depth_log10_ratio))
@@ -273,7 +286,8 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         exact = layer.zero_bucket_width <= limits.exact_zero_resolution * np.nan_to_num(layer.max_abs)
         spike = layer.zero_spike_ratio >= limits.coarse_zero_spike_ratio
         share = np.where(exact, layer.zero_share, np.where(spike, layer.zero_excess_share, 0.0))
-        zero = (share >= limits.dead_zero_share) & ~layer.nonfinite
+        needed = np.where(exact, limits.dead_zero_share, limits.coarse_dead_zero_share)
+        zero = (share >= needed) & ~layer.nonfinite
         at = np.searchsorted(stats.steps, layer.steps)
         in_late = late[at]
         if in_late.sum() == 0 or zero[in_late].mean() < limits.dead_step_share:
@@ -305,6 +319,7 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
                 "late_step_share": limits.dead_step_share,
                 "zero_bucket_width_vs_max_abs": limits.exact_zero_resolution,
                 "coarse_zero_spike_ratio": limits.coarse_zero_spike_ratio,
+                "coarse_zero_share": limits.coarse_dead_zero_share,
             },
             gateable=False,
         )
@@ -377,7 +392,7 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     return Finding(
         "exploding",
         "high",
-        _layers_growing(stats, limits),
+        _layers_growing(stats, limits) or list(stats.tags),
         [int(s) for s in stats.steps[above]],
         f"global gradient norm rose {10**decades:.3g}x (+{decades:.1f} decades) above its early level "
         f"by step {int(stats.steps[peak])}, on {len(above)} logged steps",
@@ -389,12 +404,26 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     )
 
 
-def _loss_rise(stats: RunStats, loss: LossTrend, limits: Thresholds) -> Finding:
+def _loss_diverged(trends: RunTrends, limits: Thresholds) -> bool:
+    change = trends.loss.log10_change if trends.loss else float("nan")
+    norm_rose = trends.global_trend is not None and trends.global_trend.ci_low > 0
+    return change >= limits.exploding_loss_decades or (
+        change >= limits.exploding_loss_with_norm_decades and norm_rose
+    )
+
+
+def _loss_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Finding:
+    loss = trends.loss
     decades = loss.log10_change
+    # A divergence caught at its onset: the layers whose RMS rose over the run (their Theil–Sen
+    # 95 % interval above zero), however far.
+    rising = [
+        t for t, trend in zip(stats.tags, trends.layer_trends) if trend is not None and trend.ci_low > 0
+    ]
     return Finding(
         "exploding",
         "high",
-        _layers_growing(stats, limits),
+        rising or list(stats.tags),
         [int(s) for s in stats.steps],
         f"the training loss ({loss.series}) rose {10**decades:.3g}x (+{decades:.1f} decades) from its "
         "first value: training diverged",
@@ -404,7 +433,10 @@ def _loss_rise(stats: RunStats, loss: LossTrend, limits: Thresholds) -> Finding:
             "loss_log10_change": round(decades, 3),
             "loss_nonfinite_points": loss.nonfinite_points,
         },
-        threshold={"loss_growth_decades": limits.exploding_loss_decades},
+        threshold={
+            "loss_growth_decades": limits.exploding_loss_decades,
+            "loss_growth_decades_with_rising_gradient_norm": limits.exploding_loss_with_norm_decades,
+        },
         evidence_source=GRADIENTS_AND_LOSS,
         gateable=False,
     )
@@ -420,7 +452,7 @@ def _layers_growing(stats: RunStats, limits: Thresholds) -> list[str]:
         early = row[:head][np.isfinite(row[:head])]
         if early.size and np.nanmax(row) >= np.median(early) + limits.exploding_growth_decades:
             out.append(tag)
-    return out or list(stats.tags)
+    return out
 
 
 def _median_depth_fit(trends: RunTrends):

@@ -310,6 +310,9 @@ def abs_quantiles(series: HistogramSeries, rows: np.ndarray) -> np.ndarray:
 # Tags of parameters whose gradients do not follow the depth profile of the weights: biases and
 # normalization parameters. They are analysed, but the depth fit uses the weights when it can.
 _NOT_A_WEIGHT = ("bias", "beta", "gamma", "moving_", "running_", "norm")
+# Attention's query and key projections: their gradients scale with how much the attention logits
+# matter (little while attention is near uniform), not with depth; the depth fit leaves them out.
+_ATTENTION_QUERY_KEY = re.compile(r"(?i)(^|[/._])(query|key|q_proj|k_proj|wq|wk)([/._]|$)")
 
 
 @dataclass
@@ -378,7 +381,7 @@ def _last_finite(values: np.ndarray, offset: int) -> int:
 
 def is_weight_tag(tag: str) -> bool:
     lowered = tag.lower()
-    return not any(marker in lowered for marker in _NOT_A_WEIGHT)
+    return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)
 
 
 # Variables whose gradient only reaches the rows a batch looks up: Keras's Embedding (…/embeddings),

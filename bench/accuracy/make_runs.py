@@ -99,8 +99,9 @@ def data_for(task, seed):
     """(x, y, outputs): outputs is the number of classes, or 0 for a regression."""
     kind, _, scale = task.partition(":")
     scale = float(scale) if scale else None
-    if kind == "cls":
-        return (*classification(seed), CLASSES)
+    if kind == "cls":  # a scale here scales the inputs: features logged in small units
+        x, y = classification(seed)
+        return (x * scale if scale else x), y, CLASSES
     if kind.startswith("reg"):
         return (*regression(seed, float(kind[3:])), 0)
     maker = {"img": images, "seq": sequences, "tok": tokens}[kind]
@@ -450,6 +451,15 @@ def keras_model(recipe, seed, outputs):
         inputs = keras.Input((TOKENS,), dtype="int32")
         h = L.GlobalAveragePooling1D()(L.Embedding(VOCABULARY, 16)(inputs))
         h = dense_stack(h)
+    elif arch == "handmade_attention":  # attention written out with plain Dense projections
+        inputs = keras.Input((TOKENS,), dtype="int32")
+        width = widths[0]
+        h = L.Embedding(VOCABULARY, width)(inputs)
+        q, k, v = (L.Dense(width)(h) for _ in range(3))
+        scores = keras.ops.softmax(keras.ops.matmul(q, keras.ops.transpose(k, (0, 2, 1))) / width**0.5)
+        h = L.LayerNormalization()(h + keras.ops.matmul(scores, v))
+        ff = L.Dense(width)(L.Dense(2 * width, activation=activation)(h))
+        h = L.GlobalAveragePooling1D()(L.LayerNormalization()(h + ff))
     else:  # transformer block: token and position embeddings, attention and GELU feed-forward
         inputs = keras.Input((TOKENS,), dtype="int32")
         width = widths[0]
