@@ -69,7 +69,8 @@ class Thresholds:
     # over the run (0.3 decades: it halved), or when it fell `loss_converged_decades` over the run (it
     # trained, then levelled off). A depth-ratio or growth finding while the loss falls is kept at
     # severity "low", marked as gated, and sets no verdict; a loss that does not fall raises its
-    # severity one step. Non-finite or missing gradients are never gated.
+    # severity one step. Non-finite or missing gradients and exact-zero dead units are never gated;
+    # dead units estimated from coarse buckets are.
     loss_fall_decades: float = 0.3
     loss_converged_decades: float = 1.0
     # Below this many logged steps no verdict is given.
@@ -321,7 +322,9 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
                 "coarse_zero_spike_ratio": limits.coarse_zero_spike_ratio,
                 "coarse_zero_share": limits.coarse_dead_zero_share,
             },
-            gateable=False,
+            # Exact zeros are a measured fact; an estimate from coarse buckets is a weak sign that the
+            # loss gate weighs like a depth ratio.
+            gateable=estimated,
         )
     ]
 
