@@ -128,6 +128,7 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_TH
     loss_state = loss_state_of(trends.loss, limits)
     for finding in findings:
         _apply_loss_gate(finding, loss_state)
+    _defer_to_measured_dead_units(findings)
     findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
     layer_verdicts = []
     for tag in stats.tags:
@@ -164,6 +165,23 @@ def _apply_loss_gate(finding: Finding, loss_state: str) -> None:
     else:
         finding.severity = SEVERITIES[min(SEVERITY_RANK[finding.severity], len(SEVERITIES) - 1)]
         finding.summary += "; the training loss has stopped falling"
+
+
+def _defer_to_measured_dead_units(findings: list[Finding]) -> None:
+    """Dead units measured from exact zeros pass no gradient back: a depth ratio beside them is their
+    consequence, so the vanishing finding ranks below the dead-units one."""
+    measured = [
+        f
+        for f in findings
+        if f.kind == "dead_units" and not f.gated and not f.evidence["zero_share_estimated"]
+    ]
+    if not measured:
+        return
+    below = max(SEVERITY_RANK[measured[0].severity] - 1, 1)
+    for f in findings:
+        if f.kind == "vanishing" and not f.gated and SEVERITY_RANK[f.severity] > below:
+            f.severity = SEVERITIES[below - 1]
+            f.summary += "; units measured dead (exact zeros) pass no gradient and explain this ratio"
 
 
 def _healthy_reason(stats: RunStats, trends: RunTrends, gated: list[Finding]) -> str:
@@ -299,6 +317,9 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         estimated |= not exact[in_late].all()
     if not dead_layers:
         return []
+    if estimated:
+        dead_layers += _coarse_layers_beside(stats, dead_layers, first_weight, late, limits)
+        dead_layers.sort(key=stats.tags.index)
     worst = max(shares)
     how = "an estimated" if estimated else ""
     zeros = "zero (estimated from coarse buckets)" if estimated else "exactly zero"
@@ -327,6 +348,22 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
             gateable=estimated,
         )
     ]
+
+
+def _coarse_layers_beside(
+    stats: RunStats, claimed: list[str], first_weight: int | None, late: np.ndarray, limits: Thresholds
+) -> list[str]:
+    """Once coarse buckets show dead units in some layer, the layers whose zero bucket holds as much
+    but whose neighbours are empty (no fit possible: nearly every entry in one bucket) are named too."""
+    out = []
+    for i, layer in enumerate(stats.layers):
+        if layer.tag in claimed or i == first_weight or stats.sparse[i]:
+            continue
+        in_late = late[np.searchsorted(stats.steps, layer.steps)]
+        unfitted = (layer.zero_spike_ratio == 0) & (layer.zero_share >= limits.coarse_dead_zero_share)
+        if in_late.any() and unfitted[in_late].mean() >= limits.dead_step_share:
+            out.append(layer.tag)
+    return out
 
 
 # --- helpers -------------------------------------------------------------------------------------
