@@ -115,7 +115,11 @@ def test_run_page_answers_first_and_draws_every_chart(browser, sample_report, tm
     )
     assert "VANISHING" in first_screen.upper() and "decades" in first_screen
     charts = page.query_selector_all("svg.chart")
-    assert len(charts) == 3
+    assert len(charts) == 4  # the gradient charts, then the loss curve under them
+    assert charts[-1].get_attribute("aria-label").startswith("Loss over logged steps")
+    assert "rests on" in page.inner_text("section.finding") and "gradients and loss" in page.inner_text(
+        "section.finding"
+    )
     for chart in charts:
         box = chart.bounding_box()
         assert box["width"] > 300 and box["height"] > 100

@@ -69,7 +69,11 @@ def test_every_run_page_draws_its_charts_and_links_nothing_remote(sample_report)
         html = (out / page).read_text(encoding="utf-8")
         doc = parse(out / page)
         charts = [a for tag, a in doc.tags if tag == "svg" and "chart" in a.get("class", "")]
-        assert len(charts) == 3 and all(a.get("aria-label") for a in charts)
+        # heatmap, magnitude over steps, depth profile, and the loss the callback logged beside them
+        assert len(charts) == 4 and all(a.get("aria-label") for a in charts)
+        assert charts[-1]["aria-label"].startswith("Loss over logged steps")
+        assert "probe/loss" in charts[-1]["aria-label"]
+        assert html.count("rests on") == len(run_findings(payload, page))
         assert html.count("<polyline") >= 2  # lines over steps and depth
         [png] = [a["href"] for tag, a in doc.tags if tag == "image"]  # the heatmap's cells
         header = base64.b64decode(png.split(",", 1)[1])[:24]
@@ -77,6 +81,10 @@ def test_every_run_page_draws_its_charts_and_links_nothing_remote(sample_report)
         run = next(r for r in payload["runs"] if page.startswith(f"runs/{r['run']}"))
         assert (width, height) == (len(run["steps"]), len(run["layers"]))
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def run_findings(payload, page):
+    return next(r for r in payload["runs"] if page.startswith(f"runs/{r['run']}"))["findings"]
 
 
 def test_fail_on_gives_exit_code_one_only_when_matched(tmp_path):
