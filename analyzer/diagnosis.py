@@ -102,10 +102,6 @@ class Diagnosis:
     layer_verdicts: list[str]  # per layer, same order as RunStats.layers
     loss_state: str = LOSS_UNKNOWN  # LOSS_FALLS, LOSS_STALLED or LOSS_UNKNOWN
 
-    @property
-    def verdict_findings(self) -> list[Finding]:
-        return [f for f in self.findings if not f.gated]
-
 
 def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
     if not stats.layers:
