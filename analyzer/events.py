@@ -6,14 +6,16 @@ the exact moments (num, sum, sum of squares) where the legacy ``HistogramProto``
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .blocks import HistogramBlock, ScalarBlock
 from .problems import Problem
-from .readers import READERS, read_file
+from .readers import READERS, TRUNCATED_END, read_file
 from .runs import SPLIT_FOLDERS, Run
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
@@ -21,6 +23,9 @@ DEFAULT_TAG_PATTERN = r"(?i)grad"
 # The default choice of loss scalars: a tag with "loss" as a word of its own (Keras's epoch_loss and
 # batch_loss, gradaudit's probe/loss, PyTorch users' loss, Loss/train, train/loss, train_loss).
 DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
+# A run still being written: its newest file (in each folder) ends in a partial record and changed
+# less than this long ago. A partial record that stays longer is a killed writer, and an error.
+LIVE_WRITE_SECONDS = 600
 # A loss series is a validation loss when its folder or its tag says so; the rest are training losses.
 _VALIDATION = re.compile(r"(?i)(^|[/_. -])(val|valid|validation|eval|test)($|[/_. -])")
 
@@ -70,6 +75,12 @@ class RunData:
     restarted: bool = False  # a later file went back to steps an earlier file had logged
     hparams: dict[str, str] = field(default_factory=dict)  # logged with the hparams plugin
     losses: list[LossSeries] = field(default_factory=list)  # in order of first appearance
+    live: dict[str, float] = field(default_factory=dict)  # file still being written → seconds since change
+
+    @property
+    def last_step(self) -> int | None:
+        steps = [int(s.steps[-1]) for s in self.series if len(s.steps)]
+        return max(steps) if steps else None
 
 
 def read_run(
@@ -104,6 +115,8 @@ def read_run(
                 restarted = True
             known.extend(tag_blocks)
     series = [_merge(tag, tag_blocks) for tag, tag_blocks in blocks.items()]
+    live = _being_written(run.event_files, problems)
+    problems = [p for p in problems if p.path not in live or p.kind != TRUNCATED_END]
     return RunData(
         run=run,
         series=_in_depth_order(series),
@@ -112,7 +125,29 @@ def read_run(
         restarted=restarted,
         hparams=hparams,
         losses=[_merge_scalars(tag, split, parts) for (split, tag), parts in loss_blocks.items()],
+        live=live,
     )
+
+
+def _being_written(paths: list[str], problems: list[Problem]) -> dict[str, float]:
+    """The newest file of each folder that ends in a partial record and changed within
+    LIVE_WRITE_SECONDS: a writer mid-record, as every live training leaves its file between flushes."""
+    newest: dict[str, str] = {}
+    for path in paths:
+        folder = os.path.dirname(path)
+        if folder not in newest or os.path.basename(path) > os.path.basename(newest[folder]):
+            newest[folder] = path
+    live = {}
+    for problem in problems:
+        if problem.kind != TRUNCATED_END or problem.path not in newest.values() or "://" in problem.path:
+            continue
+        try:
+            age = time.time() - os.path.getmtime(problem.path)
+        except OSError:
+            continue
+        if age < LIVE_WRITE_SECONDS:
+            live[problem.path] = max(age, 0.0)
+    return live
 
 
 def _split_of(path: str) -> str:

@@ -50,6 +50,11 @@ def analyse_run(
             "the run restarted: a later event file went back to earlier steps; "
             "for each step the later file's histogram was used"
         )
+    for path, age in data.live.items():
+        notes.append(
+            f"still being written: read up to step {data.last_step}; {path} ends in a partial record "
+            f"(changed {age:.0f} s ago), as a writer mid-record leaves it"
+        )
     if not data.series:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
     return RunResult(

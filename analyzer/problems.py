@@ -11,6 +11,8 @@ class Problem:
 
     path: str
     message: str
+    # "truncated_end": the file ends in a partial record, as a live writer mid-record leaves it
+    kind: str = ""
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

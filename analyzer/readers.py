@@ -26,6 +26,7 @@ from .records import RecordReader, masked_crc32c
 TF2_HISTOGRAM_PLUGIN = "histograms"
 TF2_SCALAR_PLUGIN = "scalars"
 READERS = ("streaming", "tensorboard")
+TRUNCATED_END = "truncated_end"  # Problem.kind of a file that ends in a partial record
 
 
 FileHistograms = dict[str, list[HistogramBlock]]
@@ -95,7 +96,8 @@ def _read_streaming(path: str, size: int) -> FileContents:
         problems.append(Problem(path, f"cannot read file ({err.strerror or err})"))
     else:
         if records.damage is not None:
-            problems.append(Problem(path, records.damage.message))
+            kind = TRUNCATED_END if records.damage.at_end else ""
+            problems.append(Problem(path, records.damage.message, kind))
     histograms = accumulator.blocks(path, problems)
     if not histograms and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
@@ -262,7 +264,9 @@ def _read_with_event_accumulator(path: str) -> FileContents:
             problems.append(Problem(path, "a record claims an impossible length; reading stopped"))
         except Exception as err:  # a record with valid CRCs but not an Event (DecodeError) and kin
             problems.append(Problem(path, f"unreadable record ({type(err).__name__}); reading stopped"))
-    problems.extend(Problem(path, _describe_loss(loss)) for loss in losses)
+    problems.extend(
+        Problem(path, _describe_loss(loss), "" if "crc32" in loss else TRUNCATED_END) for loss in losses
+    )
     out: FileHistograms = {}
     tags = accumulator.Tags()
     for tag in tags[ea.TENSORS]:

@@ -30,6 +30,7 @@ class Damage:
 
     offset: int
     message: str
+    at_end: bool = False  # the file ends in a partial record (a writer mid-record, or killed)
 
 
 class RecordReader:
@@ -59,7 +60,9 @@ class RecordReader:
                 if len(buffer) < 12:
                     if buffer:
                         self._stop(
-                            offset, "the file ends in a truncated record header (was the writer killed?)"
+                            offset,
+                            "the file ends in a truncated record header (was the writer killed?)",
+                            at_end=True,
                         )
                     return
             length, length_crc = unpack_header(buffer, pos)
@@ -68,14 +71,17 @@ class RecordReader:
                 self._stop(offset, "a record header failed its CRC check (corrupt)")
                 return
             if length > self._size - offset - 16:
-                self._stop(offset, f"the file ends in a truncated record ({length:,} bytes announced)")
+                self._stop(
+                    offset, f"the file ends in a truncated record ({length:,} bytes announced)", at_end=True
+                )
                 return
             end = pos + 16 + length
             if end > len(buffer):
                 buffer, pos, end = self._refill(buffer[pos:], 16 + length), 0, 16 + length
                 view = memoryview(buffer)
                 if end > len(buffer):
-                    self._stop(offset, "the file ends in a truncated record (was the writer killed?)")
+                    message = "the file ends in a truncated record (was the writer killed?)"
+                    self._stop(offset, message, at_end=True)
                     return
             payload = view[pos + 12 : end - 4]
             c = crc(payload)
@@ -100,5 +106,7 @@ class RecordReader:
             have += len(more)
         return b"".join(parts)
 
-    def _stop(self, offset: int, message: str) -> None:
-        self.damage = Damage(offset, f"{message} at byte {offset:,}; the rest of this file was not read")
+    def _stop(self, offset: int, message: str, at_end: bool = False) -> None:
+        self.damage = Damage(
+            offset, f"{message} at byte {offset:,}; the rest of this file was not read", at_end
+        )

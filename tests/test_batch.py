@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import SAMPLE_LOGS
+from conftest import SAMPLE_LOGS, left_long_ago
 
 from analyzer.cli import OK, main
 from analyzer.runs import find_runs, hparams_from_name
@@ -63,6 +63,7 @@ def test_cache_rereads_only_changed_runs(sweep, tmp_path):
     # ... while a run whose file changed is.
     [dead] = (logs / "act=relu,seed=1" / "dead_units_negative_bias").glob("events*")
     dead.write_bytes(dead.read_bytes()[:-100])
+    left_long_ago(dead)  # a killed writer's file, not a live one
     second = run_json([logs], tmp_path, "-o", str(out))
     by_name = {r["run"]: r for r in second["runs"]}
     assert (

@@ -6,10 +6,13 @@ import base64
 import json
 import re
 import struct
+import subprocess
+import sys
+import time
 from html.parser import HTMLParser
 
 import pytest
-from conftest import SAMPLE_LOGS
+from conftest import REPO, SAMPLE_LOGS
 
 from analyzer.cli import ERROR, FOUND, OK, main
 
@@ -181,3 +184,45 @@ def test_hostile_tag_and_folder_names_render_as_text(make_run, rng, tmp_path):
         scripts = [tag for tag, _ in doc.tags if tag == "script"]
         assert len(scripts) <= 1  # only the report's own table script on the index
         assert "alert(1)" not in page.read_text() or evil in "".join(doc.text)
+
+
+def _lock_holder(out, seconds):
+    """A real second report process that has taken the output folder's lock and holds it."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from analyzer.outdir import ReportFolder; "
+        "f = ReportFolder(sys.argv[2]); print('locked', flush=True); "
+        "time.sleep(float(sys.argv[3])); f.close()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(REPO), str(out), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_report_into_a_busy_folder_waits_then_refuses_in_one_line(tmp_path, capsys):
+    out = tmp_path / "report"
+    holder = _lock_holder(out, 60)
+    try:
+        started = time.monotonic()
+        assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == ERROR
+        waited = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert f"pid {holder.pid}" in line and "another gradaudit report" in line
+    assert waited >= 5
+    assert not (out / "index.html").exists()
+    # The holder was killed with its lock in place: a stale lock, taken over by the next report.
+    assert (out / ".gradaudit-lock").exists()
+    assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == OK
+    assert (out / "index.html").exists() and not (out / ".gradaudit-lock").exists()
+
+
+def test_a_report_waits_for_one_that_finishes(tmp_path):
+    out = tmp_path / "report"
+    holder = _lock_holder(out, 2)
+    assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == OK
+    assert holder.wait() == 0
+    assert (out / "index.html").exists()

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE_LOGS
+from conftest import REPO, SAMPLE_LOGS, left_long_ago
 
 from analyzer.events import read_run
 from analyzer.runs import find_runs
@@ -89,6 +89,7 @@ def test_truncated_last_record_is_reported_and_the_rest_kept(make_run, rng, tmp_
     folder = make_run("tbx", {"grad/w": [rng.normal(size=100) for _ in range(5)]}, [0, 1, 2, 3, 4])
     [f] = folder.iterdir()
     f.write_bytes(f.read_bytes()[:-7])
+    left_long_ago(f)
     data = read_run(_only_run(folder))
     assert list(data.series[0].steps) == [0, 1, 2, 3]
     assert len(data.problems) == 1 and "truncated" in data.problems[0].message
@@ -143,6 +144,7 @@ def _damaged_copies(make_run, rng, tmp_path):
     for name, content in damaged.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / f.name).write_bytes(content)
+        left_long_ago(tmp_path / name / f.name)
         folders.append(tmp_path / name)
     return folders
 
@@ -164,3 +166,38 @@ def test_damage_in_the_middle_is_reported_by_both_readers(make_run, rng, tmp_pat
         assert len(data.problems) == 1 and "CRC" in data.problems[0].message
         assert 0 < len(data.series[0].steps) < 6
         assert "truncated" in read_run(_only_run(truncated), reader=reader).problems[0].message
+
+
+def _two_file_run(run_dir):
+    """A tensorboardX run in two event files (a job that restarted): (older, newest)."""
+    from tensorboardX import SummaryWriter
+
+    for part, steps in enumerate((range(0, 5), range(5, 10))):
+        writer = SummaryWriter(str(run_dir), filename_suffix=f".part{part}")
+        for step in steps:
+            writer.add_histogram("grad/w", np.random.default_rng(step).normal(size=500), step)
+        writer.close()
+    return sorted(run_dir.iterdir())
+
+
+def test_a_run_still_being_written_is_noted_quietly_and_a_cut_older_file_is_an_error(tmp_path):
+    from analyzer.pipeline import analyse_run
+
+    # The newest file cut mid-record, as a live writer leaves it between flushes.
+    older, newest = _two_file_run(tmp_path / "live")
+    newest.write_bytes(newest.read_bytes()[:-40])
+    data = read_run(_only_run(tmp_path / "live"))
+    assert data.problems == []
+    assert list(data.live) == [str(newest)] and data.last_step == 8
+    [note] = analyse_run(_only_run(tmp_path / "live")).notes
+    assert note.startswith("still being written: read up to step 8;") and str(newest) in note
+    # The same cut, left for an hour: a killed writer, and an error.
+    left_long_ago(newest)
+    killed = read_run(_only_run(tmp_path / "live"))
+    assert killed.live == {} and [p.path for p in killed.problems] == [str(newest)]
+    assert "truncated" in killed.problems[0].message
+    # A cut in the older file is never a live writer's, however recent.
+    older, newest = _two_file_run(tmp_path / "cut_older")
+    older.write_bytes(older.read_bytes()[:-40])
+    cut_older = read_run(_only_run(tmp_path / "cut_older"))
+    assert cut_older.live == {} and [p.path for p in cut_older.problems] == [str(older)]
