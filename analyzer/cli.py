@@ -88,7 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read every run; by default runs whose event files are unchanged (size and modification "
         "time) since the last report into the same folder are taken from its cache",
     )
-    report.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary line")
+    report.add_argument(
+        "--pass-without-data",
+        action="store_true",
+        help="with --fail-on, exit 0 even when no run could be judged (by default a gate that judged "
+        f"nothing exits {ERROR})",
+    )
+    report.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only problems, the runs that tripped --fail-on and the summary line",
+    )
     return parser
 
 
@@ -135,6 +146,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     from .problems import AnalyzerError
     from .report import render_index
     from .runs import find_runs
+    from .terminal import file_link, judged_nothing, tripped, use_colour, verdict_line, worst_first
 
     if args.workers is not None and args.workers < 1:
         print("gradaudit: error: --workers must be at least 1", file=sys.stderr)
@@ -165,8 +177,6 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         for output in _with_progress(outputs, len(discovery.runs), args.quiet):
             for problem in output.problems:
                 print(f"gradaudit: {problem}", file=sys.stderr)
-            if not args.quiet:
-                print(f"{output.verdict:>17}  {output.name}  — {output.document['reason']}", file=sys.stderr)
             documents.append(output.document)
             kinds |= output.finding_kinds
             counts[output.verdict] = counts.get(output.verdict, 0) + 1
@@ -186,11 +196,32 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         if folder:
             folder.abort()
         return ERROR
+    colour = use_colour(sys.stderr)
+    if not args.quiet:
+        for doc in worst_first(documents):
+            print(verdict_line(doc, colour), file=sys.stderr)
+    failing = tripped(documents, fail_on)
+    if failing:
+        print(
+            f"gradaudit: --fail-on {','.join(sorted(fail_on))}: {len(failing)} run(s) tripped it",
+            file=sys.stderr,
+        )
+        if args.quiet:  # the lines above were not printed: the runs that fail the gate always are
+            for doc in failing:
+                print(verdict_line(doc, colour), file=sys.stderr)
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    where = f"; report: {os.path.join(out_dir, 'index.html')}" if out_dir else ""
-    print(f"gradaudit: {len(documents)} run(s): {summary}{where}", file=sys.stderr)
+    print(f"gradaudit: {len(documents)} run(s): {summary}", file=sys.stderr)
     if not any(doc["layers"] or not doc["errors"] for doc in documents):
         print("gradaudit: error: no run could be read (see the problems above)", file=sys.stderr)
+        return ERROR
+    if out_dir:
+        print(f"gradaudit: report: {file_link(os.path.join(out_dir, 'index.html'))}", file=sys.stderr)
+    if fail_on and judged_nothing(documents) and not args.pass_without_data:
+        print(
+            f"gradaudit: error: --fail-on judged nothing: none of the {len(documents)} run(s) had gradient "
+            "evidence to judge (--pass-without-data to pass anyway)",
+            file=sys.stderr,
+        )
         return ERROR
     return FOUND if kinds & fail_on else OK
 

@@ -26,6 +26,7 @@ ORDER = [
     "jsonreport",
     "outdir",
     "batch",
+    "terminal",
     "cli",
 ]
 

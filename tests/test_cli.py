@@ -226,3 +226,63 @@ def test_a_report_waits_for_one_that_finishes(tmp_path):
     assert main(["report", str(SAMPLE_LOGS), "-o", str(out), "-q"]) == OK
     assert holder.wait() == 0
     assert (out / "index.html").exists()
+
+
+def _stderr_lines(capsys):
+    return capsys.readouterr().err.splitlines()
+
+
+def test_runs_are_listed_worst_first_and_end_with_a_link_to_the_report(tmp_path, capsys):
+    assert main(["report", str(SAMPLE_LOGS), "-o", str(tmp_path / "r")]) == OK
+    lines = _stderr_lines(capsys)
+    listed = [line.split()[0] for line in lines if not line.startswith("gradaudit:")]
+    # critical findings first (the NaN run, the vanishing stack whose loss stalled), healthy last
+    assert listed == ["exploding", "vanishing", "dead_units", "healthy"]
+    assert lines[-1] == f"gradaudit: report: {(tmp_path / 'r' / 'index.html').resolve().as_uri()}"
+
+
+def test_fail_on_lists_the_runs_that_tripped_it_even_when_quiet(capsys):
+    assert main(["report", str(SAMPLE_LOGS), "--no-html", "-q", "--fail-on", "vanishing,dead_units"]) == FOUND
+    lines = _stderr_lines(capsys)
+    assert "gradaudit: --fail-on dead_units,vanishing: 2 run(s) tripped it" in lines
+    tripped = [line for line in lines if not line.startswith("gradaudit:")]
+    assert [line.split()[1] for line in tripped] == ["vanishing_sigmoid_deep", "dead_units_negative_bias"]
+
+
+def test_a_gate_that_judged_nothing_fails_unless_told_otherwise(real_logs, capsys):
+    weights_only = real_logs / "keras_tutorial_sweep"  # Keras weight histograms, no gradients
+    if not weights_only.exists():
+        pytest.skip("shared real_logs not present")
+    assert main(["report", str(weights_only), "--no-html", "--fail-on", "any"]) == ERROR
+    [line] = [x for x in _stderr_lines(capsys) if "error" in x]
+    assert line.startswith("gradaudit: error: --fail-on judged nothing: none of the 4 run(s)")
+    assert main(["report", str(weights_only), "--no-html", "--fail-on", "any", "--pass-without-data"]) == OK
+    assert main(["report", str(weights_only), "--no-html"]) == OK  # no gate, nothing to fail
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_verdicts_are_coloured_on_a_terminal_unless_no_color(no_color, tmp_path):
+    """The command in a real pseudo-terminal, as a person runs it."""
+    import os
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    if no_color:
+        env["NO_COLOR"] = "1"
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "analyzer.cli", "report", str(SAMPLE_LOGS), "--no-html", "-j", "1"]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait() == OK
+    text = output.decode()
+    assert "exploding_sgd_high_lr" in text
+    assert ("\x1b[31m" in text) is not no_color

@@ -1,0 +1,60 @@
+"""What a person reads on the terminal: runs worst first, verdicts in colour where it helps, the runs
+that tripped --fail-on, and a link to the report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TextIO
+
+from .diagnosis import SEVERITY_RANK
+
+# Worst first: any critical finding, then by verdict, then by name.
+_VERDICT_RANK = {"exploding": 0, "vanishing": 1, "dead_units": 2, "insufficient_data": 3, "healthy": 4}
+_COLOUR = {
+    "exploding": "31",
+    "vanishing": "35",
+    "dead_units": "33",
+    "insufficient_data": "2",
+    "healthy": "32",
+}
+
+
+def worst_first(documents: list[dict]) -> list[dict]:
+    """Run documents ordered as a person triages them."""
+
+    def rank(doc: dict) -> tuple:
+        severities = [SEVERITY_RANK[f["severity"]] for f in doc["findings"] if not f["gated"]]
+        return (-max(severities, default=0), _VERDICT_RANK.get(doc["verdict"], 3), doc["run"])
+
+    return sorted(documents, key=rank)
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def verdict_line(doc: dict, colour: bool) -> str:
+    verdict = f"{doc['verdict']:>17}"
+    if colour:
+        verdict = f"\033[{_COLOUR.get(doc['verdict'], '0')}m{verdict}\033[0m"
+    problems = f"  [{len(doc['errors'])} read problem(s)]" if doc["errors"] else ""
+    return f"{verdict}  {doc['run']}  — {doc['reason']}{problems}"
+
+
+def tripped(documents: list[dict], fail_on: set[str]) -> list[dict]:
+    """Runs with a verdict-setting finding of a kind in `fail_on`, worst first."""
+    return [
+        d for d in worst_first(documents) if {f["kind"] for f in d["findings"] if not f["gated"]} & fail_on
+    ]
+
+
+def judged_nothing(documents: list[dict]) -> bool:
+    """No run had gradient evidence to judge: a gate that passed would have passed on nothing."""
+    return all(d["verdict"] == "insufficient_data" for d in documents)
+
+
+def file_link(index: str) -> str:
+    """A file:// address that terminals make clickable."""
+    return Path(index).resolve().as_uri()
