@@ -226,6 +226,8 @@ def _row_from_json(row: dict | None) -> IndexRow | None:
         raise TypeError("row numbers")
     if not all(isinstance(row[k], int) for k in ("steps", "problems")):
         raise TypeError("row counts")
+    if row["severity"] not in (None, "low", "medium", "high", "critical"):
+        raise TypeError("row severity")
     profile = row["depth_profile"]
     if not (isinstance(profile, list) and all(isinstance(v, (int, float)) or v is None for v in profile)):
         raise TypeError("row depth_profile")

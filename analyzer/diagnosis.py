@@ -17,6 +17,17 @@ from .trends import LossTrend, RunTrends, log10_positive, theil_sen
 VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 SEVERITIES = tuple(SEVERITY_RANK)
+# Worst first, as a person triages runs: by the most severe verdict-setting finding, then by verdict.
+_TRIAGE_ORDER = ("exploding", "vanishing", "dead_units", "insufficient_data", "healthy")
+
+
+def triage_rank(verdict: str, severity: str | None) -> tuple[int, int]:
+    """Sort key of a run, smallest first: critical findings first, then exploding, vanishing, dead
+    units, runs that could not be judged, healthy ones."""
+    order = _TRIAGE_ORDER.index(verdict) if verdict in _TRIAGE_ORDER else len(_TRIAGE_ORDER)
+    return (-SEVERITY_RANK.get(severity or "", 0), order)
+
+
 # What a finding rests on.
 GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
 # What the training loss did, as the gate reads it.

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
+from .diagnosis import triage_rank
 from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
 from .trends import log10_positive
@@ -54,6 +55,7 @@ class RunView:
     notes: list[str] = field(default_factory=list)
     other_histogram_tags: list[str] = field(default_factory=list)
     hparams: dict[str, str] = field(default_factory=dict)
+    severity: str | None = None  # of the most severe verdict-setting finding
     where: str = ""  # the first screen's answers: where, since when, what to do first
     since: str = ""
     first_remedy: str = ""
@@ -98,6 +100,7 @@ def run_view(result: RunResult) -> RunView:
         hparams=result.hparams,
     )
     view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
+    view.severity = next((f.severity for f in diagnosis.findings if not f.gated), None)
     view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
     profile = _last_depth_profile(log_rms[stats.depth_layers])
     view.depth_profile = [float(v) for v in profile]
@@ -277,6 +280,13 @@ class IndexRow:
     sparkline: Markup
     hparams: dict[str, str]
     depth_profile: list[float]  # the sparkline's numbers (the cache keeps these, never its markup)
+    severity: str | None  # of the most severe verdict-setting finding
+
+    @property
+    def triage(self) -> str:
+        """Sortable text: the index sorts its verdict column by it, worst first."""
+        severity_rank, order = triage_rank(self.verdict, self.severity)
+        return f"{5 + severity_rank}-{order}"
 
 
 @dataclass
@@ -305,6 +315,7 @@ def index_row(view: RunView) -> IndexRow:
         view.sparkline,
         view.hparams,
         view.depth_profile,
+        view.severity,
     )
 
 
@@ -348,6 +359,8 @@ def render_index(rows: list[IndexRow], problems: list[Problem]) -> str:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.verdict] = counts.get(row.verdict, 0) + 1
+    rows = sorted(rows, key=lambda r: (r.triage, r.name))  # worst first
+    counts = dict(sorted(counts.items(), key=lambda item: triage_rank(item[0], None)[1]))
     keys = sorted({k for row in rows for k in row.hparams})
     return (
         _environment()

@@ -7,10 +7,8 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from .diagnosis import SEVERITY_RANK
+from .diagnosis import SEVERITY_RANK, triage_rank
 
-# Worst first: any critical finding, then by verdict, then by name.
-_VERDICT_RANK = {"exploding": 0, "vanishing": 1, "dead_units": 2, "insufficient_data": 3, "healthy": 4}
 _COLOUR = {
     "exploding": "31",
     "vanishing": "35",
@@ -24,8 +22,9 @@ def worst_first(documents: list[dict]) -> list[dict]:
     """Run documents ordered as a person triages them."""
 
     def rank(doc: dict) -> tuple:
-        severities = [SEVERITY_RANK[f["severity"]] for f in doc["findings"] if not f["gated"]]
-        return (-max(severities, default=0), _VERDICT_RANK.get(doc["verdict"], 3), doc["run"])
+        ranked = [f["severity"] for f in doc["findings"] if not f["gated"]]
+        worst = max(ranked, key=SEVERITY_RANK.__getitem__, default=None)
+        return (*triage_rank(doc["verdict"], worst), doc["run"])
 
     return sorted(documents, key=rank)
 

@@ -27,14 +27,26 @@
     th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(i); } });
   });
   var filter = document.getElementById("filter"), shown = document.getElementById("shown");
+  var cards = document.querySelectorAll("button.count"), verdict = "";
   function applyFilter() {
     var q = filter.value.trim().toLowerCase(), n = 0;
     Array.prototype.forEach.call(body.rows, function (r) {
-      var hit = !q || r.textContent.toLowerCase().indexOf(q) !== -1;
+      var hit = (!q || r.textContent.toLowerCase().indexOf(q) !== -1) &&
+        (!verdict || r.cells[1].getAttribute("data-verdict") === verdict);
       r.hidden = !hit; if (hit) n++;
     });
-    shown.textContent = n + " of " + body.rows.length + " runs shown";
+    shown.textContent = n + " of " + body.rows.length + " runs shown" + (verdict ? " (" + verdict + ")" : "");
   }
+  // A verdict count filters the table to its runs; clicked again, it shows every run.
+  Array.prototype.forEach.call(cards, function (card) {
+    card.addEventListener("click", function () {
+      verdict = verdict === card.getAttribute("data-verdict") ? "" : card.getAttribute("data-verdict");
+      Array.prototype.forEach.call(cards, function (c) {
+        c.setAttribute("aria-pressed", String(c.getAttribute("data-verdict") === verdict));
+      });
+      applyFilter();
+    });
+  });
   filter.addEventListener("input", applyFilter);
   applyFilter();
 })();

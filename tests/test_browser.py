@@ -85,11 +85,19 @@ def test_index_sorts_filters_and_draws_offline(browser, sample_report, tmp_path)
     watched = Watched(browser, viewport={"width": 1280, "height": 900})
     page = watched.open(sample_report / "index.html")
     assert page.title() == "gradaudit: 4 runs"
-    assert len(column(page, 0)) == 4
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "index.png"), full_page=True)  # as it opens
+    worst_first = ["exploding", "vanishing", "dead_units", "healthy"]  # both critical ones first
+    assert column(page, 1) == worst_first  # the default order
+    page.click("th:has-text('Verdict')")  # sorting by verdict sorts by severity, not alphabetically
+    assert column(page, 1) == worst_first
     page.click("th:has-text('Verdict')")
-    assert column(page, 1) == sorted(column(page, 1))
-    page.click("th:has-text('Verdict')")
-    assert column(page, 1) == sorted(column(page, 1), reverse=True)
+    assert column(page, 1) == worst_first[::-1]
+    page.click("button.count[data-verdict='dead_units']")  # a verdict count filters the table
+    assert (
+        column(page, 1) == ["dead_units"] and page.text_content("#shown") == "1 of 4 runs shown (dead_units)"
+    )
+    page.click("button.count[data-verdict='dead_units']")  # clicked again: every run
+    assert len(column(page, 1)) == 4
     page.focus("th:has-text('Steps')")  # keyboard: focus a header, Enter sorts
     page.keyboard.press("Enter")
     assert page.get_attribute("th:has-text('Steps')", "aria-sort") == "ascending"
@@ -99,7 +107,6 @@ def test_index_sorts_filters_and_draws_offline(browser, sample_report, tmp_path)
     page.fill("#filter", "")
     sparklines = page.eval_on_selector_all("svg.spark polyline", "els => els.map(e => e.getBBox().width)")
     assert len(sparklines) == 4 and all(w > 10 for w in sparklines)
-    page.screenshot(path=str(screenshot_dir(tmp_path) / "index.png"), full_page=True)
     watched.close()
 
 

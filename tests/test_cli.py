@@ -286,3 +286,20 @@ def test_verdicts_are_coloured_on_a_terminal_unless_no_color(no_color, tmp_path)
     text = output.decode()
     assert "exploding_sgd_high_lr" in text
     assert ("\x1b[31m" in text) is not no_color
+
+
+def test_a_run_with_read_problems_is_marked_in_its_row(tmp_path):
+    import shutil
+
+    from conftest import left_long_ago
+
+    logs = tmp_path / "logs"
+    for name in ("healthy_relu_adam", "vanishing_sigmoid_deep"):
+        shutil.copytree(SAMPLE_LOGS / name, logs / name)
+    [cut] = (logs / "vanishing_sigmoid_deep").iterdir()
+    cut.write_bytes(cut.read_bytes()[:-30])
+    left_long_ago(cut)  # a killed writer's file
+    assert main(["report", str(logs), "-o", str(tmp_path / "r"), "-q"]) == OK
+    rows = (tmp_path / "r" / "index.html").read_text().split("<tr>")[1:]
+    marked = [row for row in rows if 'class="read-problem"' in row]
+    assert len(marked) == 1 and "vanishing_sigmoid_deep" in marked[0] and "1 read problem" in marked[0]
