@@ -237,6 +237,7 @@ def template_environment() -> Environment:
     env.filters["pct"] = lambda v: "—" if not _finite(v) else f"{100 * v:.1f} %"
     env.filters["signed"] = lambda v, digits=2: "—" if not _finite(v) else f"{v:+.{digits}f}"
     env.filters["fixed"] = lambda v, digits=2: "—" if not _finite(v) else f"{v:.{digits}f}"
+    env.filters["layer_name"] = layer_name
     return env
 
 
@@ -246,6 +247,18 @@ def _templates_dir() -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "templates"
+
+
+# Around a parameter's name: gradaudit's and other writers' prefixes and suffixes.
+_GRADIENT_WRAPPERS = re.compile(r"^(gradients|grads?)/|(/gradient|_grad|\.grad|/grads?)$")
+
+
+def layer_name(tag: str) -> str:
+    """A tag shortened for a table cell: the writer's wrappers and the model's scope dropped, the
+    layer and the parameter kept (``gradients/sequential/dense_1/kernel`` → ``dense_1/kernel``)."""
+    name = _GRADIENT_WRAPPERS.sub("", _GRADIENT_WRAPPERS.sub("", tag))
+    parts = name.split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else name
 
 
 def _finite(v) -> bool:
@@ -299,6 +312,15 @@ class HparamSummary:
     verdicts: dict[str, int]  # verdict → runs
     dominant: str  # the most common verdict
     dominant_share: float
+
+    @property
+    def stands_out(self) -> bool:
+        """Every run with this setting went the same bad way."""
+        return (
+            self.dominant not in ("healthy", "insufficient_data")
+            and self.dominant_share == 1
+            and self.runs > 1
+        )
 
 
 def index_row(view: RunView) -> IndexRow:

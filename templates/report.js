@@ -49,4 +49,10 @@
   });
   filter.addEventListener("input", applyFilter);
   applyFilter();
+  // Optional columns: shown or hidden as a whole.
+  Array.prototype.forEach.call(document.querySelectorAll("input[data-column]"), function (box) {
+    box.addEventListener("change", function () {
+      table.classList.toggle("hide-" + box.getAttribute("data-column"), !box.checked);
+    });
+  });
 })();

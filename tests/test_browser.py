@@ -151,3 +151,61 @@ def test_dark_theme_and_phone_width(browser, sample_report):
     page = watched.open(run_page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 392
     watched.close()
+
+
+@pytest.fixture(scope="module")
+def sweep_report(tmp_path_factory) -> Path:
+    """44 runs: the four samples eleven times, under long hyperparameter-named folders."""
+    root = tmp_path_factory.mktemp("sweep")
+    for seed in range(11):
+        for sample in SAMPLE_LOGS.iterdir():
+            if sample.is_dir():
+                act = "sigmoid" if "vanishing" in sample.name else "relu"
+                folder = (
+                    root / "logs" / f"lr=0.00{seed + 1},act={act},optimizer=adam,seed={seed}" / sample.name
+                )
+                shutil.copytree(sample, folder)
+    out = root / "report"
+    assert main(["report", str(root / "logs"), "-o", str(out), "-q"]) == OK
+    return out
+
+
+def _cells(page, selector):
+    return page.eval_on_selector_all(
+        f"#runs tbody tr:not([hidden]) {selector}",
+        "cs => cs.map(c => { const b = c.getBoundingClientRect(); return [b.left, b.right, b.height]; })",
+    )
+
+
+def test_a_44_run_sweep_reads_one_line_per_run_with_name_and_verdict_pinned(browser, sweep_report):
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    page = watched.open(sweep_report / "index.html")
+    verdicts = column(page, 1)
+    assert len(verdicts) == 44
+    assert verdicts == sorted(verdicts, key=["exploding", "vanishing", "dead_units", "healthy"].index)
+    heights = [h for *_, h in _cells(page, "td.pin-name")]
+    assert max(heights) < 1.5 * min(heights)  # one line each, the long reasons cut
+    cut = page.eval_on_selector_all(
+        "#runs td.reason", "cs => cs.filter(c => c.scrollWidth > c.clientWidth).map(c => c.title)"
+    )
+    assert cut and all(len(title) > 60 for title in cut)  # long reasons cut, whole on hover
+    # Scrolled sideways to the far end, the name and the verdict stay in view.
+    page.eval_on_selector(".tablewrap", "w => { w.scrollLeft = w.scrollWidth; }")
+    wrap_left = page.eval_on_selector(".tablewrap", "w => w.getBoundingClientRect().left")
+    for cells in (_cells(page, "td.pin-name"), _cells(page, "td.pin-verdict")):
+        assert all(left >= wrap_left - 1 and right <= 1280 for left, right, _ in cells)
+    # Optional columns can be hidden, and the verdict counts filter.
+    page.uncheck("input[data-column='spark']")
+    assert page.eval_on_selector_all("#runs td.col-spark", "cs => cs.filter(c => c.offsetParent).length") == 0
+    page.click("button.count[data-verdict='vanishing']")
+    assert set(column(page, 1)) == {"vanishing"} and len(column(page, 1)) == 11
+    watched.close()
+
+
+def test_a_44_run_sweep_on_a_phone_shows_every_name_and_verdict(browser, sweep_report):
+    watched = Watched(browser, viewport={"width": 390, "height": 844})
+    page = watched.open(sweep_report / "index.html")
+    for cells in (_cells(page, "td.pin-name"), _cells(page, "td.pin-verdict")):
+        assert len(cells) == 44
+        assert all(left >= 0 and right <= 390 for left, right, _ in cells)
+    watched.close()
