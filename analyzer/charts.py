@@ -7,6 +7,7 @@ carries a text alternative (``role="img"`` with ``aria-label`` and ``<title>``).
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 import zlib
@@ -160,6 +161,8 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
     rows, cols = log10_rms.shape
     if rows == 0 or cols == 0:
         return no_data("Heatmap: no gradient data")
+    if not np.isfinite(log10_rms).any():
+        return no_data("Heatmap: no finite gradient value to draw (every logged value is NaN/Inf or empty)")
     width, cell_h = 720, max(6, min(22, 360 // rows))
     frame = _Frame(
         width, rows * cell_h + 12 + 44 + 40, (float(steps[0]), float(steps[-1])), (0, rows), left=64
@@ -200,7 +203,28 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
         f"Heatmap of log10 gradient RMS for {rows} tags over {cols} logged steps, "
         f"from 1e{lo:.1f} to 1e{hi:.1f}; red cells are NaN/Inf, grey are all-zero"
     )
-    return _svg(width, bottom + 80, label, body, "chart heatmap")
+    svg = _svg(width, bottom + 80, label, body, "chart heatmap")
+    return Markup(svg + _hover_data(tags, steps, log10_rms, frame, plot_w, rows * cell_h))
+
+
+# Cells whose values a page carries for hover read-outs; a larger heatmap shows its rows' tags only.
+_HOVER_CELLS = 40_000
+
+
+def _hover_data(tags, steps, log10_rms, frame, plot_w: float, plot_h: float) -> Markup:
+    """The heatmap's numbers for the run page's hover read-out, as JSON in a data block (escaped for
+    a script element: tag names come from logs)."""
+    values = None
+    if log10_rms.size <= _HOVER_CELLS:
+        values = [[round(float(v), 3) if np.isfinite(v) else None for v in row] for row in log10_rms]
+    data = {
+        "tags": list(tags),
+        "steps": [int(s) for s in steps],
+        "log10_rms": values,
+        "box": [frame.left, frame.top, plot_w, plot_h, frame.width],
+    }
+    text = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(f'<script type="application/json" class="heatmap-data">{text}</script>')
 
 
 _NONFINITE_RGB, _ZERO_RGB = (214, 39, 40), (136, 136, 136)
@@ -228,6 +252,12 @@ def _heatmap_png(log10_rms: np.ndarray, nonfinite: np.ndarray, lo: float, hi: fl
     return base64.b64encode(png).decode("ascii")
 
 
+def _power_of_ten(log10_value: float) -> str:
+    """A colour-bar end as people read it: 1e-8, or 3e-9 between powers of ten."""
+    value = 10**log10_value
+    return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+
+
 def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
     width, out = 240, []
     for i in range(24):
@@ -235,8 +265,10 @@ def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
             f'<rect x="{x0 + i * width / 24:.1f}" y="{y0}" width="{width / 24 + 0.5:.1f}" height="10" '
             f'fill="{viridis(i / 23)}"/>'
         )
-    out.append(f'<text class="tick" x="{x0}" y="{y0 + 24}">1e{lo:.1f}</text>')
-    out.append(f'<text class="tick" x="{x0 + width}" y="{y0 + 24}" text-anchor="end">1e{hi:.1f}</text>')
+    out.append(f'<text class="tick" x="{x0}" y="{y0 + 24}">{_power_of_ten(lo)}</text>')
+    out.append(
+        f'<text class="tick" x="{x0 + width}" y="{y0 + 24}" text-anchor="end">{_power_of_ten(hi)}</text>'
+    )
     out.append(
         f'<text class="tick" x="{x0 + width + 10}" y="{y0 + 9}">gradient RMS (log scale, decades)</text>'
     )

@@ -19,10 +19,14 @@ def remedies_for(finding: Finding) -> list[Remedy]:
 
 
 def _vanishing(finding: Finding) -> list[Remedy]:
-    decades = -float(finding.evidence.get("median_depth_log10_ratio", 0.0))
-    per_layer = finding.evidence.get("decades_per_layer")
-    loss = f"{decades:.1f} decades between first and last layer"
-    if isinstance(per_layer, float) and math.isfinite(per_layer):
+    decades = _finite(finding.evidence.get("median_depth_log10_ratio"))
+    per_layer = _finite(finding.evidence.get("decades_per_layer"))
+    loss = (
+        f"{-decades:.1f} decades between first and last layer"
+        if decades is not None
+        else "the first layers get far less gradient than the last"
+    )
+    if per_layer is not None:
         loss += f", {abs(per_layer):.2f} decades per layer"
     return [
         Remedy(
@@ -46,16 +50,17 @@ def _vanishing(finding: Finding) -> list[Remedy]:
 
 
 def _exploding(finding: Finding) -> list[Remedy]:
-    norm = finding.evidence.get("early_global_norm") or finding.evidence.get("last_finite_global_norm")
+    norm = _finite(finding.evidence.get("early_global_norm")) or _finite(
+        finding.evidence.get("last_finite_global_norm")
+    )
     clip = _suggested_clip_norm(norm)
     clip_text = f"clipnorm={clip:g}" if clip else "a global-norm clip near the healthy early norm"
     return [
         Remedy(
             f"Clip gradients by global norm ({clip_text}, e.g. keras.optimizers.Adam(clipnorm=...) or "
             "torch.nn.utils.clip_grad_norm_)",
-            "the norm was "
-            + (f"{norm:.3g} while training was still stable; " if norm else "")
-            + "clipping near it caps the runaway steps without changing healthy ones",
+            (f"the norm was {norm:.3g} while training was still stable; " if norm else "")
+            + "clipping near the healthy norm caps the runaway steps without changing healthy ones",
         ),
         Remedy(
             "Lower the learning rate (try 1/10), or add warm-up",
@@ -73,12 +78,18 @@ def _exploding(finding: Finding) -> list[Remedy]:
 
 
 def _dead_units(finding: Finding) -> list[Remedy]:
-    share = finding.evidence.get("worst_zero_share", 0.0)
+    share = _finite(finding.evidence.get("worst_zero_share"))
+    how = "an estimated" if finding.evidence.get("zero_share_estimated") else ""
+    if share is None:
+        zeros = "many gradient entries are zero"
+    elif how:
+        zeros = f"an estimated {share:.0%} of the gradient entries are zero"
+    else:
+        zeros = f"{share:.0%} of the gradient entries are exactly zero"
     return [
         Remedy(
             "Use a leaky activation (LeakyReLU(negative_slope=0.01), ELU or GELU)",
-            f"{share:.0%} of the gradient entries are exactly zero: units whose ReLU input stays "
-            "negative get no gradient and cannot recover",
+            f"{zeros}: units whose ReLU input stays negative get no gradient and cannot recover",
         ),
         Remedy(
             "Lower the learning rate",
@@ -89,6 +100,13 @@ def _dead_units(finding: Finding) -> list[Remedy]:
             "negative biases start units in the dead region",
         ),
     ]
+
+
+def _finite(value: object) -> float | None:
+    """A number fit to print: evidence may hold NaN or infinities (a run that blew up)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _suggested_clip_norm(norm: object) -> float | None:

@@ -161,6 +161,72 @@ def _with_unit(key: str, value) -> str:
     return text
 
 
+_POWERS = {
+    1: "ten",
+    2: "a hundred",
+    3: "a thousand",
+    4: "ten thousand",
+    5: "a hundred thousand",
+    6: "a million",
+    7: "ten million",
+    8: "a hundred million",
+    9: "a billion",
+}
+
+
+def times_in_words(decades: float) -> str:
+    """3.2 decades → "about a thousand times"; what a person says of a ratio of magnitudes."""
+    if not math.isfinite(decades):
+        return "an unknown number of times"
+    whole = round(abs(decades))
+    if whole == 0:
+        return "about as much"
+    return f"about {_POWERS.get(whole, f'10^{whole}')} times"
+
+
+def evidence_in_words(finding) -> str:
+    """The finding's evidence as a sentence, with the rule it crossed; the numbers stay in the table."""
+    e, kind = finding.evidence, finding.kind
+    share = e.get("step_share")
+    on = f" on {share:.0%} of logged steps" if isinstance(share, float) else ""
+    if kind == "vanishing":
+        ratio = e.get("median_depth_log10_ratio", float("nan"))
+        return (
+            f"The first layer gets {times_in_words(ratio)} less gradient than the last{on}; "
+            "the rule fires at a thousand times less on half the steps."
+        )
+    if kind == "dead_units":
+        worst = e.get("worst_zero_share", float("nan"))
+        how = "an estimated" if e.get("zero_share_estimated") else ""
+        zero = "zero" if how else "exactly zero"
+        return (
+            f"In {len(finding.layers)} tag(s), {how + ' ' if how else ''}{worst:.0%} of the gradient entries "
+            f"are {zero} through the second half of training; the rule fires at half of a layer's entries "
+            "on half of those steps."
+        )
+    if "first_nonfinite_step" in e:
+        return (
+            f"Gradients were NaN/Inf or missing from step {e['first_nonfinite_step']}, on "
+            f"{e['nonfinite_steps']} of {e['logged_steps']} logged steps; any such value fires the rule."
+        )
+    if "growth_decades" in e:
+        return (
+            f"The global gradient norm rose {times_in_words(e['growth_decades'])} above its early level and "
+            f"stayed there on {e['steps_above_threshold']} logged steps; the rule fires at a hundred times "
+            "on three steps."
+        )
+    if "loss_log10_change" in e:
+        return (
+            f"The training loss ended {times_in_words(e['loss_log10_change'])} higher than it began; "
+            "the rule fires at a hundred times, or twice while the gradient norm rises."
+        )
+    ratio = e.get("median_depth_log10_ratio", float("nan"))
+    return (
+        f"The first layer gets {times_in_words(ratio)} more gradient than the last{on}; the rule fires "
+        "at a thousand times more on half the steps."
+    )
+
+
 def _evidence_rows(finding) -> list[tuple[str, str]]:
     rows = [(k.replace("_", " "), _with_unit(k, v)) for k, v in finding.evidence.items()]
     rows += [(f"threshold: {k.replace('_', ' ')}", _with_unit(k, v)) for k, v in finding.threshold.items()]
@@ -175,6 +241,7 @@ def _place_evidence(view: RunView) -> None:
     used = set()
     for item in view.findings:
         item["evidence"] = _evidence_rows(item["finding"])
+        item["words"] = evidence_in_words(item["finding"])
         name = _EVIDENCE_CHART[item["finding"].kind]
         item["chart"] = getattr(view, name) if name not in used else Markup("")
         used.add(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -121,10 +122,17 @@ def test_run_page_answers_first_and_draws_every_chart(browser, sample_report, tm
         "document.elementFromPoint(10, 10) && document.body.innerText.slice(0, 1500)"
     )
     assert "VANISHING" in first_screen.upper() and "decades" in first_screen
+    # Evidence in words a person reads, the numbers folded away for those who want them.
+    words = page.inner_text("section.finding p.words")
+    assert words.startswith("The first layer gets about a million times less gradient than the last")
+    assert "a thousand times less on half the steps" in words
+    assert not page.is_visible("section.finding details.numbers dl")
+    page.click("section.finding details.numbers summary")
+    assert page.is_visible("section.finding details.numbers dl")
     charts = page.query_selector_all("svg.chart")
     assert len(charts) == 4  # the gradient charts, then the loss curve under them
     assert charts[-1].get_attribute("aria-label").startswith("Loss over logged steps")
-    assert "rests on" in page.inner_text("section.finding") and "gradients and loss" in page.inner_text(
+    assert "Rests on" in page.inner_text("section.finding") and "gradients and loss" in page.inner_text(
         "section.finding"
     )
     for chart in charts:
@@ -136,6 +144,16 @@ def test_run_page_answers_first_and_draws_every_chart(browser, sample_report, tm
     heatmap = page.query_selector("svg.heatmap")
     pixels = Image.open(io.BytesIO(heatmap.screenshot())).convert("RGB")
     assert len(pixels.getcolors(maxcolors=1 << 20)) > 50  # a real gradient of colours, not a blank box
+    # Pointing at a cell tells its layer, step and RMS: the first layer's first cell, then the last's.
+    image = heatmap.query_selector("image").bounding_box()
+    page.mouse.move(image["x"] + 2, image["y"] + 2)
+    assert page.text_content("p.hover-value") == "gradients/sequential/dense/kernel · step 0 · RMS 1.28e-8"
+    page.mouse.move(image["x"] + image["width"] - 2, image["y"] + image["height"] - 2)
+    assert page.text_content("p.hover-value").startswith(
+        "gradients/sequential/dense_10/bias · step 256 · RMS "
+    )
+    legend = heatmap.eval_on_selector_all("text.tick", "ts => ts.map(t => t.textContent)")
+    assert not [t for t in legend if re.fullmatch(r"1e-?\d+\.\d+", t)]  # 1e-8, never 1e-8.4
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(screenshot_dir(tmp_path) / "run.png"), full_page=False)
     watched.close()

@@ -111,3 +111,22 @@ def test_thresholds_can_be_overridden(make_run, rng):
     assert verdict_of(folder).diagnosis.verdict == "healthy"
     strict = Thresholds(vanishing_depth_decades=1.0)
     assert verdict_of(folder, limits=strict).diagnosis.verdict == "vanishing"
+
+
+@pytest.mark.parametrize("kind", ["vanishing", "exploding", "dead_units"])
+def test_remedies_never_print_a_number_the_evidence_lacks(kind):
+    from analyzer.diagnosis import Finding
+    from analyzer.remedies import remedies_for
+
+    nan = float("nan")
+    evidence = {
+        "median_depth_log10_ratio": nan,
+        "decades_per_layer": float("inf"),
+        "early_global_norm": nan,
+        "last_finite_global_norm": float("-inf"),
+        "worst_zero_share": nan,
+    }
+    for remedy in remedies_for(Finding(kind, "high", ["t"], [0], "s", evidence=evidence)):
+        text = f"{remedy.action} {remedy.why}".lower()
+        assert "nan" not in text.replace("finite", "") and "inf" not in text.replace("infinit", "")
+        assert remedy.action.strip() and remedy.why.strip()

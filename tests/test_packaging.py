@@ -17,7 +17,7 @@ def test_wheel_ships_templates_and_renders_outside_the_checkout(tmp_path):
     )
     [wheel] = (tmp_path / "dist").glob("gradaudit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for template in ("base.html", "index.html", "run.html", "report.css", "report.js"):
+    for template in ("base.html", "index.html", "run.html", "report.css", "report.js", "run.js"):
         assert f"analyzer/templates/{template}" in names
     target = tmp_path / "site"
     subprocess.run(
