@@ -220,7 +220,9 @@ def _row_from_json(row: dict | None) -> IndexRow | None:
         return None
     if set(row) != {f.name for f in fields(IndexRow)} - {"sparkline"}:
         raise TypeError("row")
-    if not all(isinstance(row[k], str) for k in ("name", "page", "verdict", "reason", "worst_layer")):
+    if not all(
+        isinstance(row[k], str) for k in ("name", "page", "verdict", "reason", "worst_layer", "growth_text")
+    ):
         raise TypeError("row text")
     if not all(isinstance(row[k], (int, float)) or row[k] is None for k in ("depth_ratio", "growth")):
         raise TypeError("row numbers")

@@ -156,7 +156,13 @@ def no_data(label: str, width: int = 640, height: int = 80) -> Markup:
     )
 
 
-def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite: np.ndarray) -> Markup:
+def heatmap(
+    tags: list[str],
+    steps: np.ndarray,
+    log10_rms: np.ndarray,
+    nonfinite: np.ndarray,
+    axis: str = "training step",
+) -> Markup:
     """Layers (rows, input side at top) × logged steps (columns); colour = log10 RMS, NaN/Inf marked."""
     rows, cols = log10_rms.shape
     if rows == 0 or cols == 0:
@@ -190,7 +196,7 @@ def heatmap(tags: list[str], steps: np.ndarray, log10_rms: np.ndarray, nonfinite
         )
     body.append(
         f'<text class="label" x="{frame.left + plot_w / 2:.1f}" y="{bottom + 30}" text-anchor="middle">'
-        "training step (columns are logged steps)</text>"
+        f"{axis} (columns are logged {axis}s)</text>"
     )
     body.append(
         f'<text class="label" transform="rotate(-90)" x="{-(frame.top + bottom) / 2:.1f}" y="14" '
@@ -281,19 +287,44 @@ def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class RateUnit:
+    """The unit a run's rates are told in: decades per 1,000 steps, per logged step, or per epoch."""
+
+    name: str  # "1k steps", "logged step" or "epoch"
+    steps: float  # training steps in one unit
+    axis: str  # what the x axis counts: "training step" or "epoch"
+
+    def per_unit(self, decades_per_1k_steps: float) -> float:
+        return decades_per_1k_steps * self.steps / 1000.0
+
+    def rate(self, trend: TimeTrend | None) -> str:
+        """'+0.123 dec/epoch [+0.1, +0.2]', or a dash without a fit."""
+        if trend is None:
+            return "—"
+        low, slope, high = (
+            self.per_unit(v) for v in (trend.ci_low, trend.decades_per_1k_steps, trend.ci_high)
+        )
+        return f"{slope:+.3g} dec/{self.name} [{low:+.3g}, {high:+.3g}]"
+
+
+PER_1K_STEPS = RateUnit("1k steps", 1000.0, "training step")
+
+
 def magnitude_over_steps(
     tags: list[str],
     steps: np.ndarray,
     log10_rms: np.ndarray,
     trends: list[TimeTrend | None],
     shown: list[int],
+    unit: RateUnit = PER_1K_STEPS,
 ) -> Markup:
     """RMS of the chosen layers over steps (points and line) with each layer's Theil–Sen trend and
     its 95 % confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
     if not shown or log10_rms.size == 0:
         return no_data("Magnitude over steps: no gradient data")
     frame = _Frame(720, 300, (float(steps[0]), float(steps[-1])), _finite_range(log10_rms[shown], 0.2))
-    body = _axes(frame, "training step", "gradient RMS (log scale)", y_decades=True)
+    body = _axes(frame, unit.axis, "gradient RMS (log scale)", y_decades=True)
     legend = []
     for k, i in enumerate(shown):
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
@@ -310,11 +341,7 @@ def magnitude_over_steps(
                 f'x2="{frame.x(x1):.1f}" y2="{frame.y(y1):.1f}" stroke="{colour}"/>'
             )
         body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
-        slope = (
-            f"{trend.decades_per_1k_steps:+.3f} dec/1k steps [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]"
-            if trend
-            else "no trend (too few points)"
-        )
+        slope = unit.rate(trend) if trend else "no trend (too few points)"
         legend.append((colour, f"{tags[i]} — {slope}"))
     label = "Gradient RMS over training steps, log scale, with fitted trends: " + "; ".join(
         t for _, t in legend
@@ -322,7 +349,9 @@ def magnitude_over_steps(
     return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
 
 
-def loss_curves(series: list[tuple[str, np.ndarray, np.ndarray]], gate: TimeTrend | None) -> Markup:
+def loss_curves(
+    series: list[tuple[str, np.ndarray, np.ndarray]], gate: TimeTrend | None, unit: RateUnit = PER_1K_STEPS
+) -> Markup:
     """Each loss series (name, steps, values) over its own logged steps; the series the verdict read
     first, with its later-half Theil–Sen fit and 95 % band. Log scale where the losses span a decade
     or more, linear otherwise (ticks such as 1e0.2 read badly). Series are never spliced: Keras's
@@ -353,10 +382,7 @@ def loss_curves(series: list[tuple[str, np.ndarray, np.ndarray]], gate: TimeTren
         body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
         fit = ""
         if k == 0 and gate is not None:
-            fit = (
-                f" — later half {gate.decades_per_1k_steps:+.3g} dec/1k steps "
-                f"[{gate.ci_low:+.3g}, {gate.ci_high:+.3g}]"
-            )
+            fit = f" — later half {unit.rate(gate)}"
         gaps = f" — NaN/Inf at {lost[name]} logged step(s), not drawn" if lost[name] else ""
         legend.append((colour, f"{name}{fit}{gaps}"))
     label = f"Loss over logged steps{', log scale' if log_scale else ''}: " + "; ".join(t for _, t in legend)

@@ -33,7 +33,7 @@ MAX_LINES_CHART_LAYERS = 6
 @dataclass
 class LayerRow:
     summary: LayerSummary
-    trend: str  # "+0.123 [−0.01, +0.2]" (decades per 1k steps) or "—"
+    trend: str  # "+0.123 dec/epoch [−0.01, +0.2]" in the run's own unit, or "—"
 
 
 @dataclass
@@ -45,6 +45,8 @@ class RunView:
     worst_layer: str
     depth_ratio: float  # log10 first/last layer RMS, median over steps
     growth: float  # decades per 1k steps of the global norm
+    unit: charts.RateUnit  # the run's own unit for rates: per epoch, per logged step or per 1k steps
+    growth_text: str  # the global norm's trend in that unit
     steps: int
     last_step: int
     layers: int
@@ -82,6 +84,7 @@ def run_view(result: RunResult) -> RunView:
     log_rms = log10_positive(stats.rms)
     finite_ratio = trends.depth_log10_ratio[np.isfinite(trends.depth_log10_ratio)]
     g = trends.global_trend
+    unit = rate_unit(stats.steps, result.losses)
     view = RunView(
         name=result.run.name,
         page=run_page_name(result.run.name),
@@ -90,6 +93,8 @@ def run_view(result: RunResult) -> RunView:
         worst_layer=_worst_layer(result),
         depth_ratio=float(np.median(finite_ratio)) if finite_ratio.size else math.nan,
         growth=g.decades_per_1k_steps if g else math.nan,
+        unit=unit,
+        growth_text=unit.rate(g).split(" [")[0] if g else "—",
         steps=len(stats.steps),
         last_step=int(stats.steps[-1]) if len(stats.steps) else 0,
         layers=len(stats.layers),
@@ -101,14 +106,16 @@ def run_view(result: RunResult) -> RunView:
     )
     view.findings = [{"finding": f, "remedies": r} for f, r in zip(diagnosis.findings, result.remedies)]
     view.severity = next((f.severity for f in diagnosis.findings if not f.gated), None)
-    view.layer_rows = [_layer_row(result, i) for i in range(len(stats.layers))]
+    view.layer_rows = [
+        LayerRow(layer_summary(result, i), unit.rate(trend)) for i, trend in enumerate(trends.layer_trends)
+    ]
     profile = _last_depth_profile(log_rms[stats.depth_layers])
     view.depth_profile = [float(v) for v in profile]
     view.sparkline = depth_sparkline(profile, result.run.name)
     if len(stats.steps):
-        view.heatmap = charts.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite)
+        view.heatmap = charts.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite, unit.axis)
         view.over_steps = charts.magnitude_over_steps(
-            stats.tags, stats.steps, log_rms, trends.layer_trends, _layers_to_draw(result)
+            stats.tags, stats.steps, log_rms, trends.layer_trends, _layers_to_draw(result), unit
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
@@ -135,7 +142,7 @@ def _add_loss(view: RunView, result: RunResult) -> None:
     ordered = sorted(result.losses, key=lambda s: s.name != read)
     view.loss_series = read
     view.loss_chart = charts.loss_curves(
-        [(s.name, s.steps, s.values) for s in ordered], loss.later_half if loss else None
+        [(s.name, s.steps, s.values) for s in ordered], loss.later_half if loss else None, view.unit
     )
 
 
@@ -143,15 +150,35 @@ def depth_sparkline(log10_rms_by_depth: np.ndarray, run_name: str) -> Markup:
     return charts.sparkline(log10_rms_by_depth, f"depth profile of {run_name}")
 
 
-def _with_unit(key: str, value) -> str:
-    """Evidence and thresholds as people read them: shares in %, logs in decades, rates per 1k steps."""
+# At most this many logged steps, in a run shorter than 1,000 steps, and rates read per logged step.
+FEW_LOGGED_STEPS = 60
+
+
+def rate_unit(steps: np.ndarray, losses: list) -> charts.RateUnit:
+    """Rates in the run's own unit. Keras's epoch-level logging (gradients at the steps of its
+    epoch_ scalars) counts epochs; a run shorter than 1,000 steps with few logs reads per logged
+    step (decades per 1,000 steps over a 12-epoch run mean nothing); longer runs per 1,000 steps."""
+    if not len(steps):
+        return charts.PER_1K_STEPS
+    logged = set(steps.tolist())
+    if any(s.tag.startswith("epoch_") and logged <= set(s.steps.tolist()) for s in losses):
+        return charts.RateUnit("epoch", 1.0, "epoch")
+    if len(steps) <= FEW_LOGGED_STEPS and steps[-1] < 1000:
+        interval = float(np.median(np.diff(steps))) if len(steps) > 1 else 1.0
+        return charts.RateUnit("logged step", interval, "training step")
+    return charts.PER_1K_STEPS
+
+
+def _with_unit(key: str, value, unit: charts.RateUnit = charts.PER_1K_STEPS) -> str:
+    """Evidence and thresholds as people read them: shares in %, logs in decades, rates in the run's
+    own unit."""
     if isinstance(value, str):
         return value
     if "share" in key and isinstance(value, (int, float)):
         return f"{100 * value:.1f} %"
+    if ("per_1k_steps" in key or key.startswith("rise_ci")) and isinstance(value, (int, float)):
+        return f"{_evidence_value(unit.per_unit(float(value)))} decades/{unit.name}"
     text = _evidence_value(value)
-    if "per_1k_steps" in key or key.startswith("rise_ci"):
-        return f"{text} decades/1k steps"
     if "per_layer" in key:
         return f"{text} decades/layer"
     if "log10_ratio" in key or key.endswith("decades"):
@@ -227,8 +254,11 @@ def evidence_in_words(finding) -> str:
     )
 
 
-def _evidence_rows(finding) -> list[tuple[str, str]]:
-    rows = [(k.replace("_", " "), _with_unit(k, v)) for k, v in finding.evidence.items()]
+def _evidence_rows(finding, unit: charts.RateUnit) -> list[tuple[str, str]]:
+    rows = [
+        (k.replace("_", " ").replace("1k steps", unit.name), _with_unit(k, v, unit))
+        for k, v in finding.evidence.items()
+    ]
     rows += [(f"threshold: {k.replace('_', ' ')}", _with_unit(k, v)) for k, v in finding.threshold.items()]
     return rows
 
@@ -240,7 +270,7 @@ _EVIDENCE_CHART = {"vanishing": "profile", "exploding": "over_steps", "dead_unit
 def _place_evidence(view: RunView) -> None:
     used = set()
     for item in view.findings:
-        item["evidence"] = _evidence_rows(item["finding"])
+        item["evidence"] = _evidence_rows(item["finding"], view.unit)
         item["words"] = evidence_in_words(item["finding"])
         name = _EVIDENCE_CHART[item["finding"].kind]
         item["chart"] = getattr(view, name) if name not in used else Markup("")
@@ -279,14 +309,6 @@ def _worst_layer(result: RunResult) -> str:
         if f.layers:
             return f.layers[0]
     return ""
-
-
-def _layer_row(result: RunResult, i: int) -> LayerRow:
-    trend = result.trends.layer_trends[i]
-    trend_text = (
-        f"{trend.decades_per_1k_steps:+.3f} [{trend.ci_low:+.3f}, {trend.ci_high:+.3f}]" if trend else "—"
-    )
-    return LayerRow(layer_summary(result, i), trend_text)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -355,6 +377,7 @@ class IndexRow:
     worst_layer: str
     depth_ratio: float
     growth: float
+    growth_text: str  # in the run's own unit
     steps: int
     problems: int
     sparkline: Markup
@@ -399,6 +422,7 @@ def index_row(view: RunView) -> IndexRow:
         view.worst_layer,
         view.depth_ratio,
         view.growth,
+        view.growth_text,
         view.steps,
         len(view.problems),
         view.sparkline,

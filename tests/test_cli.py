@@ -305,3 +305,24 @@ def test_a_run_with_read_problems_is_marked_in_its_row(tmp_path):
     rows = (tmp_path / "r" / "index.html").read_text().split("<tr>")[1:]
     marked = [row for row in rows if 'class="read-problem"' in row]
     assert len(marked) == 1 and "vanishing_sigmoid_deep" in marked[0] and "1 read problem" in marked[0]
+
+
+def test_rates_are_told_in_the_runs_own_unit(tmp_path, make_run, rng):
+    corpus = REPO / "bench" / "accuracy" / "runs"
+    long_run = make_run(
+        "tbx", {"grad/a": [rng.normal(size=50) for _ in range(61)]}, list(range(0, 1220, 20)), "long"
+    )
+    cases = {
+        corpus / "cnn_relu_adam__seed__every0": "epoch",  # Keras epoch-level logging, with epoch_loss
+        SAMPLE_LOGS / "healthy_relu_adam": "logged step",  # 33 logs over 256 steps
+        long_run: "1k steps",
+    }
+    for run, unit in cases.items():
+        out = tmp_path / unit.replace(" ", "_")
+        assert main(["report", str(run), "-o", str(out), "-q"]) == OK
+        [page] = (out / "runs").iterdir()
+        html = page.read_text()
+        trends = re.findall(r"[+-][0-9.e+-]+ dec/([a-z0-9 ]+) \[", html)
+        assert trends and set(trends) == {unit}, (unit, set(trends))
+        axis = "epoch" if unit == "epoch" else "training step"
+        assert f'text-anchor="middle">{axis}</text>' in html
