@@ -329,7 +329,7 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         dead_layers.sort(key=stats.tags.index)
     worst = max(shares)
     how = "an estimated" if estimated else ""
-    zeros = "zero (estimated from coarse buckets)" if estimated else "exactly zero"
+    zeros = "zero (from coarse buckets)" if estimated else "exactly zero"
     return [
         Finding(
             "dead_units",

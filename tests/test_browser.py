@@ -227,3 +227,33 @@ def test_a_44_run_sweep_on_a_phone_shows_every_name_and_verdict(browser, sweep_r
         assert len(cells) == 44
         assert all(left >= 0 and right <= 390 for left, right, _ in cells)
     watched.close()
+
+
+def test_a_report_on_45_real_runs_opens_worst_first_and_reads_out_its_cells(browser, tmp_path_factory):
+    """The accuracy corpus's held-back runs: CNNs, RNNs, embeddings, transformers and MLPs from six
+    writers. Its screenshot is the README's picture of a sweep."""
+    import json
+
+    corpus = Path(__file__).resolve().parent.parent / "bench" / "accuracy" / "runs"
+    labels = json.loads((corpus / "labels.json").read_text())["runs"]
+    held_back = [
+        str(corpus / name) for name, label in sorted(labels.items()) if label["split"] == "held_back"
+    ]
+    out = tmp_path_factory.mktemp("corpus") / "report"
+    assert main(["report", *held_back, "-o", str(out), "-q"]) == OK
+    watched = Watched(browser, viewport={"width": 1280, "height": 800})
+    page = watched.open(out / "index.html")
+    verdicts = column(page, 1)
+    assert len(verdicts) == 45
+    triage = page.eval_on_selector_all("#runs tbody td.pin-verdict", "cs => cs.map(c => c.dataset.value)")
+    assert triage == sorted(triage)  # critical findings first, then by verdict
+    first_healthy = verdicts.index("healthy")
+    assert set(verdicts[first_healthy:]) == {"healthy"} and "exploding" in verdicts[:first_healthy]
+    page.screenshot(path=str(screenshot_dir(tmp_path_factory.mktemp("shots")) / "sweep.png"))
+    page.click("#runs tbody tr:first-child td.pin-name a")
+    image = page.query_selector("svg.heatmap image")
+    image.scroll_into_view_if_needed()
+    heatmap = image.bounding_box()
+    page.mouse.move(heatmap["x"] + heatmap["width"] / 2, heatmap["y"] + 2)
+    assert " · step " in page.text_content("p.hover-value")
+    watched.close()

@@ -56,18 +56,22 @@ def test_legacy_histograms_from_tensorboardx_carry_exact_moments(make_run, rng):
     np.testing.assert_allclose(stats.max_abs, [np.abs(v).max() for v in values], rtol=0.1)
 
 
-def test_same_gradients_through_both_writers_agree(make_run, rng):
+def test_same_gradients_through_both_writers_agree(make_run):
+    # Its own generator: the session's shared one hands out values that depend on which tests ran.
+    rng = np.random.default_rng(59)
     values = [rng.normal(scale=0.05, size=8000) for _ in range(3)]
     tf2_series = read_run(_only_run(make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"))).series[0]
     tbx_series = read_run(_only_run(make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"))).series[0]
     tf2, tbx = layer_stats(tf2_series), layer_stats(tbx_series)
     np.testing.assert_allclose(tf2.rms, tbx.rms, rtol=0.02)
     np.testing.assert_allclose(tf2.mean_abs, tbx.mean_abs, rtol=0.05)
+    # Quantiles from TF2's 30 even buckets are exact to within one bucket's width (the legacy
+    # writer's log buckets are far finer).
+    width = (tf2_series.right - tf2_series.left)[:, 0]
     steps = np.arange(3)
-    np.testing.assert_allclose(
-        abs_quantiles(tf2_series, steps)[:, 1], abs_quantiles(tbx_series, steps)[:, 1], rtol=0.1
-    )
-    np.testing.assert_allclose(tf2.abs_quantiles_last, tbx.abs_quantiles_last, rtol=0.1)
+    gap = np.abs(abs_quantiles(tf2_series, steps) - abs_quantiles(tbx_series, steps))
+    assert (gap <= width[:, None]).all()
+    assert (np.abs(tf2.abs_quantiles_last - tbx.abs_quantiles_last) <= width[-1]).all()
 
 
 def test_restart_keeps_the_later_files_steps(make_run, rng, tmp_path):
