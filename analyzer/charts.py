@@ -323,6 +323,8 @@ def magnitude_over_steps(
     its 95 % confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
     if not shown or log10_rms.size == 0:
         return no_data("Magnitude over steps: no gradient data")
+    if not np.isfinite(log10_rms[shown]).any():
+        return no_data("Magnitude over steps: no finite gradient value to draw (NaN/Inf or empty)")
     frame = _Frame(720, 300, (float(steps[0]), float(steps[-1])), _finite_range(log10_rms[shown], 0.2))
     body = _axes(frame, unit.axis, "gradient RMS (log scale)", y_decades=True)
     legend = []
@@ -420,7 +422,11 @@ def depth_profile(
     """log10 RMS against depth at the first, middle and last logged step."""
     if len(steps) == 0 or len(depth_layers) == 0:
         return no_data("Depth profile: no gradient data")
-    columns = sorted({0, len(steps) // 2, len(steps) - 1})
+    # The first, middle and last steps that have a finite value to draw.
+    drawable = np.flatnonzero(np.isfinite(log10_rms[depth_layers]).any(axis=0))
+    if len(drawable) == 0:
+        return no_data("Depth profile: no finite gradient value to draw (NaN/Inf or empty at every step)")
+    columns = sorted({int(drawable[0]), int(drawable[len(drawable) // 2]), int(drawable[-1])})
     data = log10_rms[np.ix_(depth_layers, columns)]
     frame = _Frame(720, 280, (0, max(1, len(depth_layers) - 1)), _finite_range(data, 0.2))
     body = _axes(frame, "depth index (0 = input side)", "gradient RMS (log scale)", y_decades=True)

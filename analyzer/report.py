@@ -338,16 +338,19 @@ def _templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
-# Around a parameter's name: gradaudit's and other writers' prefixes and suffixes.
+# Around a parameter's name: gradaudit's and other writers' prefixes and suffixes, and the name of
+# the parameter itself at the end of it.
 _GRADIENT_WRAPPERS = re.compile(r"^(gradients|grads?)/|(/gradient|_grad|\.grad|/grads?)$")
+_PARAMETER = re.compile(
+    r"[/.](kernel|bias|weight|gamma|beta|embeddings|recurrent_kernel|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)$"
+)
 
 
 def layer_name(tag: str) -> str:
-    """A tag shortened for a table cell: the writer's wrappers and the model's scope dropped, the
-    layer and the parameter kept (``gradients/sequential/dense_1/kernel`` → ``dense_1/kernel``)."""
+    """A tag shortened to its layer for a table cell (``gradients/sequential/dense_1/kernel`` →
+    ``dense_1``, ``grad/encoder.layers.1.linear1.weight`` → ``encoder.layers.1.linear1``)."""
     name = _GRADIENT_WRAPPERS.sub("", _GRADIENT_WRAPPERS.sub("", tag))
-    parts = name.split("/")
-    return "/".join(parts[-2:]) if len(parts) > 2 else name
+    return _PARAMETER.sub("", name).split("/")[-1] or tag
 
 
 def _finite(v) -> bool:

@@ -11,6 +11,7 @@ import sys
 import time
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from conftest import REPO, SAMPLE_LOGS
 
@@ -326,3 +327,21 @@ def test_rates_are_told_in_the_runs_own_unit(tmp_path, make_run, rng):
         assert trends and set(trends) == {unit}, (unit, set(trends))
         axis = "epoch" if unit == "epoch" else "training step"
         assert f'text-anchor="middle">{axis}</text>' in html
+
+
+def test_charts_with_nothing_finite_say_why_in_words(tmp_path, make_run):
+    nan = [np.full(50, np.nan)] * 3  # TF2's histogram of NaN input: every edge NaN, every count 0
+    run = make_run("tf2", {"grad/a": nan, "grad/b": nan}, [0, 1, 2], "all_nan")
+    assert main(["report", str(run), "-o", str(tmp_path / "r"), "-q"]) == OK
+    [page] = (tmp_path / "r" / "runs").iterdir()
+    html = page.read_text()
+    assert "exploding" in html
+    for chart in ("Heatmap", "Magnitude over steps", "Depth profile"):
+        assert f"{chart}: no finite gradient value to draw" in html, chart
+
+
+def test_the_index_names_layers_not_whole_tags(sample_report):
+    _, out, _ = sample_report
+    html = (out / "index.html").read_text()
+    cell = re.search(r'<td class="tag hide-narrow" data-value="([^"]+)" title="\1">([^<]+)</td>', html)
+    assert cell and cell.group(1) == "gradients/sequential/dense/kernel" and cell.group(2) == "dense"
