@@ -102,7 +102,8 @@ class Finding:
     threshold: dict[str, float | int | str] = field(default_factory=dict)
     evidence_source: str = GRADIENTS  # GRADIENTS or GRADIENTS_AND_LOSS
     gated: bool = False  # kept at "low" because the training loss falls; sets no verdict
-    gateable: bool = True  # False for non-finite or missing gradients, which no loss excuses
+    gateable: bool = True  # False for what no falling loss excuses: NaN/Inf or missing gradients, a
+    #                        diverging loss, dead units measured from exact zeros
 
 
 @dataclass
