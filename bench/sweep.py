@@ -1,9 +1,9 @@
 """A 200-run synthetic sweep: verdicts against the recipes, 1 vs 2 workers vs a local Dask cluster
 (identical JSON), and the cache (a re-run over an unchanged folder), with timings printed.
 
-    python bench/sweep.py [--runs 200] [--dir /tmp/gradaudit-sweep]
+    python bench/sweep.py [--runs 200] [--tags 8] [--steps 40] [--dir /tmp/gradaudit-sweep]
 
-Each run is written with TensorBoard's own writers (TF2 histograms, 8 tags x 40 steps) under a
+Each run is written with TensorBoard's own writers (TF2 histograms, 8 tags x 40 steps by default) under a
 folder named by its hyperparameters; the recipe decides its gradients: act=sigmoid shrinks 1.2
 decades per layer (vanishing), lr=1.0 grows 0.2 decades per step (exploding), init=negbias puts 70 %
 exact zeros in the hidden layers (dead units), anything else is healthy.
@@ -34,19 +34,19 @@ RECIPES = [  # (hyperparameters, intended verdict)
 ]
 
 
-def gradients(hparams: dict, rng: np.random.Generator, layer: int, step: int) -> np.ndarray:
+def gradients(hparams: dict, rng: np.random.Generator, layer: int, step: int, tags: int = TAGS) -> np.ndarray:
     scale = 0.01
     if hparams["act"] == "sigmoid":
-        scale *= 10 ** (-1.2 * (TAGS - 1 - layer))
+        scale *= 10 ** (-1.2 * (tags - 1 - layer))
     if hparams["lr"] == "1.0":
-        scale *= 10 ** (0.2 * step)
+        scale *= 10 ** (min(0.2 * step, 8.0))
     values = rng.normal(scale=scale, size=2000)
-    if hparams["init"] == "negbias" and 0 < layer < TAGS - 1:
+    if hparams["init"] == "negbias" and 0 < layer < tags - 1:
         values[:1400] = 0.0
     return values
 
 
-def write(folder: Path, runs: int) -> dict[str, str]:
+def write(folder: Path, runs: int, tags: int = TAGS, steps: int = STEPS) -> dict[str, str]:
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.plugins.histogram.summary_v2 import histogram_pb
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -58,11 +58,11 @@ def write(folder: Path, runs: int) -> dict[str, str]:
         intended[name] = verdict
         rng = np.random.default_rng(r)
         writer = EventFileWriter(str(folder / name))
-        for step in range(STEPS):
+        for step in range(steps):
             summary = summary_pb2.Summary()
-            for layer in range(TAGS):
+            for layer in range(tags):
                 tag = f"grad/layer{layer}/kernel"
-                summary.value.extend(histogram_pb(tag, gradients(hparams, rng, layer, step)).value)
+                summary.value.extend(histogram_pb(tag, gradients(hparams, rng, layer, step, tags)).value)
             writer.add_event(event_pb2.Event(step=step * 10, wall_time=time.time(), summary=summary))
         writer.close()
     return intended
@@ -92,11 +92,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--tags", type=int, default=TAGS)
+    parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "gradaudit-sweep")
     args = parser.parse_args()
     shutil.rmtree(args.dir, ignore_errors=True)
-    intended = write(args.dir / "logs", args.runs)
-    print(f"sweep: {args.runs} runs x {TAGS} tags x {STEPS} steps in {args.dir / 'logs'}")
+    intended = write(args.dir / "logs", args.runs, args.tags, args.steps)
+    print(f"sweep: {args.runs} runs x {args.tags} tags x {args.steps} steps in {args.dir / 'logs'}")
 
     results = {}
     for label, extra in [("1 worker", ["--workers", "1"]), ("2 workers", ["--workers", "2"])]:
