@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SAMPLE_LOGS
 
@@ -256,4 +257,42 @@ def test_a_report_on_45_real_runs_opens_worst_first_and_reads_out_its_cells(brow
     heatmap = image.bounding_box()
     page.mouse.move(heatmap["x"] + heatmap["width"] / 2, heatmap["y"] + 2)
     assert " · step " in page.text_content("p.hover-value")
+    watched.close()
+
+
+def test_a_1000_run_index_paints_sorts_and_filters_within_a_second(browser, tmp_path_factory):
+    """A sweep of a thousand runs (one real tensorboardX run copied under a thousand settings)."""
+    from tensorboardX import SummaryWriter
+
+    root = tmp_path_factory.mktemp("thousand")
+    writer = SummaryWriter(str(root / "one"))
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        for layer in range(3):
+            writer.add_histogram(f"grad/layer{layer}.weight", rng.normal(size=200) * 10.0**-layer, step)
+    writer.close()
+    [event_file] = (root / "one").iterdir()
+    for i in range(1000):
+        run = root / "logs" / f"lr={i % 10},width={i // 10}"
+        run.mkdir(parents=True)
+        shutil.copy(event_file, run / event_file.name)
+    out = root / "report"
+    assert main(["report", str(root / "logs"), "-o", str(out), "-q"]) == OK
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    page = watched.open(out / "index.html")
+    paint = page.evaluate(
+        "performance.getEntriesByType('paint').map(e => e.startTime).concat([performance.now()])[0]"
+    )
+    assert paint < 1000, paint
+    assert len(column(page, 0)) == 1000
+    sort_ms = page.evaluate(
+        "() => { const t = performance.now(); document.querySelector('th[data-sort]').click();"
+        " return performance.now() - t; }"
+    )
+    filter_ms = page.evaluate(
+        "() => { const t = performance.now(); const f = document.getElementById('filter');"
+        " f.value = 'lr=3,'; f.dispatchEvent(new Event('input')); return performance.now() - t; }"
+    )
+    assert sort_ms < 1000 and filter_ms < 1000, (sort_ms, filter_ms)
+    assert len(column(page, 0)) == 100
     watched.close()
