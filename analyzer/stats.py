@@ -223,7 +223,26 @@ def _t3_bucket_masses() -> np.ndarray:
 _T3_MASSES = _t3_bucket_masses()
 
 
+# The fit is made only where the zero bucket holds at least this share of a step's entries: its
+# excess could not reach the least share any dead-units rule asks (half), and most steps of most
+# layers are spared the fit (it costs more than every other statistic together).
+_SPIKE_MIN_SHARE = 0.5
+
+
 def _zero_spike(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """_zero_spike_fit on the steps whose zero bucket holds at least _SPIKE_MIN_SHARE of the entries;
+    (0, 0) elsewhere."""
+    excess, ratio = np.zeros(c.shape[0]), np.zeros(c.shape[0])
+    if not c.shape[0]:
+        return excess, ratio
+    at_zero = np.where(holds_zero, c, -1.0).max(axis=1)
+    candidates = np.flatnonzero(at_zero >= _SPIKE_MIN_SHARE * c.sum(axis=1))
+    if candidates.size:
+        excess[candidates], ratio[candidates] = _zero_spike_fit(c[candidates], holds_zero[candidates])
+    return excess, ratio
+
+
+def _zero_spike_fit(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The zero bucket's count beyond what a heavy-tailed density fitted to its neighbours predicts,
     and the ratio of its count to that prediction.
 
