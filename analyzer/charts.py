@@ -215,18 +215,22 @@ def heatmap(
 
 # Cells whose values a page carries for hover read-outs; a larger heatmap shows its rows' tags only.
 _HOVER_CELLS = 40_000
+_HOVER_NAN = -(2**31)
 
 
 def _hover_data(tags, steps, log10_rms, frame, plot_w: float, plot_h: float) -> Markup:
     """The heatmap's numbers for the run page's hover read-out, as JSON in a data block (escaped for
-    a script element: tag names come from logs)."""
+    a script element: tag names come from logs). The values travel as little-endian int32 thousandths
+    of a decade in base64 (NaN as the smallest int32): a list of floats costs ten times as long to
+    write."""
     values = None
     if log10_rms.size <= _HOVER_CELLS:
-        values = [[round(float(v), 3) if np.isfinite(v) else None for v in row] for row in log10_rms]
+        milli = np.where(np.isfinite(log10_rms), np.round(np.nan_to_num(log10_rms) * 1000), _HOVER_NAN)
+        values = base64.b64encode(milli.astype("<i4").tobytes()).decode("ascii")
     data = {
         "tags": list(tags),
         "steps": [int(s) for s in steps],
-        "log10_rms": values,
+        "log10_rms_milli": values,
         "box": [frame.left, frame.top, plot_w, plot_h, frame.width],
     }
     text = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

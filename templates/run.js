@@ -3,13 +3,17 @@
   var data = document.querySelector("script.heatmap-data");
   var svg = document.querySelector("svg.heatmap");
   if (!data || !svg) return;
-  var d = JSON.parse(data.textContent), box = d.box;
+  var d = JSON.parse(data.textContent), box = d.box, values = null;
+  if (d.log10_rms_milli) {
+    var bytes = Uint8Array.from(atob(d.log10_rms_milli), function (c) { return c.charCodeAt(0); });
+    values = new Int32Array(bytes.buffer);
+  }
   var out = document.createElement("p");
   out.className = "hover-value muted";
   out.setAttribute("aria-live", "polite");
   out.textContent = "Point at a cell for its layer, step and RMS.";
   svg.parentNode.insertBefore(out, svg.nextSibling);
-  function rms(v) { return v === null ? "NaN/Inf or empty" : Math.pow(10, v).toExponential(2); }
+  function rms(milli) { return milli === -2147483648 ? "NaN/Inf or empty" : Math.pow(10, milli / 1000).toExponential(2); }
   svg.addEventListener("mousemove", function (e) {
     var p = svg.createSVGPoint(); p.x = e.clientX; p.y = e.clientY;
     var q = p.matrixTransform(svg.getScreenCTM().inverse());
@@ -17,7 +21,7 @@
     var row = Math.floor((q.y - box[1]) / box[3] * d.tags.length);
     if (col < 0 || row < 0 || col >= d.steps.length || row >= d.tags.length) return;
     var text = d.tags[row] + " · step " + d.steps[col];
-    if (d.log10_rms) text += " · RMS " + rms(d.log10_rms[row][col]);
+    if (values) text += " · RMS " + rms(values[row * d.steps.length + col]);
     out.textContent = text;
   });
 })();
