@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .stats import RunStats, is_weight_tag
+from .stats import RunStats, is_weight_tag, resolves_exact_zeros
 from .trends import LossTrend, RunTrends, log10_positive, theil_sen
 
 VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
@@ -310,7 +310,7 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
             continue  # zeros here may be constant input features or untouched rows, not dead units
         # Exact zeros where the histogram resolves them; else the zero bucket's excess over a
         # heavy-tailed fit to its neighbours, where it stands far above that fit.
-        exact = layer.zero_bucket_width <= limits.exact_zero_resolution * np.nan_to_num(layer.max_abs)
+        exact = resolves_exact_zeros(layer, limits.exact_zero_resolution)
         spike = layer.zero_spike_ratio >= limits.coarse_zero_spike_ratio
         share = np.where(exact, layer.zero_share, np.where(spike, layer.zero_excess_share, 0.0))
         needed = np.where(exact, limits.dead_zero_share, limits.coarse_dead_zero_share)

@@ -346,11 +346,17 @@ _PARAMETER = re.compile(
 )
 
 
+def layer_path(tag: str) -> str:
+    """The layer a gradient tag belongs to, with its model scope: a kernel and its bias are one layer
+    (``gradients/sequential/dense_1/kernel`` and ``…/bias`` → ``sequential/dense_1``)."""
+    name = _GRADIENT_WRAPPERS.sub("", _GRADIENT_WRAPPERS.sub("", tag))
+    return _PARAMETER.sub("", name)
+
+
 def layer_name(tag: str) -> str:
     """A tag shortened to its layer for a table cell (``gradients/sequential/dense_1/kernel`` →
     ``dense_1``, ``grad/encoder.layers.1.linear1.weight`` → ``encoder.layers.1.linear1``)."""
-    name = _GRADIENT_WRAPPERS.sub("", _GRADIENT_WRAPPERS.sub("", tag))
-    return _PARAMETER.sub("", name).split("/")[-1] or tag
+    return layer_path(tag).split("/")[-1] or tag
 
 
 def _finite(v) -> bool:

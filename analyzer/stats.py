@@ -398,6 +398,12 @@ def _last_finite(values: np.ndarray, offset: int) -> int:
     return offset + int(finite[-1]) if finite.size else -1
 
 
+def resolves_exact_zeros(layer: LayerStats, resolution: float) -> np.ndarray:
+    """Per step: the bucket holding zero is narrower than `resolution` x the layer's largest |g|, so
+    its count is a count of exact zeros (log-spaced legacy buckets; not TF2's even ones)."""
+    return layer.zero_bucket_width <= resolution * np.nan_to_num(layer.max_abs)
+
+
 def is_weight_tag(tag: str) -> bool:
     lowered = tag.lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)
@@ -438,7 +444,7 @@ def run_stats(series: list[HistogramSeries], exact_zero_resolution: float = 1e-6
         zero_share[i, at] = layer.zero_share
         count[i, at] = layer.count
         nonfinite[i, at] = layer.nonfinite
-        exact_zeros[i, at] = layer.zero_bucket_width <= exact_zero_resolution * np.nan_to_num(layer.max_abs)
+        exact_zeros[i, at] = resolves_exact_zeros(layer, exact_zero_resolution)
     with np.errstate(invalid="ignore"):
         size = np.nanmax(np.where(np.isfinite(count), count, np.nan), axis=1, initial=0.0)
         missing = np.isfinite(count) & (count < size[:, None] - 0.5)

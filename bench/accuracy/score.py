@@ -14,7 +14,6 @@ flagged, every Jaccard >= 0.8), or on the dev half when only it is scored.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,22 +22,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from analyzer.batch import BatchOptions, process_runs  # noqa: E402
+from analyzer.report import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 from analyzer.runs import find_runs  # noqa: E402
 
 CLASSES = ["healthy", "vanishing", "exploding", "dead_units"]
 SPLITS = ("held_back", "dev")
-
-# What writers put around a parameter's name, and the parameter's own name at the end of it.
-_WRAPPERS = re.compile(r"^(gradients|grads?)/|(/gradient|_grad|\.grad|/grads?)$")
-_PARAMETER = re.compile(
-    r"[/.](kernel|bias|weight|gamma|beta|embeddings|recurrent_kernel|[a-z_]*(?:weight|bias)_[a-z0-9_]+|in_proj_weight|in_proj_bias)$"
-)
-
-
-def layer_of(tag: str) -> str:
-    """The layer a gradient tag belongs to: a kernel and its bias are one layer."""
-    name = _WRAPPERS.sub("", _WRAPPERS.sub("", tag))
-    return _PARAMETER.sub("", name)
 
 
 def score(runs_dir: Path) -> list[tuple]:
