@@ -100,9 +100,8 @@ def data_for(task, seed):
     """(x, y, outputs): outputs is the number of classes, or 0 for a regression."""
     kind, _, scale = task.partition(":")
     scale = float(scale) if scale else None
-    if kind == "cls":  # a scale here scales the inputs: features logged in small units
-        x, y = classification(seed)
-        return (x * scale if scale else x), y, CLASSES
+    if kind == "cls":
+        return (*classification(seed), CLASSES)
     if kind.startswith("reg"):
         return (*regression(seed, float(kind[3:])), 0)
     maker = {"img": images, "seq": sequences, "tok": tokens}[kind]
