@@ -12,6 +12,16 @@ third training per model runs a callback that traces and never probes: the fixed
 Pairs run interleaved for --rounds rounds; medians count, and the overhead paired by round is
 printed per model and for the four together with the 95 % confidence interval of its median.
 Figures are printed, never asserted.
+
+    python bench/callback_overhead.py --suite realistic --rounds 10
+
+The realistic suite trains models of the sizes people train on a CPU, each for 20 s or more without
+the callback: a CNN (three conv blocks with BatchNorm, 32x32x3 inputs), an LSTM over an embedding of
+10,000 words, and a transformer block (multi-head attention, GELU feed-forward, layer norms) over an
+embedding of 8,000 words, on synthetic data with a learnable rule (no download), 128 batches of 64 per
+epoch, with a 256-sample probe. Each runs without the callback, with it at its default frequency and
+with it every 50 batches, in fresh processes, interleaved round by round; each overhead is paired
+with the training without the callback of the same round.
 """
 
 from __future__ import annotations
@@ -34,11 +44,18 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> di
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "sample_logs"))
+    sys.path.insert(0, str(REPO / "bench"))
     import keras
+    import numpy as np
     from generate import RUNS, SEED
+    from realistic_models import REALISTIC
 
     keras.utils.set_random_seed(SEED)
-    model, optimizer, loss, x, y = RUNS[name]()
+    if name in REALISTIC:
+        build, epochs = REALISTIC[name]
+        model, optimizer, loss, x, y = build(np.random.default_rng(SEED))
+    else:
+        model, optimizer, loss, x, y = RUNS[name]()
     model.compile(optimizer=optimizer, loss=loss)
     hooks = {"all": 0.0, "end": 0.0, "first probe": 0.0, "probes": 0.0}
     marks = {}
@@ -116,6 +133,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--every-n-batches", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--suite", choices=("samples", "realistic"), default="samples")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,6 +144,9 @@ def main() -> None:
         print(json.dumps(job(args.job, args.variant, args.epochs, args.every_n_batches)))
         return
 
+    if args.suite == "realistic":
+        realistic(args.rounds)
+        return
     sys.path.insert(0, str(REPO / "sample_logs"))
     names = [
         "healthy_relu_adam",
@@ -199,6 +220,55 @@ def main() -> None:
     )
     ns = json.loads(out.stdout.splitlines()[-1])
     print(f"binning with numpy: {ns:.0f} ns per gradient entry (25 M float32)")
+
+
+REALISTIC_NAMES = ("cnn", "lstm", "transformer")
+# (label, every_n_batches): the callback's default frequency, and every 50 batches.
+FREQUENCIES = (("every epoch (default)", None), ("every 50 batches", 50))
+
+
+def realistic(rounds: int) -> None:
+    """The realistic suite: per model and frequency, the overhead paired by round with its 95 % CI."""
+    print(f"realistic trainings (bench/realistic_models.py), {rounds} rounds, each a fresh process")
+    fits: dict[tuple[str, str], list[float]] = {}
+    probes: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for name in REALISTIC_NAMES:
+            for label, every in (("without", None), *FREQUENCIES):
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--job",
+                    name,
+                    "--variant",
+                    "without" if label == "without" else "with",
+                ]
+                command += ["--every-n-batches", str(every)] if every else []
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                measured = json.loads(out.stdout.splitlines()[-1])
+                fits.setdefault((name, label), []).append(measured["fit"])
+                probes.setdefault((name, label), []).append(measured["probes"])
+    print(
+        f"{'model':<14}{'fit without s':>14}  "
+        + "".join(f"{label + ': median (95 % CI)':>42}" for label, _ in FREQUENCIES)
+    )
+    for label_group, group in [(name, [name]) for name in REALISTIC_NAMES] + [
+        ("all three", list(REALISTIC_NAMES))
+    ]:
+        without = statistics.median(sum(fits[(n, "without")][k] for n in group) for k in range(rounds))
+        cells = []
+        for label, _ in FREQUENCIES:
+            per_round = [
+                sum(fits[(n, label)][k] for n in group) / sum(fits[(n, "without")][k] for n in group) - 1
+                for k in range(rounds)
+            ]
+            low, high = median_interval(per_round)
+            probe_s = statistics.median(sum(probes[(n, label)][k] for n in group) for k in range(rounds))
+            cells.append(
+                f"{statistics.median(per_round):>12.1%} ({low:.1%} to {high:.1%}), probes {probe_s:5.1f} s"
+            )
+        print(f"{label_group:<14}{without:>14.1f}  " + "".join(f"{c:>42}" for c in cells))
+    print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
