@@ -31,6 +31,15 @@ class HistogramBlock:
     encoding: str  # "tf2" | "legacy"
 
 
+def stack_field(items: list, name: str, width: int) -> np.ndarray:
+    """One field of several blocks, stacked along steps; bucket arrays are padded to `width` buckets
+    with empty ones (left = right = count = 0), which no statistic counts."""
+    parts = [getattr(item, name) for item in items]
+    if parts[0].ndim == 2:
+        parts = [p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
+    return np.concatenate(parts)
+
+
 class TensorHistograms:
     """TF2 histograms (float64 [k, 3] tensors) of one tag. The bytes of every tensor with the first
     one's shape go back to back into one buffer, which becomes the array without a copy; any other
@@ -43,7 +52,12 @@ class TensorHistograms:
         self._shape: tensor_shape_pb2.TensorShapeProto | None = None
         self._nbytes = -1  # of a [k, 3] float64 histogram of that shape; -1: the first was not one
 
-    def add(self, step: int, tensor: tensor_pb2.TensorProto) -> None:
+    def clear(self) -> None:
+        """Forget the histograms collected (their block was taken); the shape seen first stays."""
+        self.steps, self._raw, self._odd = [], bytearray(), {}
+
+    def add(self, step: int, tensor: tensor_pb2.TensorProto) -> int:
+        """Collect one histogram; returns its size in buckets (what it costs to keep)."""
         content = tensor.tensor_content
         if self._shape is None:
             self._shape = tensor_shape_pb2.TensorShapeProto()
@@ -58,6 +72,7 @@ class TensorHistograms:
             copy.CopyFrom(tensor)
             self._odd[len(self.steps)] = copy
         self.steps.append(step)
+        return len(content) // 24 or 1
 
     def block(self, tag: str, path: str, problems: list[Problem]) -> HistogramBlock | None:
         if not self.steps:
@@ -170,7 +185,12 @@ class LegacyHistograms:
         self._limits: list[np.ndarray] = []
         self._counts: list[np.ndarray] = []
 
-    def add(self, step: int, h) -> None:
+    def clear(self) -> None:
+        """Forget the histograms collected (their block was taken)."""
+        self.steps, self._moments, self._limits, self._counts = [], [], [], []
+
+    def add(self, step: int, h) -> int:
+        """Collect one histogram; returns its size in buckets once merged (what it costs to keep)."""
         limits = np.array(h.bucket_limit, dtype=np.float64)  # from a protobuf field: 7x faster than list()
         counts = np.array(h.bucket, dtype=np.float64)
         k = min(len(limits), len(counts))
@@ -185,6 +205,7 @@ class LegacyHistograms:
         self._moments.append((h.min, h.max, h.num, h.sum, h.sum_squares))
         self._limits.append(limits)
         self._counts.append(counts)
+        return len(limits) or 1
 
     def drop_from(self, step: int) -> None:
         """Forget histograms logged at `step` or later (orphaned by a restart)."""

@@ -1,7 +1,8 @@
-"""A run's event files → one histogram series per gradient tag, in depth order.
+"""A run's event files → the statistics of each gradient tag, in depth order, and its loss series.
 
 Both encodings become the same plain data: per step, buckets as (left edge, right edge, count), plus
-the exact moments (num, sum, sum of squares) where the legacy ``HistogramProto`` carries them.
+the exact moments (num, sum, sum of squares) where the legacy ``HistogramProto`` carries them; the
+reader reduces them to statistics (``stats.LayerStats``) as it reads.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .blocks import HistogramBlock, ScalarBlock
+from .blocks import ScalarBlock
 from .problems import Problem
 from .readers import READERS, TRUNCATED_END, read_file
 from .runs import SPLIT_FOLDERS, Run
+from .stats import LayerStats, merge_pieces, thinned
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
 DEFAULT_TAG_PATTERN = r"(?i)grad"
@@ -28,21 +30,6 @@ DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
 LIVE_WRITE_SECONDS = 600
 # A loss series is a validation loss when its folder or its tag says so; the rest are training losses.
 _VALIDATION = re.compile(r"(?i)(^|[/_. -])(val|valid|validation|eval|test)($|[/_. -])")
-
-
-@dataclass
-class HistogramSeries:
-    """All logged histograms of one tag, by step; arrays are padded to a common bucket count."""
-
-    tag: str
-    steps: np.ndarray  # int64 [S], ascending, unique
-    left: np.ndarray  # float64 [S, K] bucket left edges
-    right: np.ndarray  # float64 [S, K] bucket right edges
-    counts: np.ndarray  # float64 [S, K]; padding buckets have count 0
-    num: np.ndarray  # float64 [S] exact element count, NaN where the encoding lacks it
-    sum: np.ndarray  # float64 [S] exact sum, NaN where unknown
-    sum_squares: np.ndarray  # float64 [S] exact sum of squares, NaN where unknown
-    encodings: tuple[str, ...]  # "tf2" and/or "legacy"
 
 
 @dataclass
@@ -66,10 +53,11 @@ class LossSeries:
 
 @dataclass
 class RunData:
-    """What a run's files held: gradient series in depth order, and what else was seen."""
+    """What a run's files held: the statistics of its gradient tags in depth order, and what else
+    was seen."""
 
     run: Run
-    series: list[HistogramSeries]
+    layers: list[LayerStats]
     other_histogram_tags: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     restarted: bool = False  # a later file went back to steps an earlier file had logged
@@ -79,7 +67,7 @@ class RunData:
 
     @property
     def last_step(self) -> int | None:
-        steps = [int(s.steps[-1]) for s in self.series if len(s.steps)]
+        steps = [int(layer.steps[-1]) for layer in self.layers if len(layer.steps)]
         return max(steps) if steps else None
 
 
@@ -93,34 +81,34 @@ def read_run(
     selected = re.compile(tag_pattern)
     is_loss = re.compile(loss_pattern)
     loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
-    blocks: dict[str, list[HistogramBlock]] = {}
+    layers: dict[str, LayerStats] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
     hparams: dict[str, str] = {}
     restarted = False
     for path in run.event_files:
-        contents = read_file(path, reader)
+        contents = read_file(path, reader, selected.search)
         problems.extend(contents.problems)
         hparams.update(contents.hparams)
+        other_tags.update(dict.fromkeys(contents.other_histogram_tags))
         split = _split_of(path)
         for tag, scalar_block in contents.scalars.items():
             if is_loss.search(tag):
                 loss_blocks.setdefault((split, tag), []).append(scalar_block)
-        for tag, tag_blocks in contents.histograms.items():
-            if not selected.search(tag):
-                other_tags.setdefault(tag)
+        for tag, layer in contents.layers.items():
+            known = layers.get(tag)
+            if known is None:
+                layers[tag] = layer
                 continue
-            known = blocks.setdefault(tag, [])
-            if known and min(b.steps.min() for b in tag_blocks) <= max(b.steps.max() for b in known):
+            if len(layer.steps) and len(known.steps) and layer.steps.min() <= known.steps.max():
                 restarted = True
-            known.extend(tag_blocks)
-    series = [_merge(tag, tag_blocks) for tag, tag_blocks in blocks.items()]
+            layers[tag] = thinned(merge_pieces([known, layer]))
     live = _being_written(run.event_files, problems)
     problems = [p for p in problems if p.path not in live or p.kind != TRUNCATED_END]
     return RunData(
         run=run,
-        series=_in_depth_order(series),
-        other_histogram_tags=list(other_tags),
+        layers=_in_depth_order(list(layers.values())),
+        other_histogram_tags=[tag for tag in other_tags if tag not in layers],
         problems=problems,
         restarted=restarted,
         hparams=hparams,
@@ -162,54 +150,16 @@ def _merge_scalars(tag: str, split: str, blocks: list[ScalarBlock]) -> LossSerie
     return LossSeries(tag, split, unique_steps.astype(np.int64), values[len(steps) - 1 - from_end])
 
 
-def _in_depth_order(series: list[HistogramSeries]) -> list[HistogramSeries]:
+def _in_depth_order(layers: list[LayerStats]) -> list[LayerStats]:
     """Depth order is the order tags first appear: writers log layers from input to output.
 
     EventAccumulator keeps first-appearance order within one encoding only, so a run that mixes TF2
     and legacy histograms falls back to a natural sort of the tag names (``layer10`` after ``layer9``).
     """
-    if len({s.encodings for s in series}) > 1:
-        return sorted(series, key=lambda s: natural_key(s.tag))
-    return series
+    if len({layer.encodings for layer in layers}) > 1:
+        return sorted(layers, key=lambda layer: natural_key(layer.tag))
+    return layers
 
 
 def natural_key(tag: str) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)]
-
-
-def _merge(tag: str, blocks: list[HistogramBlock]) -> HistogramSeries:
-    """Blocks in reading order → one series sorted by step; of repeated steps the last read wins."""
-    if len(blocks) == 1 and np.all(np.diff(blocks[0].steps) > 0):  # the common case: nothing to merge
-        b = blocks[0]
-        return HistogramSeries(
-            tag, b.steps, b.left, b.right, b.counts, b.num, b.sum, b.sum_squares, (b.encoding,)
-        )
-    width = max(b.counts.shape[1] for b in blocks)
-
-    def stacked(name: str) -> np.ndarray:
-        return stack_field(blocks, name, width)
-
-    steps = np.concatenate([b.steps for b in blocks])
-    # np.unique keeps the first of equal values: look from the end so the last read wins.
-    unique_steps, from_end = np.unique(steps[::-1], return_index=True)
-    keep = len(steps) - 1 - from_end
-    return HistogramSeries(
-        tag=tag,
-        steps=unique_steps.astype(np.int64),
-        left=stacked("left")[keep],
-        right=stacked("right")[keep],
-        counts=stacked("counts")[keep],
-        num=stacked("num")[keep],
-        sum=stacked("sum")[keep],
-        sum_squares=stacked("sum_squares")[keep],
-        encodings=tuple(sorted({b.encoding for b in blocks})),
-    )
-
-
-def stack_field(items: list, name: str, width: int) -> np.ndarray:
-    """One field of several blocks or series, stacked along steps; bucket arrays are padded to `width`
-    buckets with empty ones (left = right = count = 0), which no statistic counts."""
-    parts = [getattr(item, name) for item in items]
-    if parts[0].ndim == 2:
-        parts = [p if p.shape[1] == width else np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts]
-    return np.concatenate(parts)

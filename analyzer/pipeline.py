@@ -41,7 +41,7 @@ def analyse_run(
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
 ) -> RunResult:
     data = read_run(run, tag_pattern, reader, loss_pattern)
-    stats = run_stats(data.series, limits.exact_zero_resolution)
+    stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
     diagnosis = diagnose(stats, trends, limits)
     notes = []
@@ -55,7 +55,15 @@ def analyse_run(
             f"still being written: read up to step {data.last_step}; {path} ends in a partial record "
             f"(changed {age:.0f} s ago), as a writer mid-record leaves it"
         )
-    if not data.series:
+    thinned = [layer for layer in data.layers if layer.logged_steps > len(layer.steps)]
+    if thinned:
+        logged = max(layer.logged_steps for layer in thinned)
+        kept = min(len(layer.steps) for layer in thinned)
+        notes.append(
+            f"a long run: of up to {logged:,} logged steps per tag, the statistics of {kept:,} or more, "
+            "evenly spread, were kept (with every change between finite and non-finite gradients)"
+        )
+    if not data.layers:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
     return RunResult(
         run=run,
@@ -63,7 +71,7 @@ def analyse_run(
         trends=trends,
         diagnosis=diagnosis,
         remedies=[remedies_for(f) for f in diagnosis.findings],
-        encodings=sorted({e for s in data.series for e in s.encodings}),
+        encodings=sorted({e for layer in data.layers for e in layer.encodings}),
         other_histogram_tags=data.other_histogram_tags,
         problems=data.problems,
         notes=notes,
@@ -103,7 +111,7 @@ def layer_summary(result: RunResult, i: int) -> LayerSummary:
         tag=layer.tag,
         depth=i,
         verdict=result.diagnosis.layer_verdicts[i] if result.diagnosis.layer_verdicts else "",
-        steps=len(layer.steps),
+        steps=layer.logged_steps,
         rms_first=at(layer.rms, first),
         rms_last=at(layer.rms, last),
         rms_exact=bool(layer.rms_exact.all()),
@@ -111,7 +119,7 @@ def layer_summary(result: RunResult, i: int) -> LayerSummary:
         abs_quantiles_last=layer.abs_quantiles_last if last is not None else None,
         max_abs=float(np.nanmax(layer.max_abs)) if np.isfinite(layer.max_abs).any() else np.nan,
         zero_share_last=at(layer.zero_share, last),
-        nonfinite_steps=int(layer.nonfinite.sum()),
+        nonfinite_steps=layer.logged_nonfinite,
     )
 
 

@@ -1,10 +1,15 @@
-"""Reading one event file into blocks of histograms per tag, by either of two readers.
+"""Reading one event file into the statistics of each gradient tag, by either of two readers.
 
 ``streaming`` (default): the framing and CRC checks of ``records``, protobuf parsing, and
 EventAccumulator's bookkeeping rules (a tag's first metadata names its plugin; legacy histograms purged
 on restarts as it does; TF2 tensors never purged), each tag's histograms collected by ``blocks``.
 ``tensorboard``: TensorBoard's own EventAccumulator (without TensorFlow), its output collected the same
 way. Tests hold the two to identical results on every corpus in the repository.
+
+Histograms are reduced to their statistics (``stats``) as they are read, whenever those collected hold
+more than _BUFFERED_BUCKETS buckets, and long tags are thinned (``stats.thinned``): the streaming
+reader's memory is bounded by a run's width, whatever its length. The ``tensorboard`` reader keeps
+every event in EventAccumulator's own store, by design.
 """
 
 from __future__ import annotations
@@ -12,16 +17,17 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tensorboard.compat.proto import event_pb2
 
-from .blocks import HistogramBlock, LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
+from .blocks import LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
 from .problems import Problem
 from .records import RecordReader, masked_crc32c
+from .stats import KEPT_STEPS, LayerStats, merge_pieces, reduce_blocks, thinned
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
 TF2_SCALAR_PLUGIN = "scalars"
@@ -29,22 +35,24 @@ READERS = ("streaming", "tensorboard")
 TRUNCATED_END = "truncated_end"  # Problem.kind of a file that ends in a partial record
 
 
-FileHistograms = dict[str, list[HistogramBlock]]
 FileScalars = dict[str, ScalarBlock]
+TagFilter = Callable[[str], object]  # which histogram tags to analyse (truthy: this one)
 
 
 @dataclass
 class FileContents:
     """What one event file holds for the analyzer."""
 
-    histograms: FileHistograms
+    layers: dict[str, LayerStats]  # statistics of each selected histogram tag (TF2 tags first, then
+    #                                legacy, each in order of first appearance, as Tags() lists them)
     problems: list[Problem]
     hparams: dict[str, str]  # from the hparams plugin's session start, when logged
     scalars: FileScalars = field(default_factory=dict)  # every scalar tag, legacy or TF2
+    other_histogram_tags: list[str] = field(default_factory=list)  # histogram tags not selected
 
 
-def read_file(path: str, reader: str = READERS[0]) -> FileContents:
-    """Histogram blocks per tag (TF2 tags first, then legacy, each in order of first appearance)."""
+def read_file(path: str, reader: str = READERS[0], selected: TagFilter = bool) -> FileContents:
+    """The statistics of the histogram tags `selected` accepts; the others are only named."""
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
     try:
@@ -54,8 +62,96 @@ def read_file(path: str, reader: str = READERS[0]) -> FileContents:
     if size == 0:
         return FileContents({}, [Problem(path, "empty file (0 bytes)")], {})
     if reader == "tensorboard":
-        return _read_with_event_accumulator(path)
-    return _read_streaming(path, size)
+        return _read_with_event_accumulator(path, selected)
+    return _read_streaming(path, size, selected)
+
+
+# Buckets of collected histograms, over all tags, that wait to be reduced to statistics: about 24 MB
+# of TF2 histograms. Reducing more at once saves little: the reduction is one vectorised pass over
+# all of them either way.
+_BUFFERED_BUCKETS = 1_000_000
+
+
+class _HistogramStore:
+    """The histograms of one file's selected tags, reduced to statistics a buffer at a time."""
+
+    def __init__(self, path: str, selected: TagFilter) -> None:
+        self._path = path
+        self._selected = selected
+        self.tensors: dict[str, TensorHistograms] = {}
+        self.legacy: dict[str, LegacyHistograms] = {}
+        self._pieces: dict[tuple[str, str], list[LayerStats]] = {}  # (encoding, tag) → in reading order
+        self._tag_problems: dict[str, list[Problem]] = {}  # reported if the tag is a histogram tag
+        self._buffered = 0
+        self._unselected_tensor_tags: dict[str, None] = {}
+        self._unselected_legacy_tags: dict[str, None] = {}
+
+    def add_tensor(self, tag: str, step: int, tensor) -> None:
+        collected = self.tensors.get(tag)
+        if collected is None:
+            if not self._selected(tag):
+                self._unselected_tensor_tags[tag] = None
+                return
+            collected = self.tensors[tag] = TensorHistograms()
+        self._buffered += collected.add(step, tensor)
+        if self._buffered > _BUFFERED_BUCKETS:
+            self._reduce()
+
+    def add_legacy(self, tag: str, step: int, histogram) -> None:
+        collected = self.legacy.get(tag)
+        if collected is None:
+            if not self._selected(tag):
+                self._unselected_legacy_tags[tag] = None
+                return
+            collected = self.legacy[tag] = LegacyHistograms()
+        self._buffered += collected.add(step, histogram)
+        if self._buffered > _BUFFERED_BUCKETS:
+            self._reduce()
+
+    def purge_legacy(self, tags: list[str], step: int) -> None:
+        """Forget legacy histograms logged at `step` or later (orphaned by a restart)."""
+        for tag in tags:
+            if tag in self.legacy:
+                self.legacy[tag].drop_from(step)
+            key = ("legacy", tag)
+            if key in self._pieces:
+                self._pieces[key] = [piece.before(step) for piece in self._pieces[key]]
+
+    def _reduce(self) -> None:
+        """Every collected histogram becomes statistics, in one pass; long tags are thinned."""
+        blocks = []
+        for tag, tensor_histograms in self.tensors.items():
+            problems = self._tag_problems.setdefault(tag, [])
+            blocks.append((("tf2", tag), tensor_histograms.block(tag, self._path, problems)))
+            tensor_histograms.clear()
+        for tag, legacy_histograms in self.legacy.items():
+            blocks.append((("legacy", tag), legacy_histograms.block()))
+            legacy_histograms.clear()
+        blocks = [(key, block) for key, block in blocks if block is not None]
+        reduced = reduce_blocks([(tag, block) for (_, tag), block in blocks])
+        for (key, _), layer in zip(blocks, reduced):
+            pieces = self._pieces.setdefault(key, [])
+            pieces.append(layer)
+            if sum(len(piece.steps) for piece in pieces) > 2 * KEPT_STEPS:
+                self._pieces[key] = [thinned(merge_pieces(pieces))]
+        self._buffered = 0
+
+    def layers(
+        self, is_histogram_tag: Callable[[str], bool], problems: list[Problem]
+    ) -> dict[str, LayerStats]:
+        self._reduce()
+        out: dict[str, list[LayerStats]] = {}
+        for tag in self.tensors:
+            if is_histogram_tag(tag):
+                problems.extend(self._tag_problems.get(tag, []))
+                out.setdefault(tag, []).extend(self._pieces.get(("tf2", tag), []))
+        for tag in self.legacy:
+            out.setdefault(tag, []).extend(self._pieces.get(("legacy", tag), []))
+        return {tag: thinned(merge_pieces(pieces)) for tag, pieces in out.items() if pieces}
+
+    def other_tags(self, is_histogram_tag: Callable[[str], bool]) -> list[str]:
+        tensor_tags = [tag for tag in self._unselected_tensor_tags if is_histogram_tag(tag)]
+        return list(dict.fromkeys(tensor_tags + list(self._unselected_legacy_tags)))
 
 
 def _size_of(path: str) -> int:
@@ -77,9 +173,9 @@ def _open(path: str):
 # --- the streaming reader --------------------------------------------------------------------------
 
 
-def _read_streaming(path: str, size: int) -> FileContents:
+def _read_streaming(path: str, size: int, selected: TagFilter) -> FileContents:
     problems: list[Problem] = []
-    accumulator = _StreamingAccumulator()
+    accumulator = _StreamingAccumulator(_HistogramStore(path, selected))
     try:
         with _open(path) as stream, _cyclic_gc_paused():
             records = RecordReader(stream, size)
@@ -98,11 +194,12 @@ def _read_streaming(path: str, size: int) -> FileContents:
         if records.damage is not None:
             kind = TRUNCATED_END if records.damage.at_end else ""
             problems.append(Problem(path, records.damage.message, kind))
-    histograms = accumulator.blocks(path, problems)
-    if not histograms and not problems and accumulator.file_version is None:
+    layers = accumulator.histograms.layers(accumulator.is_histogram_tag, problems)
+    other_tags = accumulator.histograms.other_tags(accumulator.is_histogram_tag)
+    if not layers and not other_tags and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
     return FileContents(
-        histograms, problems, _hparams(accumulator.hparams_content), accumulator.scalar_blocks()
+        layers, problems, _hparams(accumulator.hparams_content), accumulator.scalar_blocks(), other_tags
     )
 
 
@@ -130,17 +227,20 @@ def _file_version(text: str) -> float:
 class _StreamingAccumulator:
     """EventAccumulator's bookkeeping for histograms, without its reservoirs and compression."""
 
-    def __init__(self) -> None:
+    def __init__(self, histograms: _HistogramStore) -> None:
+        self.histograms = histograms
         self.file_version: float | None = None
         self._file_version_2 = False
         self._most_recent_step = -1
         self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
-        self._tensors: dict[str, TensorHistograms] = {}
-        self._legacy: dict[str, LegacyHistograms] = {}
         # Legacy simple values are purged on restarts like legacy histograms; TF2 scalar tensors never.
         self._simple_scalars: dict[str, Scalars] = {}
         self._tensor_scalars: dict[str, Scalars] = {}
         self.hparams_content: list[bytes] = []
+
+    def is_histogram_tag(self, tag: str) -> bool:
+        """A TF2 tensor tag is a histogram tag when its first metadata says so (final once read)."""
+        return self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN
 
     def add(self, event: event_pb2.Event) -> None:
         what = event.WhichOneof("what")  # one call instead of a HasField per kind: events are many
@@ -155,10 +255,10 @@ class _StreamingAccumulator:
             else:
                 self._most_recent_step = event.step
         elif what == "session_log" and event.session_log.status == event_pb2.SessionLog.START:
-            self._purge_legacy(list(self._legacy), event.step)
+            self._purge_legacy(list(self.histograms.legacy) + list(self._simple_scalars), event.step)
         if what != "summary":
             return
-        step, plugin_of, tensors = event.step, self._plugin_of, self._tensors
+        step, plugin_of, histograms = event.step, self._plugin_of, self.histograms
         for value in event.summary.value:
             tag = value.tag
             if tag not in plugin_of and value.HasField("metadata"):
@@ -171,24 +271,17 @@ class _StreamingAccumulator:
                 # A tag's plugin is that of its first metadata: known here, it is final.
                 plugin = plugin_of.get(tag, TF2_HISTOGRAM_PLUGIN)
                 if plugin == TF2_HISTOGRAM_PLUGIN:
-                    collected = tensors.get(tag)
-                    if collected is None:
-                        collected = tensors[tag] = TensorHistograms()
-                    collected.add(step, value.tensor)
+                    histograms.add_tensor(tag, step, value.tensor)
                 elif plugin == TF2_SCALAR_PLUGIN:
                     self._tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
             elif kind == "simple_value":
                 self._simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
             elif kind == "histo":
-                collected = self._legacy.get(tag)
-                if collected is None:
-                    collected = self._legacy[tag] = LegacyHistograms()
-                collected.add(step, value.histo)
+                histograms.add_legacy(tag, step, value.histo)
 
     def _purge_legacy(self, tags: list[str], step: int) -> None:
+        self.histograms.purge_legacy(tags, step)
         for tag in tags:
-            if tag in self._legacy:
-                self._legacy[tag].drop_from(step)
             if tag in self._simple_scalars:
                 self._simple_scalars[tag].drop_from(step)
 
@@ -198,21 +291,6 @@ class _StreamingAccumulator:
             for tag, scalars in collected.items():
                 _add_scalars(out, tag, scalars.block())
         return out
-
-    def blocks(self, path: str, problems: list[Problem]) -> FileHistograms:
-        """TF2 tags first, then legacy ones, each in order of first appearance (as Tags() lists them)."""
-        out: FileHistograms = {}
-        for tag, tensor_histograms in self._tensors.items():
-            if self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN:
-                _add(out, tag, tensor_histograms.block(tag, path, problems))
-        for tag, legacy_histograms in self._legacy.items():
-            _add(out, tag, legacy_histograms.block())
-        return out
-
-
-def _add(out: FileHistograms, tag: str, block: HistogramBlock | None) -> None:
-    if block is not None:
-        out.setdefault(tag, []).append(block)
 
 
 def _add_scalars(out: FileScalars, tag: str, block: ScalarBlock | None) -> None:
@@ -247,7 +325,7 @@ def _event_accumulator_module():
     return event_accumulator
 
 
-def _read_with_event_accumulator(path: str) -> FileContents:
+def _read_with_event_accumulator(path: str, selected: TagFilter) -> FileContents:
     ea = _event_accumulator_module()
     # It keeps 10 random steps per tensor tag and 1 per histogram tag unless told 0 (all). It also
     # "compresses" every legacy histogram for a dashboard we never use: keep one, at a single point.
@@ -267,20 +345,23 @@ def _read_with_event_accumulator(path: str) -> FileContents:
     problems.extend(
         Problem(path, _describe_loss(loss), "" if "crc32" in loss else TRUNCATED_END) for loss in losses
     )
-    out: FileHistograms = {}
+    histograms = _HistogramStore(path, selected)
     tags = accumulator.Tags()
+    histogram_tags = {
+        tag
+        for tag in tags[ea.TENSORS]
+        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_HISTOGRAM_PLUGIN
+    }
     for tag in tags[ea.TENSORS]:
-        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_HISTOGRAM_PLUGIN:
-            tensor_histograms = TensorHistograms()
+        if tag in histogram_tags:
             for e in accumulator.Tensors(tag):
-                tensor_histograms.add(e.step, e.tensor_proto)
-            _add(out, tag, tensor_histograms.block(tag, path, problems))
+                histograms.add_tensor(tag, e.step, e.tensor_proto)
     for tag in tags[ea.HISTOGRAMS]:
-        legacy_histograms = LegacyHistograms()
         for e in accumulator.Histograms(tag):
-            legacy_histograms.add(e.step, e.histogram_value)
-        _add(out, tag, legacy_histograms.block())
-    if not out and not problems and accumulator.file_version is None:
+            histograms.add_legacy(tag, e.step, e.histogram_value)
+    layers = histograms.layers(histogram_tags.__contains__, problems)
+    other_tags = histograms.other_tags(histogram_tags.__contains__)
+    if not layers and not other_tags and not problems and accumulator.file_version is None:
         problems.append(Problem(path, "no events could be read"))
     try:
         hparams = _hparams(list(accumulator.PluginTagToContent(_HPARAMS_PLUGIN).values()))
@@ -298,7 +379,7 @@ def _read_with_event_accumulator(path: str) -> FileContents:
         for e in accumulator.Scalars(tag):
             simple_scalars.add(e.step, e.value)
         _add_scalars(scalars, tag, simple_scalars.block())
-    return FileContents(out, problems, hparams, scalars)
+    return FileContents(layers, problems, hparams, scalars, other_tags)
 
 
 _HPARAMS_PLUGIN = "hparams"

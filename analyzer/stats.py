@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import HistogramSeries, stack_field
+from .blocks import HistogramBlock, stack_field
 
 QUANTILES = (0.5, 0.9, 0.99)
 
@@ -42,6 +42,59 @@ class LayerStats:
     #                               made: a density as peaked as the neighbours say could fill it)
     nonfinite: np.ndarray  # bool: NaN or Inf gradients were logged at this step
     empty: np.ndarray  # bool: the histogram held no finite entries at all
+    encodings: tuple[str, ...] = ()  # "tf2" and/or "legacy"
+    quantiles_step: int = -1  # the step abs_quantiles_last is at; -1: none
+    logged_steps: int = -1  # steps logged; more than len(steps) where a long run was thinned
+    logged_nonfinite: int = -1  # of them with NaN or Inf gradients
+
+    def __post_init__(self) -> None:
+        if self.logged_steps < 0:
+            self.logged_steps = len(self.steps)
+        if self.logged_nonfinite < 0:
+            self.logged_nonfinite = int(np.count_nonzero(self.nonfinite))
+
+    def rows(self, index: np.ndarray) -> LayerStats:
+        """These steps only (an index or a mask into steps); the logged counts are kept."""
+        kept = {name: getattr(self, name)[index] for name in PER_STEP}
+        has_quantiles = self.quantiles_step in kept["steps"]
+        return LayerStats(
+            tag=self.tag,
+            abs_quantiles_last=self.abs_quantiles_last if has_quantiles else np.full(len(QUANTILES), np.nan),
+            encodings=self.encodings,
+            quantiles_step=self.quantiles_step if has_quantiles else -1,
+            logged_steps=self.logged_steps,
+            logged_nonfinite=self.logged_nonfinite,
+            **kept,
+        )
+
+    def before(self, step: int) -> LayerStats:
+        """The steps before `step` only: what a restart orphaned is forgotten, as never logged."""
+        keep = self.steps < step
+        out = self.rows(keep)
+        out.logged_steps -= int(np.count_nonzero(~keep))
+        out.logged_nonfinite -= int(np.count_nonzero(self.nonfinite & ~keep))
+        return out
+
+
+# The fields of LayerStats indexed by step.
+PER_STEP = (
+    "steps",
+    "count",
+    "rms",
+    "rms_low",
+    "rms_high",
+    "rms_exact",
+    "mean_abs",
+    "mean_abs_low",
+    "mean_abs_high",
+    "max_abs",
+    "zero_share",
+    "zero_bucket_width",
+    "zero_excess_share",
+    "zero_spike_ratio",
+    "nonfinite",
+    "empty",
+)
 
 
 # Rows (steps) per pass. A run stacks every tag's steps (9,000 rows x 30 buckets is common): in one
@@ -50,9 +103,9 @@ class LayerStats:
 _ROWS_PER_BLOCK = 1024
 
 
-def layer_stats(series: HistogramSeries) -> LayerStats:
+def layer_stats(block: HistogramBlock, tag: str = "") -> LayerStats:
     """Vectorised over steps and buckets; never raises on finite or non-finite input."""
-    return _layer_stats_of_stacked(series, [series])[0]
+    return reduce_blocks([(tag, block)])[0]
 
 
 @dataclass
@@ -117,7 +170,7 @@ def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Bucket
     )
 
 
-def _block_stats(series: HistogramSeries, rows: slice) -> dict[str, np.ndarray]:
+def _block_stats(series: HistogramBlock, rows: slice) -> dict[str, np.ndarray]:
     """The per-step statistics of `rows` steps of a series, as LayerStats fields."""
     counts, num, sum_squares = series.counts[rows], series.num[rows], series.sum_squares[rows]
     b = _buckets(series.left[rows], series.right[rows], counts)
@@ -282,7 +335,7 @@ def _zero_spike_fit(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _nonfinite(
-    series: HistogramSeries, rows: slice, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
+    series: HistogramBlock, rows: slice, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
 ) -> np.ndarray:
     """NaN/Inf shows differently per writer: TF2 turns every edge to NaN; legacy writers put it in
     the moments, or leave entries out of the buckets (num larger than the bucket total)."""
@@ -300,7 +353,7 @@ def _nonfinite(
     return bad_bucket | all_edges_nan | bad_moments | missing_entries
 
 
-def abs_quantiles(series: HistogramSeries, rows: np.ndarray) -> np.ndarray:
+def abs_quantiles(series: HistogramBlock, rows: np.ndarray) -> np.ndarray:
     """Quantiles (QUANTILES) of |g| at the given rows (steps) of a series: [len(rows), 3], NaN for
     a step with no entries. Buckets are folded onto |g|, sorted by their upper end, and interpolated
     inside the bucket where the cumulative share crosses q: exact to within one bucket's width."""
@@ -354,43 +407,102 @@ class RunStats:
         return [layer.tag for layer in self.layers]
 
 
-def _layer_stats_together(series: list[HistogramSeries]) -> list[LayerStats]:
-    """One vectorised pass over every tag's histograms (stacked, padded to one bucket count), then
-    split per tag: per-tag calls would spend their time in numpy's per-call overhead."""
-    if len(series) <= 1:
-        return [layer_stats(s) for s in series]
-    width = max(s.counts.shape[1] for s in series)
-    fields = ("steps", "left", "right", "counts", "num", "sum", "sum_squares")
-    stacked = HistogramSeries("", *(stack_field(series, name, width) for name in fields), ())
-    return _layer_stats_of_stacked(stacked, series)
-
-
-def _layer_stats_of_stacked(stacked: HistogramSeries, series: list[HistogramSeries]) -> list[LayerStats]:
-    """Statistics of `series` from their rows stacked in order in `stacked`."""
+def reduce_blocks(blocks: list[tuple[str, HistogramBlock]]) -> list[LayerStats]:
+    """The statistics of each (tag, block), in one vectorised pass over every block's histograms
+    (stacked, padded to one bucket count): per-block calls would spend their time in numpy's
+    per-call overhead. Each block's |g| quantiles are computed at its last step with a finite RMS."""
+    if not blocks:
+        return []
+    parts = [block for _, block in blocks]
+    if len(parts) == 1:
+        stacked = parts[0]
+    else:
+        width = max(b.counts.shape[1] for b in parts)
+        fields = ("steps", "left", "right", "counts", "num", "sum", "sum_squares")
+        stacked = HistogramBlock(*(stack_field(parts, name, width) for name in fields), "")
     rows = len(stacked.steps)
-    blocks = [
+    passes = [
         _block_stats(stacked, slice(start, start + _ROWS_PER_BLOCK))
         for start in range(0, max(rows, 1), _ROWS_PER_BLOCK)
     ]
-    per_step = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
-    bounds = np.cumsum([0] + [len(s.steps) for s in series])
-    # Quantiles are reported at each tag's last step with a finite RMS: computed there only.
+    per_step = {name: np.concatenate([p[name] for p in passes]) for name in passes[0]}
+    bounds = np.cumsum([0] + [len(b.steps) for b in parts])
     last = np.array(
         [_last_finite(per_step["rms"][start:end], start) for start, end in zip(bounds, bounds[1:])]
     )
-    quantiles = np.full((len(series), len(QUANTILES)), np.nan)
+    quantiles = np.full((len(parts), len(QUANTILES)), np.nan)
     found = last >= 0
     if found.any():
         quantiles[found] = abs_quantiles(stacked, last[found])
     return [
         LayerStats(
-            tag=s.tag,
-            steps=s.steps,
+            tag=tag,
+            steps=block.steps,
             abs_quantiles_last=quantiles[i],
+            encodings=(block.encoding,) if block.encoding else (),
+            quantiles_step=int(stacked.steps[last[i]]) if found[i] else -1,
             **{name: values[start:end] for name, values in per_step.items()},
         )
-        for i, (s, start, end) in enumerate(zip(series, bounds, bounds[1:]))
+        for i, ((tag, block), start, end) in enumerate(zip(blocks, bounds, bounds[1:]))
     ]
+
+
+def merge_pieces(pieces: list[LayerStats]) -> LayerStats:
+    """Statistics of one tag read in pieces (in reading order) as one, sorted by step; of a step read
+    twice the last read wins. The quantiles are those of the last finite step where a piece that won
+    it computed them there (always, unless a later file overwrote a piece's later steps)."""
+    if len(pieces) == 1 and np.all(np.diff(pieces[0].steps) > 0):  # the common case: nothing to merge
+        return pieces[0]
+    steps = np.concatenate([p.steps for p in pieces])
+    # np.unique keeps the first of equal values: look from the end so the last read wins.
+    unique_steps, from_end = np.unique(steps[::-1], return_index=True)
+    keep = len(steps) - 1 - from_end
+    source = np.repeat(np.arange(len(pieces)), [len(p.steps) for p in pieces])[keep]
+    merged = {name: np.concatenate([getattr(p, name) for p in pieces])[keep] for name in PER_STEP}
+    merged["steps"] = unique_steps.astype(np.int64)
+    quantiles, quantiles_step = np.full(len(QUANTILES), np.nan), -1
+    finite = np.flatnonzero(np.isfinite(merged["rms"]))
+    if finite.size:
+        winner = pieces[source[finite[-1]]]
+        if winner.quantiles_step == merged["steps"][finite[-1]]:
+            quantiles, quantiles_step = winner.abs_quantiles_last, winner.quantiles_step
+    # A step read twice counts once (steps a piece thinned away cannot be recognised: rare and few).
+    overwritten = np.ones(len(steps), dtype=bool)
+    overwritten[keep] = False
+    nonfinite = np.concatenate([p.nonfinite for p in pieces])
+    return LayerStats(
+        tag=pieces[0].tag,
+        abs_quantiles_last=quantiles,
+        encodings=tuple(sorted({e for p in pieces for e in p.encodings})),
+        quantiles_step=quantiles_step,
+        logged_steps=sum(p.logged_steps for p in pieces) - int(overwritten.sum()),
+        logged_nonfinite=sum(p.logged_nonfinite for p in pieces) - int((nonfinite & overwritten).sum()),
+        **merged,
+    )
+
+
+# A tag's statistics keep at most twice this many steps: beyond that every other step is dropped
+# (see thinned), so a run's memory is bounded by its width, not its length.
+KEPT_STEPS = 2048
+
+
+def thinned(layer: LayerStats, kept_steps: int = KEPT_STEPS) -> LayerStats:
+    """A long tag's statistics with every other step dropped while it holds more than 2 x kept_steps:
+    trends and shares over thousands of evenly thinned steps are those of all of them. Kept whatever
+    their rank: the last step, and the steps on either side of a change between finite and non-finite
+    gradients (where a blow-up starts and the last finite step before it), and the quantiles' step.
+    Tags logged at the same steps are thinned alike, so they stay aligned across depth."""
+    while len(layer.steps) > 2 * kept_steps:
+        rank = np.arange(len(layer.steps))
+        keep = rank % 2 == 0
+        keep[-1] = True
+        change = np.flatnonzero(np.diff(layer.nonfinite))
+        keep[change] = keep[change + 1] = True
+        keep |= layer.steps == layer.quantiles_step
+        if keep.all():
+            break
+        layer = layer.rows(keep)
+    return layer
 
 
 def _last_finite(values: np.ndarray, offset: int) -> int:
@@ -430,10 +542,10 @@ def _sparse_layers(layers: list[LayerStats], zero_share: np.ndarray, exact_zeros
     return sparse
 
 
-def run_stats(series: list[HistogramSeries], exact_zero_resolution: float = 1e-6) -> RunStats:
-    """`exact_zero_resolution`: a zero bucket narrower than this fraction of the layer's largest |g|
-    counts exact zeros (finer histograms than TF2's even buckets)."""
-    layers = _layer_stats_together(series)
+def run_stats(layers: list[LayerStats], exact_zero_resolution: float = 1e-6) -> RunStats:
+    """Layers (depth order) aligned on the union of their steps. `exact_zero_resolution`: a zero
+    bucket narrower than this fraction of the layer's largest |g| counts exact zeros (finer
+    histograms than TF2's even buckets)."""
     steps = np.unique(np.concatenate([layer.steps for layer in layers])) if layers else np.zeros(0, int)
     shape = (len(layers), len(steps))
     rms, zero_share, count = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)

@@ -43,7 +43,7 @@ def analyse(data: bytes) -> None:
     EVENT_FILE.write_bytes(data[1:] if not data or data[0] % 2 == 0 else _framed(data[1:]))
     for reader in ("streaming", "tensorboard"):
         run_data = read_run(RUN, tag_pattern=".", reader=reader)
-        stats = run_stats(run_data.series)
+        stats = run_stats(run_data.layers)
         diagnose(stats, run_trends(stats))
 
 

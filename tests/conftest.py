@@ -51,6 +51,27 @@ def write_tbx_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], ste
     writer.close()
 
 
+def raw_histograms(folder: Path, tag: str):
+    """One tag's histograms from the only event file of `folder`, as collected before the reader
+    reduces them to statistics (a plain file: no restarts, one encoding)."""
+    from tensorboard.compat.proto import event_pb2
+
+    from analyzer.blocks import LegacyHistograms, TensorHistograms
+    from analyzer.records import RecordReader
+
+    [path] = [p for p in folder.rglob("*") if "tfevents" in p.name]
+    tensors, legacy = TensorHistograms(), LegacyHistograms()
+    with open(path, "rb") as stream:
+        for payload in RecordReader(stream, path.stat().st_size):
+            event = event_pb2.Event.FromString(payload)
+            for value in event.summary.value:
+                if value.tag == tag and value.HasField("tensor"):
+                    tensors.add(event.step, value.tensor)
+                elif value.tag == tag and value.HasField("histo"):
+                    legacy.add(event.step, value.histo)
+    return tensors.block(tag, str(path), []) or legacy.block()
+
+
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -14,9 +14,9 @@ ORDER = [
     "runs",
     "records",
     "blocks",
+    "stats",  # the readers reduce histograms to statistics as they read them
     "readers",
     "events",
-    "stats",
     "trends",
     "diagnosis",
     "remedies",

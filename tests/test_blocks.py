@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-from analyzer.blocks import LegacyHistograms
-from analyzer.events import HistogramSeries
+from analyzer.blocks import HistogramBlock, LegacyHistograms
 from analyzer.stats import abs_quantiles, layer_stats
 
 
@@ -17,7 +16,7 @@ def _histogram(limits, counts, low, high):
     )
 
 
-def _unmerged_series(histograms) -> HistogramSeries:
+def _unmerged_series(histograms) -> HistogramBlock:
     """Every bucket as written: (limit[i-1], limit[i]], from the exact min, the last clipped at max."""
     width = max(len(h.bucket) for h in histograms)
     left, right, counts = (np.zeros((len(histograms), width)) for _ in range(3))
@@ -28,7 +27,7 @@ def _unmerged_series(histograms) -> HistogramSeries:
         left[i, 0], left[i, 1:k] = h.min, limits[:-1]
         right[i, k - 1] = min(right[i, k - 1], max(h.max, left[i, k - 1]))
     moments = np.array([(h.num, h.sum, h.sum_squares) for h in histograms]).T
-    return HistogramSeries("grad/w", np.arange(len(histograms)), left, right, counts, *moments, ("legacy",))
+    return HistogramBlock(np.arange(len(histograms)), left, right, counts, *moments, "legacy")
 
 
 def test_merging_runs_of_empty_buckets_changes_no_statistic():
@@ -43,19 +42,8 @@ def test_merging_runs_of_empty_buckets_changes_no_statistic():
     collected = LegacyHistograms()
     for step, h in enumerate(histograms):
         collected.add(step, h)
-    block = collected.block()
-    assert block.counts.shape[1] < len(limits) / 2  # most empty buckets merged away
-    merged = HistogramSeries(
-        "grad/w",
-        block.steps,
-        block.left,
-        block.right,
-        block.counts,
-        block.num,
-        block.sum,
-        block.sum_squares,
-        (),
-    )
+    merged = collected.block()
+    assert merged.counts.shape[1] < len(limits) / 2  # most empty buckets merged away
     reference = _unmerged_series(histograms)
     for name, value in vars(layer_stats(reference)).items():
         if isinstance(value, np.ndarray):

@@ -13,7 +13,6 @@ keras = pytest.importorskip("keras")
 from analyzer.callback import LOSS_TAG, GradientHistograms, _histograms, bucket_limits  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
-from analyzer.stats import layer_stats  # noqa: E402
 
 
 def _data(n=256, features=8, seed=0):
@@ -67,13 +66,12 @@ def test_sequential_every_n_batches_writes_exact_gradients(tmp_path):
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])  # 16 batches
 
     data = _read(tmp_path / "run")
-    tags = [s.tag for s in data.series]
+    tags = [layer.tag for layer in data.layers]
     assert tags == ["gradients/" + v.path for v in model.trainable_variables]  # model order
-    assert list(data.series[0].steps) == [0, 2, 4, 6, 8, 10, 12, 14, 16]
-    assert data.series[0].encodings == ("legacy",)
+    assert list(data.layers[0].steps) == [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert data.layers[0].encodings == ("legacy",)
     # The last histogram is of the final weights: compare with gradients computed here.
-    for series, grad in zip(data.series, _true_gradients(model, *probe)):
-        stats = layer_stats(series)
+    for stats, grad in zip(data.layers, _true_gradients(model, *probe)):
         assert stats.count[-1] == grad.size
         assert stats.rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(np.float64) ** 2)), rel=RMS_RTOL)
         assert stats.max_abs[-1] >= np.abs(grad).max() * (1 - 1e-6)
@@ -86,7 +84,7 @@ def test_default_frequency_is_every_epoch_plus_start(tmp_path):
     model.compile(optimizer="adam", loss="mse")
     probe = (x[:32], y[:32], None)  # no sample weights, said explicitly
     data = _fit_and_read(model, tmp_path / "run", x, y, probe, epochs=3)
-    assert list(data.series[0].steps) == [0, 4, 8, 12]
+    assert list(data.layers[0].steps) == [0, 4, 8, 12]
 
 
 def test_functional_multi_output_model(tmp_path):
@@ -100,9 +98,9 @@ def test_functional_multi_output_model(tmp_path):
     model.compile(optimizer="adam", loss={"a": "mse", "b": "mae"})
     targets = {"a": y, "b": -y}
     data = _fit_and_read(model, tmp_path / "run", x, targets, (x[:64], {"a": y[:64], "b": -y[:64]}))
-    assert [s.tag.split("/")[-2] for s in data.series] == ["trunk", "trunk", "a", "a", "b", "b"]
+    assert [layer.tag.split("/")[-2] for layer in data.layers] == ["trunk", "trunk", "a", "a", "b", "b"]
     # (an MAE bias gradient is exactly zero when residual signs balance, so only kernels are checked)
-    kernels = [layer_stats(s) for s in data.series if s.tag.endswith("kernel")]
+    kernels = [layer for layer in data.layers if layer.tag.endswith("kernel")]
     assert all(np.all(k.rms > 0) and not k.nonfinite.any() for k in kernels)
 
 
@@ -131,7 +129,7 @@ def test_model_without_declared_input(tmp_path, make_model):
     model = make_model()
     model.compile(optimizer="adam", loss="mse")
     data = _fit_and_read(model, tmp_path / "run", x, y, (x[:64], y[:64]), epochs=2)
-    assert len(data.series) == 4 and all(list(s.steps) == [0, 4, 8] for s in data.series)
+    assert len(data.layers) == 4 and all(list(layer.steps) == [0, 4, 8] for layer in data.layers)
 
 
 def test_mixed_precision_gradients_are_unscaled(tmp_path):
@@ -152,11 +150,9 @@ def test_mixed_precision_gradients_are_unscaled(tmp_path):
         true = _true_gradients(model, *probe)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    for series, grad in zip(data.series, true):
+    for stats, grad in zip(data.layers, true):
         # unscaled: the loss scale (2**15) would put the logged RMS four decades off
-        assert layer_stats(series).rms[-1] == pytest.approx(
-            np.sqrt(np.mean(grad.astype(float) ** 2)), rel=1e-2
-        )
+        assert stats.rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(float) ** 2)), rel=1e-2)
 
 
 def test_training_mode_probe_leaves_batchnorm_statistics_alone(tmp_path):
@@ -172,7 +168,7 @@ def test_training_mode_probe_leaves_batchnorm_statistics_alone(tmp_path):
     callback.set_model(model)
     callback.on_train_begin()
     callback.on_train_end()
-    assert len(_read(tmp_path / "run").series) == 6
+    assert len(_read(tmp_path / "run").layers) == 6
     for old, variable in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, variable.numpy())
 
@@ -210,9 +206,9 @@ def test_each_probe_sees_the_weights_of_its_step_while_training_runs_ahead(tmp_p
     callbacks = [SlowProbes(tmp_path / "run", probe=probe, every_n_batches=2), recorder]
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=callbacks)
 
-    series = _read(tmp_path / "run").series
+    series = _read(tmp_path / "run").layers
     assert list(series[0].steps) == sorted(recorder.weights) == list(range(0, 17, 2))
-    rms = np.array([layer_stats(s).rms for s in series])  # [variable, step]
+    rms = np.array([layer.rms for layer in series])  # [variable, step]
     for column, step in enumerate(series[0].steps):
         for variable, value in zip(model.trainable_variables, recorder.weights[step]):
             variable.assign(value)
@@ -251,7 +247,7 @@ def test_probes_leave_training_exactly_as_without_them(tmp_path):
     assert history_with == history_without
     for without, with_probes in zip(weights_without, weights_with, strict=True):
         np.testing.assert_array_equal(without, with_probes)
-    assert len(_read(tmp_path / "run").series[0].steps) == 17
+    assert len(_read(tmp_path / "run").layers[0].steps) == 17
 
 
 def test_regularization_losses_are_in_the_probed_gradients(tmp_path):
@@ -266,9 +262,9 @@ def test_regularization_losses_are_in_the_probed_gradients(tmp_path):
     )
     model.compile(optimizer="sgd", loss="mse")
     probe = (x[:64], y[:64])
-    series = _fit_and_read(model, tmp_path / "run", x, y, probe).series
+    series = _fit_and_read(model, tmp_path / "run", x, y, probe).layers
     true = [np.sqrt(np.mean(g.astype(np.float64) ** 2)) for g in _true_gradients(model, *probe)]
-    np.testing.assert_allclose([layer_stats(s).rms[-1] for s in series], true, rtol=RMS_RTOL)
+    np.testing.assert_allclose([layer.rms[-1] for layer in series], true, rtol=RMS_RTOL)
     with tf.GradientTape() as tape:
         y_pred = model(probe[0])
         plain = keras.losses.MeanSquaredError()(probe[1], y_pred)
@@ -327,7 +323,7 @@ def test_nan_gradients_keep_the_finite_values(tmp_path):
     callback.set_model(model)
     callback.on_train_begin()
     callback.on_train_end()
-    stats = layer_stats(_read(tmp_path / "run").series[0])
+    stats = _read(tmp_path / "run").layers[0]
     assert stats.nonfinite.all()
 
 
@@ -461,7 +457,7 @@ def test_embedding_lstm_dataset_validation_and_a_second_fit(tmp_path):
     model.fit(batches, epochs=1, verbose=0, callbacks=[callback])
 
     data = _read(tmp_path / "run")
-    assert [s.tag.split("/", 2)[2] for s in data.series] == [
+    assert [layer.tag.split("/", 2)[2] for layer in data.layers] == [
         "embedding/embeddings",
         "lstm/lstm_cell/kernel",
         "lstm/lstm_cell/recurrent_kernel",
@@ -469,7 +465,7 @@ def test_embedding_lstm_dataset_validation_and_a_second_fit(tmp_path):
         "dense/kernel",
         "dense/bias",
     ]
-    assert list(data.series[0].steps) == [0, 5, 10, 15, 20, 25, 30]
-    embedding = layer_stats(data.series[0])
+    assert list(data.layers[0].steps) == [0, 5, 10, 15, 20, 25, 30]
+    embedding = data.layers[0]
     assert embedding.count[-1] == 50 * 8  # the sparse gradient made dense
     assert np.all(embedding.rms > 0) and not embedding.nonfinite.any()

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE_LOGS, left_long_ago
+from conftest import REPO, SAMPLE_LOGS, left_long_ago, raw_histograms
 
 from analyzer.events import read_run
 from analyzer.runs import find_runs
-from analyzer.stats import abs_quantiles, layer_stats
+from analyzer.stats import abs_quantiles
 
 
 def _only_run(folder):
@@ -26,13 +26,12 @@ def test_tf2_histograms_are_read_with_bucket_bounds_around_the_truth(make_run, r
     values = [rng.normal(scale=s, size=5000) for s in (1.0, 0.1, 0.01)]
     folder = make_run("tf2", {"grad/dense": values, "loss_hist": values}, [0, 10, 20])
     data = read_run(_only_run(folder))
-    assert [s.tag for s in data.series] == ["grad/dense"]
+    assert [layer.tag for layer in data.layers] == ["grad/dense"]
     assert data.other_histogram_tags == ["loss_hist"]
-    series = data.series[0]
-    assert series.encodings == ("tf2",)
-    assert list(series.steps) == [0, 10, 20]
-    assert series.counts.shape[1] == 30  # TF2's 30 even buckets
-    stats = layer_stats(series)
+    stats = data.layers[0]
+    assert stats.encodings == ("tf2",)
+    assert list(stats.steps) == [0, 10, 20]
+    assert raw_histograms(folder, "grad/dense").counts.shape[1] == 30  # TF2's 30 even buckets
     true_rms = np.array([np.sqrt(np.mean(v**2)) for v in values])
     assert np.all(stats.rms_low <= true_rms * (1 + 1e-6)) and np.all(true_rms <= stats.rms_high * (1 + 1e-6))
     np.testing.assert_allclose(stats.rms, true_rms, rtol=0.02)
@@ -43,16 +42,19 @@ def test_tf2_histograms_are_read_with_bucket_bounds_around_the_truth(make_run, r
 def test_legacy_histograms_from_tensorboardx_carry_exact_moments(make_run, rng):
     values = [rng.standard_t(3, size=4000) * s for s in (1.0, 1e-3, 1e-6)]
     folder = make_run("tbx", {"layer1/grad": values}, [5, 6, 7])
-    series = read_run(_only_run(folder)).series[0]
-    assert series.encodings == ("legacy",)
-    stats = layer_stats(series)
+    stats = read_run(_only_run(folder)).layers[0]
+    assert stats.encodings == ("legacy",)
     assert stats.rms_exact.all()
     np.testing.assert_allclose(stats.rms, [np.sqrt(np.mean(v**2)) for v in values], rtol=1e-9)
     # |g| quantiles: within one TF1 exponential bucket (10 %)
     steps = np.arange(len(values))
     np.testing.assert_allclose(
-        abs_quantiles(series, steps)[:, 0], [np.median(np.abs(v)) for v in values], rtol=0.1
+        abs_quantiles(raw_histograms(folder, "layer1/grad"), steps)[:, 0],
+        [np.median(np.abs(v)) for v in values],
+        rtol=0.1,
     )
+    assert stats.quantiles_step == 7
+    np.testing.assert_allclose(stats.abs_quantiles_last[0], np.median(np.abs(values[-1])), rtol=0.1)
     np.testing.assert_allclose(stats.max_abs, [np.abs(v).max() for v in values], rtol=0.1)
 
 
@@ -60,9 +62,12 @@ def test_same_gradients_through_both_writers_agree(make_run):
     # Its own generator: the session's shared one hands out values that depend on which tests ran.
     rng = np.random.default_rng(59)
     values = [rng.normal(scale=0.05, size=8000) for _ in range(3)]
-    tf2_series = read_run(_only_run(make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"))).series[0]
-    tbx_series = read_run(_only_run(make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"))).series[0]
-    tf2, tbx = layer_stats(tf2_series), layer_stats(tbx_series)
+    tf2_folder, tbx_folder = (
+        make_run("tf2", {"grad/g": values}, [0, 1, 2], "a"),
+        make_run("tbx", {"grad/g": values}, [0, 1, 2], "b"),
+    )
+    tf2, tbx = read_run(_only_run(tf2_folder)).layers[0], read_run(_only_run(tbx_folder)).layers[0]
+    tf2_series, tbx_series = raw_histograms(tf2_folder, "grad/g"), raw_histograms(tbx_folder, "grad/g")
     np.testing.assert_allclose(tf2.rms, tbx.rms, rtol=0.02)
     np.testing.assert_allclose(tf2.mean_abs, tbx.mean_abs, rtol=0.05)
     # Quantiles from TF2's 30 even buckets are exact to within one bucket's width (the legacy
@@ -84,7 +89,7 @@ def test_restart_keeps_the_later_files_steps(make_run, rng, tmp_path):
         shutil.copy(f, run_dir / f"events.out.tfevents.{1000 + i}.host")
     data = read_run(_only_run(run_dir))
     assert data.restarted
-    stats = layer_stats(data.series[0])
+    stats = data.layers[0]
     assert list(stats.steps) == [0, 10, 20, 30, 40]
     np.testing.assert_allclose(stats.rms, [1, 1, 2, 2, 2])
 
@@ -95,7 +100,7 @@ def test_truncated_last_record_is_reported_and_the_rest_kept(make_run, rng, tmp_
     f.write_bytes(f.read_bytes()[:-7])
     left_long_ago(f)
     data = read_run(_only_run(folder))
-    assert list(data.series[0].steps) == [0, 1, 2, 3]
+    assert list(data.layers[0].steps) == [0, 1, 2, 3]
     assert len(data.problems) == 1 and "truncated" in data.problems[0].message
     assert data.problems[0].path == str(f)
 
@@ -108,10 +113,10 @@ def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request
     assert len(runs) == 4 and all(len(r.event_files) == 2 for r in runs)  # train/ + validation/
     for run in runs:
         data = read_run(run)
-        assert data.series == [] and data.problems == []
+        assert data.layers == [] and data.problems == []
         assert any(t.endswith("kernel_0/histogram") for t in data.other_histogram_tags)
         weights = read_run(run, tag_pattern=r"kernel_0/histogram")
-        assert len(weights.series) == 2 and all(len(s.steps) >= 10 for s in weights.series)
+        assert len(weights.layers) == 2 and all(len(layer.steps) >= 10 for layer in weights.layers)
 
 
 def test_analyzer_never_imports_tensorflow():
@@ -128,14 +133,17 @@ def test_analyzer_never_imports_tensorflow():
 
 
 def _assert_same_run_data(a, b):
-    assert [s.tag for s in a.series] == [s.tag for s in b.series]
+    assert [layer.tag for layer in a.layers] == [layer.tag for layer in b.layers]
     assert a.other_histogram_tags == b.other_histogram_tags
     assert a.restarted == b.restarted
     assert len(a.problems) == len(b.problems)
-    for x, y in zip(a.series, b.series):
-        assert x.encodings == y.encodings
-        for field in ("steps", "left", "right", "counts", "num", "sum", "sum_squares"):
-            assert np.array_equal(getattr(x, field), getattr(y, field), equal_nan=True), (x.tag, field)
+    for x, y in zip(a.layers, b.layers):
+        for name, value in vars(x).items():
+            other = getattr(y, name)
+            if isinstance(value, np.ndarray):
+                assert np.array_equal(value, other, equal_nan=True), (x.tag, name)
+            else:
+                assert value == other, (x.tag, name)
 
 
 def _damaged_copies(make_run, rng, tmp_path):
@@ -168,7 +176,7 @@ def test_damage_in_the_middle_is_reported_by_both_readers(make_run, rng, tmp_pat
     for reader in ("streaming", "tensorboard"):
         data = read_run(_only_run(bad_crc), reader=reader)
         assert len(data.problems) == 1 and "CRC" in data.problems[0].message
-        assert 0 < len(data.series[0].steps) < 6
+        assert 0 < len(data.layers[0].steps) < 6
         assert "truncated" in read_run(_only_run(truncated), reader=reader).problems[0].message
 
 

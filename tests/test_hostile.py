@@ -125,7 +125,7 @@ def test_a_valid_record_that_is_not_an_event_is_reported(tmp_path):
     (run / "events.out.tfevents.9999999999.bad").write_bytes(record)
     for reader in ("streaming", "tensorboard"):
         data = read_run(find_runs([str(run)]).runs[0], reader=reader)
-        assert len(data.series) == 8
+        assert len(data.layers) == 8
         assert len(data.problems) == 1 and "unreadable record" in data.problems[0].message
 
 
@@ -254,7 +254,8 @@ def test_duplicate_steps_in_one_file_keep_the_last(tmp_path):
     write_events(tmp_path / "logs" / "dup", events)
     for reader in ("streaming", "tensorboard"):
         data = read_run(find_runs([str(tmp_path / "logs")]).runs[0], reader=reader)
-        assert list(data.series[0].steps) == [5, 6] and list(data.series[0].sum_squares) == [4.0, 4.0]
+        layer = data.layers[0]  # the second step-5 event: sum of squares 4 over one entry
+        assert list(layer.steps) == [5, 6] and list(layer.rms) == [2.0, 2.0] and layer.rms_exact.all()
 
 
 def test_a_run_with_5000_tags(tmp_path):

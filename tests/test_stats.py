@@ -7,17 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.events import HistogramSeries
+from analyzer.blocks import HistogramBlock
 from analyzer.stats import abs_quantiles, layer_stats, run_stats
 
 
-def series(left, right, counts, num=None, total=None, squares=None, tag="grad/w"):
+def series(left, right, counts, num=None, total=None, squares=None) -> HistogramBlock:
     left, right, counts = (np.atleast_2d(np.asarray(a, float)) for a in (left, right, counts))
     steps = left.shape[0]
     nan = np.full(steps, np.nan)
     as_array = lambda v: nan if v is None else np.atleast_1d(np.asarray(v, float))  # noqa: E731
-    return HistogramSeries(
-        tag,
+    return HistogramBlock(
         np.arange(steps),
         left,
         right,
@@ -25,7 +24,7 @@ def series(left, right, counts, num=None, total=None, squares=None, tag="grad/w"
         as_array(num),
         as_array(total),
         as_array(squares),
-        ("tf2",) if num is None else ("legacy",),
+        "tf2" if num is None else "legacy",
     )
 
 
@@ -87,10 +86,10 @@ def test_legacy_entries_missing_from_buckets_mean_nonfinite():
 
 
 def test_run_stats_aligns_layers_on_the_union_of_steps():
-    a = series([[1], [1]], [[2], [2]], [[1], [1]], tag="grad/a")
-    b = series([[1]], [[2]], [[1]], tag="grad/b")
+    a = series([[1], [1]], [[2], [2]], [[1], [1]])
+    b = series([[1]], [[2]], [[1]])
     b.steps = np.array([1])
-    rs = run_stats([a, b])
+    rs = run_stats([layer_stats(a, "grad/a"), layer_stats(b, "grad/b")])
     assert list(rs.steps) == [0, 1]
     assert np.isnan(rs.rms[1, 0]) and np.isfinite(rs.rms[1, 1])
 

@@ -1,0 +1,99 @@
+"""Long runs: histograms reduced to statistics as they are read, and long tags thinned evenly."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_hostile import legacy_event, tf2_event, write_events
+
+from analyzer import readers
+from analyzer.events import read_run
+from analyzer.pipeline import analyse_run
+from analyzer.runs import find_runs
+from analyzer.stats import KEPT_STEPS
+
+
+def _only_run(folder):
+    [run] = find_runs([str(folder)]).runs
+    return run
+
+
+def _assert_same_layers(a, b):
+    assert [layer.tag for layer in a] == [layer.tag for layer in b]
+    for x, y in zip(a, b):
+        for name, value in vars(x).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                # Summed in blocks padded to another bucket count: equal to the last bits.
+                np.testing.assert_allclose(value, getattr(y, name), rtol=1e-13, err_msg=f"{x.tag} {name}")
+            elif isinstance(value, np.ndarray):
+                assert np.array_equal(value, getattr(y, name)), (x.tag, name)
+            else:
+                assert value == getattr(y, name), (x.tag, name)
+
+
+def test_reducing_a_few_histograms_at_a_time_changes_nothing(tmp_path, monkeypatch):
+    """A file with restarts (legacy histograms purged, TF2 tensors kept), a step logged twice and a
+    tensor of the wrong shape, read with a buffer of a few histograms: the same statistics as read at
+    once, and as TensorBoard's EventAccumulator reads it."""
+    from tensorboard.compat.proto import event_pb2
+
+    rng = np.random.default_rng(3)
+    limits = list(np.logspace(-6, 1, 40))
+    events = [event_pb2.Event(file_version="brain.Event:2")]
+    for step in list(range(0, 60)) + list(range(40, 90)):
+        if step == 40 and len(events) > 60:  # the second pass: a restart from step 40
+            events.append(
+                event_pb2.Event(step=40, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+            )
+        for layer in range(3):
+            counts = list(rng.integers(0, 50, size=40).astype(float))
+            events.append(legacy_event(f"grad/legacy{layer}", step, limits, counts, squares=float(step + 1)))
+        events.append(tf2_event("grad/tf2", step, rng.normal(size=(30, 3)) ** 2, first=step == 0))
+    events.append(tf2_event("grad/tf2", 90, [1.0, 2.0]))  # not a [k, 3] histogram
+    write_events(tmp_path / "logs" / "run", events)
+    run = _only_run(tmp_path / "logs")
+    at_once = read_run(run)
+    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 100)
+    in_pieces = read_run(run)
+    _assert_same_layers(at_once.layers, in_pieces.layers)
+    _assert_same_layers(at_once.layers, read_run(run, reader="tensorboard").layers)
+    assert [p.message for p in at_once.problems] == [p.message for p in in_pieces.problems]
+    assert len(at_once.problems) == 1 and "not a [k, 3] histogram" in at_once.problems[0].message
+    legacy = at_once.layers[1]
+    assert list(legacy.steps) == list(range(90)) and legacy.logged_steps == 90
+    assert legacy.rms_exact.all()
+
+
+def test_a_long_run_is_thinned_evenly_and_keeps_where_gradients_turned_non_finite(tmp_path):
+    steps = 2 * KEPT_STEPS + 1000
+    blow_up = range(3000, 3011)  # NaN sums: non-finite gradients logged at 11 steps
+    events = []
+    for step in range(steps):
+        scale = 10 ** (-step / steps)
+        total = float("nan") if step in blow_up else 0.0
+        for layer in range(2):
+            events.append(
+                legacy_event(
+                    f"grad/layer{layer}",
+                    step,
+                    [-scale, 0.0, scale],
+                    [5.0, 0.0, 5.0],
+                    total=total,
+                    squares=scale**2 * 10,
+                )
+            )
+    write_events(tmp_path / "logs" / "long", events)
+    run = _only_run(tmp_path / "logs")
+    data = read_run(run)
+    for layer in data.layers:
+        assert KEPT_STEPS <= len(layer.steps) <= 2 * KEPT_STEPS
+        assert layer.logged_steps == steps and layer.logged_nonfinite == len(blow_up)
+        kept = set(layer.steps.tolist())
+        assert {0, 2999, 3000, 3010, 3011, steps - 1} <= kept  # edges of the blow-up, and the last step
+        assert layer.nonfinite[np.isin(layer.steps, list(blow_up))].all()
+        assert layer.quantiles_step == steps - 1 and np.isfinite(layer.abs_quantiles_last).all()
+    np.testing.assert_array_equal(data.layers[0].steps, data.layers[1].steps)  # aligned across depth
+    result = analyse_run(run)
+    assert any(
+        note.startswith(f"a long run: of up to {steps:,} logged steps per tag") for note in result.notes
+    )
+    assert result.diagnosis.verdict == "exploding"  # the non-finite steps survive thinning
