@@ -131,6 +131,20 @@ class ScalarBlock:
     steps: np.ndarray  # int64 [n]
     values: np.ndarray  # float64 [n]; NaN and infinities kept as logged
 
+    @staticmethod
+    def joined(blocks: list[ScalarBlock]) -> ScalarBlock:
+        """Blocks read one after the other, as one (in reading order)."""
+        if len(blocks) == 1:
+            return blocks[0]
+        return ScalarBlock(
+            np.concatenate([b.steps for b in blocks]), np.concatenate([b.values for b in blocks])
+        )
+
+    def before(self, step: int) -> ScalarBlock:
+        """The values logged before `step` (what a restart orphaned forgotten)."""
+        keep = self.steps < step
+        return ScalarBlock(self.steps[keep], self.values[keep])
+
 
 class Scalars:
     """Scalars of one tag: legacy ``simple_value`` or TF2 scalar tensors (plugin ``scalars``)."""

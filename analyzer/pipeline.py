@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +40,10 @@ def analyse_run(
     limits: Thresholds = DEFAULT_THRESHOLDS,
     reader: str = READERS[0],
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
+    pool: Executor | None = None,
 ) -> RunResult:
-    data = read_run(run, tag_pattern, reader, loss_pattern)
+    """`pool`: processes that read a large file's byte ranges in parallel."""
+    data = read_run(run, tag_pattern, reader, loss_pattern, pool)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
     diagnosis = diagnose(stats, trends, limits)

@@ -18,6 +18,7 @@ import gc
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,7 +27,7 @@ from tensorboard.compat.proto import event_pb2
 
 from .blocks import LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
 from .problems import Problem
-from .records import RecordReader, masked_crc32c
+from .records import RecordReader, first_record_at_or_after, masked_crc32c
 from .stats import KEPT_STEPS, LayerStats, merge_pieces, reduce_blocks, thinned
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
@@ -51,8 +52,11 @@ class FileContents:
     other_histogram_tags: list[str] = field(default_factory=list)  # histogram tags not selected
 
 
-def read_file(path: str, reader: str = READERS[0], selected: TagFilter = bool) -> FileContents:
-    """The statistics of the histogram tags `selected` accepts; the others are only named."""
+def read_file(
+    path: str, reader: str = READERS[0], selected: TagFilter = bool, pool: Executor | None = None
+) -> FileContents:
+    """The statistics of the histogram tags `selected` accepts; the others are only named. With a
+    `pool` of processes, a large file is read in byte ranges in parallel (the streaming reader)."""
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
     try:
@@ -62,8 +66,44 @@ def read_file(path: str, reader: str = READERS[0], selected: TagFilter = bool) -
     if size == 0:
         return FileContents({}, [Problem(path, "empty file (0 bytes)")], {})
     if reader == "tensorboard":
-        return _read_with_event_accumulator(path, selected)
-    return _read_streaming(path, size, selected)
+        return _join(path, [_read_with_event_accumulator(path, selected)])
+    if pool is not None and size >= 2 * PART_BYTES and _file_version_at_start(path) >= 2:
+        starts = list(range(0, size, PART_BYTES))
+        stops = starts[1:] + [size]
+        parts = list(
+            pool.map(_read_part, *zip(*[(path, a, b, size, selected, a > 0) for a, b in zip(starts, stops)]))
+        )
+        if _contiguous(parts):
+            return _join(path, parts)
+        # A range began at what only looked like a record: read the file whole, as one range.
+    return _join(path, [_read_part(path, 0, size, size, selected)])
+
+
+# Bytes per range when a large file is read by several processes: each range is a task, so a few per
+# process balance the load; each costs a scan for its first record (at most one record's length).
+PART_BYTES = 64 << 20
+
+
+def _contiguous(parts: list[_Part]) -> bool:
+    """Each range begins where the one before it ended (up to a range where reading stopped)."""
+    for before, after in zip(parts, parts[1:]):
+        if before.stopped:
+            return True
+        if before.end != after.start:
+            return False
+    return True
+
+
+def _file_version_at_start(path: str) -> float:
+    """The file version its first record states; -1 if it states none."""
+    try:
+        with _open(path) as stream:
+            for payload in RecordReader(stream, _size_of(path)):
+                event = event_pb2.Event.FromString(payload)
+                return _file_version(event.file_version) if event.HasField("file_version") else -1.0
+    except Exception:
+        pass
+    return -1.0
 
 
 # Buckets of collected histograms, over all tags, that wait to be reduced to statistics: about 24 MB
@@ -83,14 +123,14 @@ class _HistogramStore:
         self._pieces: dict[tuple[str, str], list[LayerStats]] = {}  # (encoding, tag) → in reading order
         self._tag_problems: dict[str, list[Problem]] = {}  # reported if the tag is a histogram tag
         self._buffered = 0
-        self._unselected_tensor_tags: dict[str, None] = {}
-        self._unselected_legacy_tags: dict[str, None] = {}
+        self.unselected_tensor_tags: dict[str, None] = {}
+        self.unselected_legacy_tags: dict[str, None] = {}
 
     def add_tensor(self, tag: str, step: int, tensor) -> None:
         collected = self.tensors.get(tag)
         if collected is None:
             if not self._selected(tag):
-                self._unselected_tensor_tags[tag] = None
+                self.unselected_tensor_tags[tag] = None
                 return
             collected = self.tensors[tag] = TensorHistograms()
         self._buffered += collected.add(step, tensor)
@@ -101,7 +141,7 @@ class _HistogramStore:
         collected = self.legacy.get(tag)
         if collected is None:
             if not self._selected(tag):
-                self._unselected_legacy_tags[tag] = None
+                self.unselected_legacy_tags[tag] = None
                 return
             collected = self.legacy[tag] = LegacyHistograms()
         self._buffered += collected.add(step, histogram)
@@ -136,22 +176,20 @@ class _HistogramStore:
                 self._pieces[key] = [thinned(merge_pieces(pieces))]
         self._buffered = 0
 
-    def layers(
-        self, is_histogram_tag: Callable[[str], bool], problems: list[Problem]
-    ) -> dict[str, LayerStats]:
+    def finish(self) -> tuple[dict[str, LayerStats], dict[str, LayerStats]]:
+        """The statistics of every collected tag: (TF2 tags, legacy tags), each merged and thinned."""
         self._reduce()
-        out: dict[str, list[LayerStats]] = {}
-        for tag in self.tensors:
-            if is_histogram_tag(tag):
-                problems.extend(self._tag_problems.get(tag, []))
-                out.setdefault(tag, []).extend(self._pieces.get(("tf2", tag), []))
-        for tag in self.legacy:
-            out.setdefault(tag, []).extend(self._pieces.get(("legacy", tag), []))
-        return {tag: thinned(merge_pieces(pieces)) for tag, pieces in out.items() if pieces}
+        return tuple(
+            {
+                tag: thinned(merge_pieces(self._pieces[(encoding, tag)]))
+                for tag in collected
+                if (encoding, tag) in self._pieces
+            }
+            for encoding, collected in (("tf2", self.tensors), ("legacy", self.legacy))
+        )
 
-    def other_tags(self, is_histogram_tag: Callable[[str], bool]) -> list[str]:
-        tensor_tags = [tag for tag in self._unselected_tensor_tags if is_histogram_tag(tag)]
-        return list(dict.fromkeys(tensor_tags + list(self._unselected_legacy_tags)))
+    def problems_of(self, tag: str) -> list[Problem]:
+        return self._tag_problems.get(tag, [])
 
 
 def _size_of(path: str) -> int:
@@ -173,12 +211,46 @@ def _open(path: str):
 # --- the streaming reader --------------------------------------------------------------------------
 
 
-def _read_streaming(path: str, size: int, selected: TagFilter) -> FileContents:
+@dataclass
+class _Part:
+    """What a byte range of an event file held, read as EventAccumulator reads: joined to the ranges
+    before it (``_join``), it is what reading the whole file at once gives. A range that does not
+    know a tag's plugin yet (its first metadata came in an earlier range) collects that tag's tensors
+    as histograms, as EventAccumulator does, and its one-value tensors also as `unresolved_scalars`."""
+
+    start: int  # offset of the first record read
+    end: int  # offset of the first record not read (or where reading stopped)
+    problems: list[Problem]
+    stopped: bool  # at damage or an unreadable record: nothing after it counts
+    file_version: float | None
+    plugin_of: dict[str, str]  # each tag's first metadata in this range
+    hparams_content: dict[str, bytes]  # tag → the hparams plugin's content, from its first metadata
+    tensor_layers: dict[str, LayerStats]
+    legacy_layers: dict[str, LayerStats]
+    tag_problems: dict[str, list[Problem]]  # reported if the tag turns out a histogram tag
+    tensor_scalars: dict[str, ScalarBlock]
+    simple_scalars: dict[str, ScalarBlock]
+    unresolved_scalars: dict[str, ScalarBlock]
+    restart_step: int | None  # the least step of a SessionLog.START here: orphans earlier ranges' data
+    unselected_tensor_tags: list[str]
+    unselected_legacy_tags: list[str]
+
+
+def _read_part(
+    path: str, start: int, stop: int, size: int, selected: TagFilter, mid_file: bool = False
+) -> _Part:
+    """The records that start in [start, stop); `mid_file`: `start` is anywhere, not a record's
+    start, and the file is of version 2 (its first range has said so)."""
     problems: list[Problem] = []
-    accumulator = _StreamingAccumulator(_HistogramStore(path, selected))
+    store = _HistogramStore(path, selected)
+    accumulator = _StreamingAccumulator(store, file_version_2=mid_file)
+    stopped, end = False, start
     try:
         with _open(path) as stream, _cyclic_gc_paused():
-            records = RecordReader(stream, size)
+            if mid_file:
+                start = end = first_record_at_or_after(stream, start, size)
+                stream.seek(start)
+            records = RecordReader(stream, size, start=start, stop=stop)
             for payload in records:
                 try:
                     event = event_pb2.Event.FromString(payload)
@@ -186,21 +258,106 @@ def _read_streaming(path: str, size: int, selected: TagFilter) -> FileContents:
                     problems.append(
                         Problem(path, f"unreadable record ({type(err).__name__}); reading stopped")
                     )
+                    stopped = True
                     break
                 accumulator.add(event)
+            end = records.end
     except OSError as err:
         problems.append(Problem(path, f"cannot read file ({err.strerror or err})"))
+        stopped = True
     else:
         if records.damage is not None:
             kind = TRUNCATED_END if records.damage.at_end else ""
             problems.append(Problem(path, records.damage.message, kind))
-    layers = accumulator.histograms.layers(accumulator.is_histogram_tag, problems)
-    other_tags = accumulator.histograms.other_tags(accumulator.is_histogram_tag)
-    if not layers and not other_tags and not problems and accumulator.file_version is None:
-        problems.append(Problem(path, "no events could be read"))
-    return FileContents(
-        layers, problems, _hparams(accumulator.hparams_content), accumulator.scalar_blocks(), other_tags
+            stopped = True
+    tensor_layers, legacy_layers = store.finish()
+    return _Part(
+        start=start,
+        end=end,
+        problems=problems,
+        stopped=stopped,
+        file_version=accumulator.file_version,
+        plugin_of=accumulator.plugin_of,
+        hparams_content=accumulator.hparams_content,
+        tensor_layers=tensor_layers,
+        legacy_layers=legacy_layers,
+        tag_problems={tag: store.problems_of(tag) for tag in store.tensors if store.problems_of(tag)},
+        tensor_scalars=_blocks_of(accumulator.tensor_scalars),
+        simple_scalars=_blocks_of(accumulator.simple_scalars),
+        unresolved_scalars=_blocks_of(accumulator.unresolved_scalars),
+        restart_step=accumulator.restart_step,
+        unselected_tensor_tags=list(store.unselected_tensor_tags),
+        unselected_legacy_tags=list(store.unselected_legacy_tags),
     )
+
+
+def _blocks_of(collected: dict[str, Scalars]) -> dict[str, ScalarBlock]:
+    return {tag: block for tag, scalars in collected.items() if (block := scalars.block()) is not None}
+
+
+def _join(path: str, parts: list[_Part]) -> FileContents:
+    """The ranges of a file, in order, as one: up to the first range where reading stopped."""
+    plugin_of: dict[str, str] = {}
+    hparams_content: list[bytes] = []
+    tensor_layers: dict[str, LayerStats] = {}
+    legacy_layers: dict[str, LayerStats] = {}
+    tag_problems: dict[str, list[Problem]] = {}
+    tensor_scalars: dict[str, list[ScalarBlock]] = {}
+    simple_scalars: dict[str, list[ScalarBlock]] = {}
+    unselected_tensor_tags: dict[str, None] = {}
+    unselected_legacy_tags: dict[str, None] = {}
+    problems: list[Problem] = []
+    for part in parts:
+        if part.restart_step is not None:  # what earlier ranges logged from that step on is orphaned
+            legacy_layers = {tag: layer.before(part.restart_step) for tag, layer in legacy_layers.items()}
+            simple_scalars = {
+                tag: [block.before(part.restart_step) for block in blocks]
+                for tag, blocks in simple_scalars.items()
+            }
+        for tag, block in part.unresolved_scalars.items():
+            if plugin_of.get(tag) == TF2_SCALAR_PLUGIN:
+                tensor_scalars.setdefault(tag, []).append(block)
+        for tag, plugin in part.plugin_of.items():
+            if tag not in plugin_of:
+                plugin_of[tag] = plugin
+                if tag in part.hparams_content:
+                    hparams_content.append(part.hparams_content[tag])
+        for joined, layers in ((tensor_layers, part.tensor_layers), (legacy_layers, part.legacy_layers)):
+            for tag, layer in layers.items():
+                joined[tag] = thinned(merge_pieces([joined[tag], layer])) if tag in joined else layer
+        for tag, found in part.tag_problems.items():
+            tag_problems.setdefault(tag, []).extend(found)
+        for joined, blocks in ((tensor_scalars, part.tensor_scalars), (simple_scalars, part.simple_scalars)):
+            for tag, block in blocks.items():
+                joined.setdefault(tag, []).append(block)
+        unselected_tensor_tags.update(dict.fromkeys(part.unselected_tensor_tags))
+        unselected_legacy_tags.update(dict.fromkeys(part.unselected_legacy_tags))
+        problems.extend(part.problems)
+        if part.stopped:
+            break
+
+    def is_histogram_tag(tag: str) -> bool:  # a tag's first metadata says what it is
+        return plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN
+
+    layers: dict[str, list[LayerStats]] = {}
+    for tag, layer in tensor_layers.items():
+        if is_histogram_tag(tag):
+            problems.extend(tag_problems.get(tag, []))
+            layers[tag] = [layer]
+    for tag, layer in legacy_layers.items():  # after the TF2 one: of a step logged both ways, it wins
+        layers.setdefault(tag, []).append(layer)
+    other_tags = [tag for tag in unselected_tensor_tags if is_histogram_tag(tag)] + list(
+        unselected_legacy_tags
+    )
+    scalars: FileScalars = {}
+    for collected in (tensor_scalars, simple_scalars):  # a tag written both ways keeps its TF2 tensors
+        for tag, blocks in collected.items():
+            if tag not in scalars and blocks:
+                scalars[tag] = ScalarBlock.joined(blocks)
+    out = {tag: thinned(merge_pieces(pieces)) for tag, pieces in layers.items()}
+    if not out and not other_tags and not problems and parts[0].file_version is None:
+        problems.append(Problem(path, "no events could be read"))
+    return FileContents(out, problems, _hparams(hparams_content), scalars, list(dict.fromkeys(other_tags)))
 
 
 @contextmanager
@@ -227,20 +384,18 @@ def _file_version(text: str) -> float:
 class _StreamingAccumulator:
     """EventAccumulator's bookkeeping for histograms, without its reservoirs and compression."""
 
-    def __init__(self, histograms: _HistogramStore) -> None:
+    def __init__(self, histograms: _HistogramStore, file_version_2: bool = False) -> None:
         self.histograms = histograms
         self.file_version: float | None = None
-        self._file_version_2 = False
+        self._file_version_2 = file_version_2
         self._most_recent_step = -1
-        self._plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
+        self.plugin_of: dict[str, str] = {}  # from each tag's first metadata, as EventAccumulator
         # Legacy simple values are purged on restarts like legacy histograms; TF2 scalar tensors never.
-        self._simple_scalars: dict[str, Scalars] = {}
-        self._tensor_scalars: dict[str, Scalars] = {}
-        self.hparams_content: list[bytes] = []
-
-    def is_histogram_tag(self, tag: str) -> bool:
-        """A TF2 tensor tag is a histogram tag when its first metadata says so (final once read)."""
-        return self._plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN
+        self.simple_scalars: dict[str, Scalars] = {}
+        self.tensor_scalars: dict[str, Scalars] = {}
+        self.unresolved_scalars: dict[str, Scalars] = {}  # see _Part
+        self.hparams_content: dict[str, bytes] = {}
+        self.restart_step: int | None = None
 
     def add(self, event: event_pb2.Event) -> None:
         what = event.WhichOneof("what")  # one call instead of a HasField per kind: events are many
@@ -255,47 +410,42 @@ class _StreamingAccumulator:
             else:
                 self._most_recent_step = event.step
         elif what == "session_log" and event.session_log.status == event_pb2.SessionLog.START:
-            self._purge_legacy(list(self.histograms.legacy) + list(self._simple_scalars), event.step)
+            self._purge_legacy(list(self.histograms.legacy) + list(self.simple_scalars), event.step)
+            self.restart_step = min(
+                event.step, self.restart_step if self.restart_step is not None else event.step
+            )
         if what != "summary":
             return
-        step, plugin_of, histograms = event.step, self._plugin_of, self.histograms
+        step, plugin_of, histograms = event.step, self.plugin_of, self.histograms
         for value in event.summary.value:
             tag = value.tag
             if tag not in plugin_of and value.HasField("metadata"):
                 plugin_of[tag] = value.metadata.plugin_data.plugin_name
                 if plugin_of[tag] == _HPARAMS_PLUGIN:
-                    self.hparams_content.append(value.metadata.plugin_data.content)
+                    self.hparams_content[tag] = value.metadata.plugin_data.content
             kind = value.WhichOneof("value")
             if kind == "tensor":
                 tag = tag or value.node_name  # TF1-era tensors may name only their node
                 # A tag's plugin is that of its first metadata: known here, it is final.
-                plugin = plugin_of.get(tag, TF2_HISTOGRAM_PLUGIN)
-                if plugin == TF2_HISTOGRAM_PLUGIN:
+                plugin = plugin_of.get(tag)
+                if plugin is None or plugin == TF2_HISTOGRAM_PLUGIN:
                     histograms.add_tensor(tag, step, value.tensor)
+                    if (
+                        plugin is None and not value.tensor.tensor_shape.dim
+                    ):  # a scalar of an earlier range's tag?
+                        self.unresolved_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
                 elif plugin == TF2_SCALAR_PLUGIN:
-                    self._tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
+                    self.tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
             elif kind == "simple_value":
-                self._simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
+                self.simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
             elif kind == "histo":
                 histograms.add_legacy(tag, step, value.histo)
 
     def _purge_legacy(self, tags: list[str], step: int) -> None:
         self.histograms.purge_legacy(tags, step)
         for tag in tags:
-            if tag in self._simple_scalars:
-                self._simple_scalars[tag].drop_from(step)
-
-    def scalar_blocks(self) -> FileScalars:
-        out: FileScalars = {}
-        for collected in (self._tensor_scalars, self._simple_scalars):
-            for tag, scalars in collected.items():
-                _add_scalars(out, tag, scalars.block())
-        return out
-
-
-def _add_scalars(out: FileScalars, tag: str, block: ScalarBlock | None) -> None:
-    if block is not None and tag not in out:  # a tag written both ways keeps its TF2 tensors
-        out[tag] = block
+            if tag in self.simple_scalars:
+                self.simple_scalars[tag].drop_from(step)
 
 
 # --- TensorBoard's EventAccumulator ----------------------------------------------------------------
@@ -325,7 +475,7 @@ def _event_accumulator_module():
     return event_accumulator
 
 
-def _read_with_event_accumulator(path: str, selected: TagFilter) -> FileContents:
+def _read_with_event_accumulator(path: str, selected: TagFilter) -> _Part:
     ea = _event_accumulator_module()
     # It keeps 10 random steps per tensor tag and 1 per histogram tag unless told 0 (all). It also
     # "compresses" every legacy histogram for a dashboard we never use: keep one, at a single point.
@@ -345,41 +495,49 @@ def _read_with_event_accumulator(path: str, selected: TagFilter) -> FileContents
     problems.extend(
         Problem(path, _describe_loss(loss), "" if "crc32" in loss else TRUNCATED_END) for loss in losses
     )
-    histograms = _HistogramStore(path, selected)
+    store = _HistogramStore(path, selected)
     tags = accumulator.Tags()
-    histogram_tags = {
-        tag
-        for tag in tags[ea.TENSORS]
-        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_HISTOGRAM_PLUGIN
-    }
+    plugin_of = {tag: accumulator.SummaryMetadata(tag).plugin_data.plugin_name for tag in tags[ea.TENSORS]}
     for tag in tags[ea.TENSORS]:
-        if tag in histogram_tags:
+        if plugin_of[tag] == TF2_HISTOGRAM_PLUGIN:
             for e in accumulator.Tensors(tag):
-                histograms.add_tensor(tag, e.step, e.tensor_proto)
+                store.add_tensor(tag, e.step, e.tensor_proto)
     for tag in tags[ea.HISTOGRAMS]:
         for e in accumulator.Histograms(tag):
-            histograms.add_legacy(tag, e.step, e.histogram_value)
-    layers = histograms.layers(histogram_tags.__contains__, problems)
-    other_tags = histograms.other_tags(histogram_tags.__contains__)
-    if not layers and not other_tags and not problems and accumulator.file_version is None:
-        problems.append(Problem(path, "no events could be read"))
+            store.add_legacy(tag, e.step, e.histogram_value)
     try:
-        hparams = _hparams(list(accumulator.PluginTagToContent(_HPARAMS_PLUGIN).values()))
+        hparams_content = dict(accumulator.PluginTagToContent(_HPARAMS_PLUGIN))
     except KeyError:
-        hparams = {}
-    scalars: FileScalars = {}
+        hparams_content = {}
+    tensor_scalars, simple_scalars = {}, {}
     for tag in tags[ea.TENSORS]:
-        if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == TF2_SCALAR_PLUGIN:
-            tensor_scalars = Scalars()
+        if plugin_of[tag] == TF2_SCALAR_PLUGIN:
+            tensor_scalars[tag] = Scalars()
             for e in accumulator.Tensors(tag):
-                tensor_scalars.add_tensor(e.step, e.tensor_proto)
-            _add_scalars(scalars, tag, tensor_scalars.block())
+                tensor_scalars[tag].add_tensor(e.step, e.tensor_proto)
     for tag in tags[ea.SCALARS]:
-        simple_scalars = Scalars()
+        simple_scalars[tag] = Scalars()
         for e in accumulator.Scalars(tag):
-            simple_scalars.add(e.step, e.value)
-        _add_scalars(scalars, tag, simple_scalars.block())
-    return FileContents(layers, problems, hparams, scalars, other_tags)
+            simple_scalars[tag].add(e.step, e.value)
+    tensor_layers, legacy_layers = store.finish()
+    return _Part(
+        start=0,
+        end=0,
+        problems=problems,
+        stopped=bool(problems),
+        file_version=accumulator.file_version,
+        plugin_of=plugin_of,
+        hparams_content=hparams_content,
+        tensor_layers=tensor_layers,
+        legacy_layers=legacy_layers,
+        tag_problems={tag: store.problems_of(tag) for tag in store.tensors if store.problems_of(tag)},
+        tensor_scalars=_blocks_of(tensor_scalars),
+        simple_scalars=_blocks_of(simple_scalars),
+        unresolved_scalars={},
+        restart_step=None,
+        unselected_tensor_tags=list(store.unselected_tensor_tags),
+        unselected_legacy_tags=list(store.unselected_legacy_tags),
+    )
 
 
 _HPARAMS_PLUGIN = "hparams"

@@ -40,20 +40,30 @@ class RecordReader:
     would cost more than the checks (an event file holds one record per logged histogram).
     """
 
-    def __init__(self, stream: BinaryIO, size: int, chunk_bytes: int = 1 << 22):
+    def __init__(
+        self, stream: BinaryIO, size: int, chunk_bytes: int = 1 << 22, start: int = 0, stop: int | None = None
+    ):
+        """Records from byte `start` (a record's first byte; the stream is positioned there) to the
+        first record that starts at or after `stop` (default: the end of the file)."""
         self._stream = stream
         self._size = size
         self._chunk_bytes = chunk_bytes
+        self._start = start
+        self._stop_at = size if stop is None else stop
         self.damage: Damage | None = None
         self.records = 0
+        self.end = start  # where reading ended: the first record not read, or the end of the file
 
     def __iter__(self) -> Iterator[memoryview]:
         # masked_crc32c is written out inline below: two Python calls per record cost more than
         # the C CRC itself on small records.
         crc, unpack_header = crc32c.crc32c, _HEADER.unpack_from
-        buffer, pos, offset = b"", 0, 0  # offset: where buffer[pos] is in the file
+        buffer, pos, offset = b"", 0, self._start  # offset: where buffer[pos] is in the file
         view = memoryview(buffer)
         while True:
+            self.end = offset
+            if offset >= self._stop_at:
+                return
             if len(buffer) - pos < 12:
                 buffer, pos = self._refill(buffer[pos:], 12), 0
                 view = memoryview(buffer)
@@ -110,3 +120,23 @@ class RecordReader:
         self.damage = Damage(
             offset, f"{message} at byte {offset:,}; the rest of this file was not read", at_end
         )
+
+
+def first_record_at_or_after(stream: BinaryIO, offset: int, size: int, window: int = 1 << 16) -> int:
+    """The offset of the first record that starts at or after `offset`: the first position where a
+    plausible length, its CRC and the payload's CRC all check (a false match needs two 32-bit CRCs to
+    agree by chance). `size` if none does. Lets a file be read in byte ranges, one per process."""
+    position = offset
+    while position < size - 16:
+        stream.seek(position)
+        data = stream.read(window + 12)
+        for at in range(min(window, len(data) - 11)):
+            length, length_crc = _HEADER.unpack_from(data, at)
+            if length > size - (position + at) - 16 or masked_crc32c(data[at : at + 8]) != length_crc:
+                continue
+            stream.seek(position + at + 12)
+            payload, footer = stream.read(length), stream.read(4)
+            if len(footer) == 4 and masked_crc32c(payload) == _FOOTER.unpack(footer)[0]:
+                return position + at
+        position += window
+    return size

@@ -428,7 +428,10 @@ def reduce_blocks(blocks: list[tuple[str, HistogramBlock]]) -> list[LayerStats]:
     per_step = {name: np.concatenate([p[name] for p in passes]) for name in passes[0]}
     bounds = np.cumsum([0] + [len(b.steps) for b in parts])
     last = np.array(
-        [_last_finite(per_step["rms"][start:end], start) for start, end in zip(bounds, bounds[1:])]
+        [
+            _latest_finite(per_step["rms"][start:end], stacked.steps[start:end], start)
+            for start, end in zip(bounds, bounds[1:])
+        ]
     )
     quantiles = np.full((len(parts), len(QUANTILES)), np.nan)
     found = last >= 0
@@ -505,9 +508,14 @@ def thinned(layer: LayerStats, kept_steps: int = KEPT_STEPS) -> LayerStats:
     return layer
 
 
-def _last_finite(values: np.ndarray, offset: int) -> int:
+def _latest_finite(values: np.ndarray, steps: np.ndarray, offset: int) -> int:
+    """The row of the latest step with a finite value; of a step read twice (a restart), the row read
+    last, which is the one that counts. -1 if none."""
     finite = np.flatnonzero(np.isfinite(values))
-    return offset + int(finite[-1]) if finite.size else -1
+    if not finite.size:
+        return -1
+    finite_steps = steps[finite]
+    return offset + int(finite[len(finite) - 1 - np.argmax(finite_steps[::-1])])
 
 
 def resolves_exact_zeros(layer: LayerStats, resolution: float) -> np.ndarray:

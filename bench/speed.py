@@ -4,6 +4,7 @@
     python bench/speed.py --scaling           # also a sweep of twice the runs: time and memory
     python bench/speed.py --writer tensorboardx --runs 4   # legacy histograms (~600 buckets, 74 MB a run)
     python bench/speed.py --with-tf           # also EventAccumulator with TensorFlow imported
+    python bench/speed.py --single-run 3000,6000   # one run of 200 tags at each length (467 MB at 3,000)
 
 The sweep is written once with TensorBoard's own writers (``histogram_pb``, ``EventFileWriter``: the
 records ``tf.summary.histogram`` writes, without TensorFlow), or with ``--writer tensorboardx`` by
@@ -212,6 +213,11 @@ def main() -> None:
     parser.add_argument(
         "--scaling", action="store_true", help="also run gradaudit on a sweep with twice the runs"
     )
+    parser.add_argument(
+        "--single-run",
+        metavar="STEPS[,STEPS]",
+        help="instead of a sweep: one run of --tags tags (default 200) at each number of steps",
+    )
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -232,6 +238,8 @@ def main() -> None:
         print(json.dumps({"rss_mb": own, "worker_rss_mb": workers}))
         return
 
+    if args.single_run:
+        return single_runs(args)
     sweeps = [args.dir] + ([args.dir.with_name(args.dir.name + "-x2")] if args.scaling else [])
     for k, folder in enumerate(sweeps):
         ensure_sweep(folder, args.runs * (k + 1), args.tags, args.steps, args.writer)
@@ -300,6 +308,46 @@ def main() -> None:
             f"twice the runs: {wall(doubled) / wall(ours):.2f}x the time (linear: 2), peak worker RSS "
             f"{peak(doubled, 'worker_rss_mb'):.0f} MB against {peak(ours, 'worker_rss_mb'):.0f} MB (flat)"
         )
+
+
+def single_runs(args: argparse.Namespace) -> None:
+    """One long run at each length: wall time against the single-process parse floor of the same file,
+    and peak memory, which must not grow with the number of steps."""
+    tags = args.tags if args.tags != 30 else 200  # 30 is the sweep's default; a long run is wider
+    lengths = [int(n) for n in args.single_run.split(",")]
+    folders = []
+    for steps in lengths:
+        folder = Path(tempfile.gettempdir()) / f"gradaudit-speed-single-{tags}x{steps}"
+        ensure_sweep(folder, 1, tags, steps, args.writer)
+        folders.append(folder)
+    cores = os.cpu_count() or 1
+    print(f"one run of {tags} tags, {WRITERS[args.writer]}; {cores} cores; median of {args.rounds} rounds")
+    jobs = []
+    for folder, steps in zip(folders, lengths):
+        jobs += [
+            ((steps, "floor"), ["--job", "floor", "--dir", str(folder)]),
+            ((steps, "gradaudit, 1 process"), ["--job", "gradaudit", "--workers", "1", "--dir", str(folder)]),
+            ((steps, "gradaudit"), ["--job", "gradaudit", "--dir", str(folder)]),
+        ]
+    measured: dict[tuple[int, str], list[dict]] = {label: [] for label, _ in jobs}
+    for _ in range(args.rounds):
+        for label, job in jobs:
+            for path in event_files(Path(job[-1])):  # from the page cache, as the floor reads it
+                path.read_bytes()
+            measured[label].append(run_job(job))
+    print(
+        f"{'steps':>7} {'size MB':>8}  {'job':<24}{'wall s':>8}{'x floor':>9}"
+        f"{'peak RSS MB (main + workers)':>30}"
+    )
+    for folder, steps in zip(folders, lengths):
+        size = sum(p.stat().st_size for p in event_files(folder)) / 1e6
+        floor = statistics.median(r["wall"] for r in measured[(steps, "floor")])
+        for kind in ("floor", "gradaudit, 1 process", "gradaudit"):
+            runs = measured[(steps, kind)]
+            wall = statistics.median(r["wall"] for r in runs)
+            rss = max(r["rss_mb"] for r in runs) + cores * max(r["worker_rss_mb"] for r in runs)
+            print(f"{steps:>7} {size:>8.0f}  {kind:<24}{wall:>8.2f}{wall / floor:>9.2f}{rss:>30.0f}")
+    print("goal: gradaudit <= 1.2x the floor, peak RSS <= 250 MB at every length")
 
 
 if __name__ == "__main__":

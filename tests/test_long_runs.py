@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from test_hostile import legacy_event, tf2_event, write_events
 
@@ -61,6 +63,84 @@ def test_reducing_a_few_histograms_at_a_time_changes_nothing(tmp_path, monkeypat
     legacy = at_once.layers[1]
     assert list(legacy.steps) == list(range(90)) and legacy.logged_steps == 90
     assert legacy.rms_exact.all()
+
+
+def _mixed_events(rng):
+    """Every kind of record the reader keeps apart: TF2 histograms and scalars whose metadata comes
+    only with their first value, legacy histograms and simple values, a restart that orphans legacy
+    data (SessionLog.START), a step logged twice, and a tensor of the wrong shape."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.util import tensor_util
+
+    limits = list(np.logspace(-6, 1, 40))
+    events = [event_pb2.Event(file_version="brain.Event:2")]
+    for step in list(range(0, 60)) + list(range(40, 90)):
+        if step == 40 and len(events) > 300:  # the second pass: a restart from step 40
+            events.append(
+                event_pb2.Event(step=40, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+            )
+        for layer in range(3):
+            counts = list(rng.integers(0, 50, size=40).astype(float))
+            events.append(legacy_event(f"grad/legacy{layer}", step, limits, counts, squares=float(step + 1)))
+        events.append(tf2_event("grad/tf2", step, rng.normal(size=(30, 3)) ** 2, first=step == 0))
+        loss = summary_pb2.Summary.Value(
+            tag="epoch_loss", tensor=tensor_util.make_tensor_proto(np.float32(1 / (step + 1)))
+        )
+        if step == 0:
+            loss.metadata.plugin_data.plugin_name = "scalars"
+        simple = summary_pb2.Summary.Value(tag="train_loss", simple_value=2.0 / (step + 1))
+        events.append(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[loss, simple])))
+    events.append(tf2_event("grad/tf2", 90, [1.0, 2.0]))  # not a [k, 3] histogram
+    return events
+
+
+def _assert_same_file(a, b):
+    _assert_same_layers(list(a.layers.values()), list(b.layers.values()))
+    assert [p.message for p in a.problems] == [p.message for p in b.problems]
+    assert a.hparams == b.hparams and a.other_histogram_tags == b.other_histogram_tags
+    assert list(a.scalars) == list(b.scalars)
+    for tag, block in a.scalars.items():
+        assert np.array_equal(block.steps, b.scalars[tag].steps) and np.array_equal(
+            block.values, b.scalars[tag].values
+        )
+
+
+def test_a_large_file_read_in_byte_ranges_by_several_processes_reads_as_one(tmp_path, monkeypatch):
+    """Ranges of a few records each, read by a pool of processes: the same as the file read whole,
+    by either reader, also where the file is damaged in the middle or cut at its end."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = write_events(tmp_path / "logs" / "run", _mixed_events(np.random.default_rng(5)))
+    data = path.read_bytes()
+    damaged = []  # a byte changed: in the first record of a range, and in one further into a range
+    for at in (220_500, 222_500):
+        damaged.append(tmp_path / f"damaged{at}" / path.name)
+        damaged[-1].parent.mkdir()
+        damaged[-1].write_bytes(data[:at] + b"X" + data[at + 1 :])
+    cut = tmp_path / "cut" / path.name
+    cut.parent.mkdir()
+    cut.write_bytes(data[:-30])
+    monkeypatch.setattr(readers, "PART_BYTES", 5000)  # some 60 ranges
+    gradients = re.compile("grad").search  # what read_run passes: picklable
+    joined = []  # how many ranges each file was read in
+    join = readers._join
+    monkeypatch.setattr(readers, "_join", lambda path, parts: joined.append(len(parts)) or join(path, parts))
+    with ProcessPoolExecutor(2) as pool:
+        for file in (path, *damaged, cut):
+            whole = readers.read_file(str(file), selected=gradients)
+            in_ranges = readers.read_file(str(file), selected=gradients, pool=pool)
+            _assert_same_file(whole, in_ranges)
+            # Where the damage is in a range's first record, that range begins past it: the ranges
+            # do not meet, and the file is read whole.
+            assert joined[-2:] == [1, 1 if file == damaged[0] else len(range(0, file.stat().st_size, 5000))]
+            if file == path:
+                _assert_same_file(whole, readers.read_file(str(file), "tensorboard", gradients))
+                assert list(whole.layers["grad/legacy0"].steps) == list(range(90))
+                assert list(whole.scalars) == ["epoch_loss", "train_loss"]
+                assert len(whole.scalars["train_loss"].steps) == 90  # the orphaned steps 40-59 purged
+            else:
+                [problem] = whole.problems  # reading stopped there, before the odd tensor
+                assert ("truncated" if file == cut else "CRC") in problem.message
 
 
 def test_a_long_run_is_thinned_evenly_and_keeps_where_gradients_turned_non_finite(tmp_path):
