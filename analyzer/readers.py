@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,30 +68,20 @@ def read_file(
     if reader == "tensorboard":
         return _join(path, [_read_with_event_accumulator(path, selected)])
     if pool is not None and size >= 2 * PART_BYTES and _file_version_at_start(path) >= 2:
-        starts = list(range(0, size, PART_BYTES))
+        count = -(-size // PART_BYTES)  # ranges of equal length: the last is no shorter than the rest
+        starts = [size * k // count for k in range(count)]
         stops = starts[1:] + [size]
-        parts = list(
-            pool.map(_read_part, *zip(*[(path, a, b, size, selected, a > 0) for a, b in zip(starts, stops)]))
-        )
-        if _contiguous(parts):
-            return _join(path, parts)
-        # A range began at what only looked like a record: read the file whole, as one range.
+        ranges = [(path, start, stop, size, selected, start > 0) for start, stop in zip(starts, stops)]
+        contents = _join(path, pool.map(_read_part, *zip(*ranges)))  # joined as they arrive, in order
+        if contents is not None:
+            return contents
+        # A range began past a damaged record, or at what only looked like a record: read it whole.
     return _join(path, [_read_part(path, 0, size, size, selected)])
 
 
 # Bytes per range when a large file is read by several processes: each range is a task, so a few per
 # process balance the load; each costs a scan for its first record (at most one record's length).
 PART_BYTES = 64 << 20
-
-
-def _contiguous(parts: list[_Part]) -> bool:
-    """Each range begins where the one before it ended (up to a range where reading stopped)."""
-    for before, after in zip(parts, parts[1:]):
-        if before.stopped:
-            return True
-        if before.end != after.start:
-            return False
-    return True
 
 
 def _file_version_at_start(path: str) -> float:
@@ -122,7 +112,7 @@ class _HistogramStore:
         self.legacy: dict[str, LegacyHistograms] = {}
         self._pieces: dict[tuple[str, str], list[LayerStats]] = {}  # (encoding, tag) → in reading order
         self._tag_problems: dict[str, list[Problem]] = {}  # reported if the tag is a histogram tag
-        self._buffered = 0
+        self.buffered = 0  # buckets collected and not yet reduced
         self.unselected_tensor_tags: dict[str, None] = {}
         self.unselected_legacy_tags: dict[str, None] = {}
 
@@ -133,9 +123,9 @@ class _HistogramStore:
                 self.unselected_tensor_tags[tag] = None
                 return
             collected = self.tensors[tag] = TensorHistograms()
-        self._buffered += collected.add(step, tensor)
-        if self._buffered > _BUFFERED_BUCKETS:
-            self._reduce()
+        self.buffered += collected.add(step, tensor)
+        if self.buffered > _BUFFERED_BUCKETS:
+            self.reduce()
 
     def add_legacy(self, tag: str, step: int, histogram) -> None:
         collected = self.legacy.get(tag)
@@ -144,9 +134,9 @@ class _HistogramStore:
                 self.unselected_legacy_tags[tag] = None
                 return
             collected = self.legacy[tag] = LegacyHistograms()
-        self._buffered += collected.add(step, histogram)
-        if self._buffered > _BUFFERED_BUCKETS:
-            self._reduce()
+        self.buffered += collected.add(step, histogram)
+        if self.buffered > _BUFFERED_BUCKETS:
+            self.reduce()
 
     def purge_legacy(self, tags: list[str], step: int) -> None:
         """Forget legacy histograms logged at `step` or later (orphaned by a restart)."""
@@ -157,7 +147,7 @@ class _HistogramStore:
             if key in self._pieces:
                 self._pieces[key] = [piece.before(step) for piece in self._pieces[key]]
 
-    def _reduce(self) -> None:
+    def reduce(self) -> None:
         """Every collected histogram becomes statistics, in one pass; long tags are thinned."""
         blocks = []
         for tag, tensor_histograms in self.tensors.items():
@@ -174,19 +164,17 @@ class _HistogramStore:
             pieces.append(layer)
             if sum(len(piece.steps) for piece in pieces) > 2 * KEPT_STEPS:
                 self._pieces[key] = [thinned(merge_pieces(pieces))]
-        self._buffered = 0
+        self.buffered = 0
 
     def finish(self) -> tuple[dict[str, LayerStats], dict[str, LayerStats]]:
         """The statistics of every collected tag: (TF2 tags, legacy tags), each merged and thinned."""
-        self._reduce()
-        return tuple(
-            {
-                tag: thinned(merge_pieces(self._pieces[(encoding, tag)]))
-                for tag in collected
-                if (encoding, tag) in self._pieces
-            }
-            for encoding, collected in (("tf2", self.tensors), ("legacy", self.legacy))
-        )
+        self.reduce()
+        out: tuple[dict[str, LayerStats], dict[str, LayerStats]] = ({}, {})
+        for merged, encoding, collected in ((out[0], "tf2", self.tensors), (out[1], "legacy", self.legacy)):
+            for tag in collected:
+                if (encoding, tag) in self._pieces:  # popped: each tag's pieces freed once merged
+                    merged[tag] = thinned(merge_pieces(self._pieces.pop((encoding, tag))))
+        return out
 
     def problems_of(self, tag: str) -> list[Problem]:
         return self._tag_problems.get(tag, [])
@@ -295,21 +283,31 @@ def _blocks_of(collected: dict[str, Scalars]) -> dict[str, ScalarBlock]:
     return {tag: block for tag, scalars in collected.items() if (block := scalars.block()) is not None}
 
 
-def _join(path: str, parts: list[_Part]) -> FileContents:
-    """The ranges of a file, in order, as one: up to the first range where reading stopped."""
+def _join(path: str, parts: Iterable[_Part]) -> FileContents | None:
+    """The ranges of a file, in order, as one: up to the first range where reading stopped. None if
+    a range does not begin where the one before it ended."""
     plugin_of: dict[str, str] = {}
     hparams_content: list[bytes] = []
-    tensor_layers: dict[str, LayerStats] = {}
-    legacy_layers: dict[str, LayerStats] = {}
+    tensor_layers: dict[str, list[LayerStats]] = {}  # pieces in reading order
+    legacy_layers: dict[str, list[LayerStats]] = {}
     tag_problems: dict[str, list[Problem]] = {}
     tensor_scalars: dict[str, list[ScalarBlock]] = {}
     simple_scalars: dict[str, list[ScalarBlock]] = {}
     unselected_tensor_tags: dict[str, None] = {}
     unselected_legacy_tags: dict[str, None] = {}
     problems: list[Problem] = []
+    end, file_version = None, None
     for part in parts:
+        if end is None:
+            file_version = part.file_version
+        elif part.start != end:
+            return None
+        end = part.end
         if part.restart_step is not None:  # what earlier ranges logged from that step on is orphaned
-            legacy_layers = {tag: layer.before(part.restart_step) for tag, layer in legacy_layers.items()}
+            legacy_layers = {
+                tag: [piece.before(part.restart_step) for piece in pieces]
+                for tag, pieces in legacy_layers.items()
+            }
             simple_scalars = {
                 tag: [block.before(part.restart_step) for block in blocks]
                 for tag, blocks in simple_scalars.items()
@@ -324,7 +322,10 @@ def _join(path: str, parts: list[_Part]) -> FileContents:
                     hparams_content.append(part.hparams_content[tag])
         for joined, layers in ((tensor_layers, part.tensor_layers), (legacy_layers, part.legacy_layers)):
             for tag, layer in layers.items():
-                joined[tag] = thinned(merge_pieces([joined[tag], layer])) if tag in joined else layer
+                pieces = joined.setdefault(tag, [])
+                pieces.append(layer)
+                if sum(len(piece.steps) for piece in pieces) > 2 * KEPT_STEPS:  # merged when long only
+                    pieces[:] = [thinned(merge_pieces(pieces))]
         for tag, found in part.tag_problems.items():
             tag_problems.setdefault(tag, []).extend(found)
         for joined, blocks in ((tensor_scalars, part.tensor_scalars), (simple_scalars, part.simple_scalars)):
@@ -340,12 +341,12 @@ def _join(path: str, parts: list[_Part]) -> FileContents:
         return plugin_of.get(tag) == TF2_HISTOGRAM_PLUGIN
 
     layers: dict[str, list[LayerStats]] = {}
-    for tag, layer in tensor_layers.items():
+    for tag, pieces in tensor_layers.items():
         if is_histogram_tag(tag):
             problems.extend(tag_problems.get(tag, []))
-            layers[tag] = [layer]
-    for tag, layer in legacy_layers.items():  # after the TF2 one: of a step logged both ways, it wins
-        layers.setdefault(tag, []).append(layer)
+            layers[tag] = pieces
+    for tag, pieces in legacy_layers.items():  # after the TF2 ones: of a step logged both ways, it wins
+        layers.setdefault(tag, []).extend(pieces)
     other_tags = [tag for tag in unselected_tensor_tags if is_histogram_tag(tag)] + list(
         unselected_legacy_tags
     )
@@ -355,7 +356,7 @@ def _join(path: str, parts: list[_Part]) -> FileContents:
             if tag not in scalars and blocks:
                 scalars[tag] = ScalarBlock.joined(blocks)
     out = {tag: thinned(merge_pieces(pieces)) for tag, pieces in layers.items()}
-    if not out and not other_tags and not problems and parts[0].file_version is None:
+    if not out and not other_tags and not problems and file_version is None:
         problems.append(Problem(path, "no events could be read"))
     return FileContents(out, problems, _hparams(hparams_content), scalars, list(dict.fromkeys(other_tags)))
 
@@ -396,6 +397,9 @@ class _StreamingAccumulator:
         self.unresolved_scalars: dict[str, Scalars] = {}  # see _Part
         self.hparams_content: dict[str, bytes] = {}
         self.restart_step: int | None = None
+        # Tag → its collector's add, for selected tags whose first metadata said histograms: most
+        # values of most files, which skip the general path's checks.
+        self._histogram_adders: dict[str, Callable] = {}
 
     def add(self, event: event_pb2.Event) -> None:
         what = event.WhichOneof("what")  # one call instead of a HasField per kind: events are many
@@ -416,30 +420,40 @@ class _StreamingAccumulator:
             )
         if what != "summary":
             return
-        step, plugin_of, histograms = event.step, self.plugin_of, self.histograms
+        step, histograms, adders = event.step, self.histograms, self._histogram_adders
         for value in event.summary.value:
-            tag = value.tag
-            if tag not in plugin_of and value.HasField("metadata"):
-                plugin_of[tag] = value.metadata.plugin_data.plugin_name
-                if plugin_of[tag] == _HPARAMS_PLUGIN:
-                    self.hparams_content[tag] = value.metadata.plugin_data.content
-            kind = value.WhichOneof("value")
-            if kind == "tensor":
-                tag = tag or value.node_name  # TF1-era tensors may name only their node
-                # A tag's plugin is that of its first metadata: known here, it is final.
-                plugin = plugin_of.get(tag)
-                if plugin is None or plugin == TF2_HISTOGRAM_PLUGIN:
-                    histograms.add_tensor(tag, step, value.tensor)
-                    if (
-                        plugin is None and not value.tensor.tensor_shape.dim
-                    ):  # a scalar of an earlier range's tag?
-                        self.unresolved_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
-                elif plugin == TF2_SCALAR_PLUGIN:
-                    self.tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
-            elif kind == "simple_value":
-                self.simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
-            elif kind == "histo":
-                histograms.add_legacy(tag, step, value.histo)
+            add = adders.get(value.tag)
+            if add is not None and value.HasField("tensor"):
+                histograms.buffered += add(step, value.tensor)
+                if histograms.buffered > _BUFFERED_BUCKETS:
+                    histograms.reduce()
+            else:
+                self._add_value(step, value)
+
+    def _add_value(self, step: int, value) -> None:
+        plugin_of, histograms = self.plugin_of, self.histograms
+        tag = value.tag
+        if tag not in plugin_of and value.HasField("metadata"):
+            plugin_of[tag] = value.metadata.plugin_data.plugin_name
+            if plugin_of[tag] == _HPARAMS_PLUGIN:
+                self.hparams_content[tag] = value.metadata.plugin_data.content
+        kind = value.WhichOneof("value")
+        if kind == "tensor":
+            tag = tag or value.node_name  # TF1-era tensors may name only their node
+            # A tag's plugin is that of its first metadata: known here, it is final.
+            plugin = plugin_of.get(tag)
+            if plugin is None or plugin == TF2_HISTOGRAM_PLUGIN:
+                histograms.add_tensor(tag, step, value.tensor)
+                if plugin is not None and tag == value.tag and tag in histograms.tensors:
+                    self._histogram_adders[tag] = histograms.tensors[tag].add
+                if plugin is None and not value.tensor.tensor_shape.dim:  # an earlier range's scalar?
+                    self.unresolved_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
+            elif plugin == TF2_SCALAR_PLUGIN:
+                self.tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
+        elif kind == "simple_value":
+            self.simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
+        elif kind == "histo":
+            histograms.add_legacy(tag, step, value.histo)
 
     def _purge_legacy(self, tags: list[str], step: int) -> None:
         self.histograms.purge_legacy(tags, step)

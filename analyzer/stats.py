@@ -457,12 +457,17 @@ def merge_pieces(pieces: list[LayerStats]) -> LayerStats:
     if len(pieces) == 1 and np.all(np.diff(pieces[0].steps) > 0):  # the common case: nothing to merge
         return pieces[0]
     steps = np.concatenate([p.steps for p in pieces])
-    # np.unique keeps the first of equal values: look from the end so the last read wins.
-    unique_steps, from_end = np.unique(steps[::-1], return_index=True)
-    keep = len(steps) - 1 - from_end
-    source = np.repeat(np.arange(len(pieces)), [len(p.steps) for p in pieces])[keep]
-    merged = {name: np.concatenate([getattr(p, name) for p in pieces])[keep] for name in PER_STEP}
-    merged["steps"] = unique_steps.astype(np.int64)
+    source = np.repeat(np.arange(len(pieces)), [len(p.steps) for p in pieces])
+    if np.all(steps[1:] > steps[:-1]):  # pieces one after the other (ranges of a file): no step twice
+        keep = np.arange(len(steps))
+        merged = {name: np.concatenate([getattr(p, name) for p in pieces]) for name in PER_STEP}
+    else:
+        # np.unique keeps the first of equal values: look from the end so the last read wins.
+        unique_steps, from_end = np.unique(steps[::-1], return_index=True)
+        keep = len(steps) - 1 - from_end
+        source = source[keep]
+        merged = {name: np.concatenate([getattr(p, name) for p in pieces])[keep] for name in PER_STEP}
+        merged["steps"] = unique_steps.astype(np.int64)
     quantiles, quantiles_step = np.full(len(QUANTILES), np.nan), -1
     finite = np.flatnonzero(np.isfinite(merged["rms"]))
     if finite.size:
@@ -486,7 +491,7 @@ def merge_pieces(pieces: list[LayerStats]) -> LayerStats:
 
 # A tag's statistics keep at most twice this many steps: beyond that every other step is dropped
 # (see thinned), so a run's memory is bounded by its width, not its length.
-KEPT_STEPS = 2048
+KEPT_STEPS = 1024
 
 
 def thinned(layer: LayerStats, kept_steps: int = KEPT_STEPS) -> LayerStats:

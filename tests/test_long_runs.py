@@ -10,6 +10,7 @@ from test_hostile import legacy_event, tf2_event, write_events
 from analyzer import readers
 from analyzer.events import read_run
 from analyzer.pipeline import analyse_run
+from analyzer.records import first_record_at_or_after
 from analyzer.runs import find_runs
 from analyzer.stats import KEPT_STEPS
 
@@ -112,8 +113,13 @@ def test_a_large_file_read_in_byte_ranges_by_several_processes_reads_as_one(tmp_
 
     path = write_events(tmp_path / "logs" / "run", _mixed_events(np.random.default_rng(5)))
     data = path.read_bytes()
-    damaged = []  # a byte changed: in the first record of a range, and in one further into a range
-    for at in (220_500, 222_500):
+    ranges = -(-len(data) // 5000)
+    range_start = len(data) * (ranges * 2 // 3) // ranges
+    with open(path, "rb") as stream:
+        first = first_record_at_or_after(stream, range_start, len(data))  # that range's first record
+        third = first_record_at_or_after(stream, first + 2000, len(data))  # one further into it
+    damaged = []  # a byte of a record's payload changed
+    for at in (first + 20, third + 20):
         damaged.append(tmp_path / f"damaged{at}" / path.name)
         damaged[-1].parent.mkdir()
         damaged[-1].write_bytes(data[:at] + b"X" + data[at + 1 :])
@@ -124,15 +130,22 @@ def test_a_large_file_read_in_byte_ranges_by_several_processes_reads_as_one(tmp_
     gradients = re.compile("grad").search  # what read_run passes: picklable
     joined = []  # how many ranges each file was read in
     join = readers._join
-    monkeypatch.setattr(readers, "_join", lambda path, parts: joined.append(len(parts)) or join(path, parts))
+
+    def counted_join(path, parts):
+        parts = list(parts)
+        joined.append(len(parts))
+        return join(path, parts)
+
+    monkeypatch.setattr(readers, "_join", counted_join)
     with ProcessPoolExecutor(2) as pool:
         for file in (path, *damaged, cut):
             whole = readers.read_file(str(file), selected=gradients)
             in_ranges = readers.read_file(str(file), selected=gradients, pool=pool)
             _assert_same_file(whole, in_ranges)
+            ranges = -(-file.stat().st_size // 5000)
             # Where the damage is in a range's first record, that range begins past it: the ranges
-            # do not meet, and the file is read whole.
-            assert joined[-2:] == [1, 1 if file == damaged[0] else len(range(0, file.stat().st_size, 5000))]
+            # do not meet, and the file is read again, whole.
+            assert joined[-3:] == [1, ranges, 1] if file == damaged[0] else joined[-2:] == [1, ranges]
             if file == path:
                 _assert_same_file(whole, readers.read_file(str(file), "tensorboard", gradients))
                 assert list(whole.layers["grad/legacy0"].steps) == list(range(90))
