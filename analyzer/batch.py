@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -73,12 +73,10 @@ def process_runs(
     processes = workers or os.cpu_count() or 1
     workers = min(processes, max(1, len(todo)))
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and not scheduler else None
-    # Fewer runs than processes: the runs are analysed here, one by one, and the processes read the
-    # byte ranges of their large files in parallel (started only if a file is large enough).
-    range_pool = (
-        ProcessPoolExecutor(processes) if processes > 1 and len(todo) < processes and not scheduler else None
-    )
-    job = partial(process_run, options=options, pool=range_pool)
+    # Fewer runs than processes: the runs are analysed here, one by one, and processes started for
+    # each large file read its byte ranges in parallel.
+    reading_processes = processes if len(todo) < processes and not scheduler else 1
+    job = partial(process_run, options=options, processes=reading_processes)
     try:
         if scheduler:
             fresh = _on_dask(scheduler, job, todo)
@@ -91,9 +89,8 @@ def process_runs(
                 cache.put(key, output)
             yield output
     finally:
-        for executor in (pool, range_pool):
-            if executor:
-                executor.shutdown(cancel_futures=True)
+        if pool:
+            pool.shutdown(cancel_futures=True)
         if cache:
             cache.forget_all_but(keys)
 
@@ -124,9 +121,9 @@ def _on_dask(scheduler: str, job, runs: list[Run]) -> Iterator[RunOutput]:
         client.close()
 
 
-def process_run(run: Run, options: BatchOptions, pool: Executor | None = None) -> RunOutput:
-    """`pool`: processes that read a large file's byte ranges in parallel."""
-    result = _analyse_safely(run, options, pool)
+def process_run(run: Run, options: BatchOptions, processes: int = 1) -> RunOutput:
+    """`processes`: how many may read a large file's byte ranges in parallel."""
+    result = _analyse_safely(run, options, processes)
     row, page = None, None
     if options.html:
         view = run_view(result)
@@ -134,11 +131,11 @@ def process_run(run: Run, options: BatchOptions, pool: Executor | None = None) -
     return RunOutput(run.name, run_document(result), row, page, result.problems)
 
 
-def _analyse_safely(run: Run, options: BatchOptions, pool: Executor | None = None) -> RunResult:
+def _analyse_safely(run: Run, options: BatchOptions, processes: int = 1) -> RunResult:
     """A bug met on one run's data must not cost the other runs their results."""
     try:
         return analyse_run(
-            run, options.tag_pattern, options.limits, options.reader, options.loss_pattern, pool
+            run, options.tag_pattern, options.limits, options.reader, options.loss_pattern, processes
         )
     except Exception as err:  # reported as that run's problem, with the run still listed
         empty = analyse_run(Run(run.name, run.directory, []), options.tag_pattern, options.limits)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,10 +76,10 @@ def read_run(
     tag_pattern: str = DEFAULT_TAG_PATTERN,
     reader: str = READERS[0],
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
-    pool: Executor | None = None,
+    processes: int = 1,
 ) -> RunData:
-    """Read every event file of a run in name order; a later file's value for a step wins. `pool`:
-    processes that read a large file's byte ranges in parallel."""
+    """Read every event file of a run in name order; a later file's value for a step wins. With
+    several `processes`, a large file's byte ranges are read in parallel."""
     selected = re.compile(tag_pattern)
     is_loss = re.compile(loss_pattern)
     loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
@@ -90,7 +89,7 @@ def read_run(
     hparams: dict[str, str] = {}
     restarted = False
     for path in run.event_files:
-        contents = read_file(path, reader, selected.search, pool)
+        contents = read_file(path, reader, selected.search, processes)
         problems.extend(contents.problems)
         hparams.update(contents.hparams)
         other_tags.update(dict.fromkeys(contents.other_histogram_tags))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,10 +39,10 @@ def analyse_run(
     limits: Thresholds = DEFAULT_THRESHOLDS,
     reader: str = READERS[0],
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
-    pool: Executor | None = None,
+    processes: int = 1,
 ) -> RunResult:
-    """`pool`: processes that read a large file's byte ranges in parallel."""
-    data = read_run(run, tag_pattern, reader, loss_pattern, pool)
+    """`processes`: how many may read a large file's byte ranges in parallel."""
+    data = read_run(run, tag_pattern, reader, loss_pattern, processes)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
     diagnosis = diagnose(stats, trends, limits)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,10 +54,11 @@ class FileContents:
 
 
 def read_file(
-    path: str, reader: str = READERS[0], selected: TagFilter = bool, pool: Executor | None = None
+    path: str, reader: str = READERS[0], selected: TagFilter = bool, processes: int = 1
 ) -> FileContents:
     """The statistics of the histogram tags `selected` accepts; the others are only named. With a
-    `pool` of processes, a large file is read in byte ranges in parallel (the streaming reader)."""
+    several `processes`, a large file is read in byte ranges in parallel (the streaming reader),
+    by processes started for it and ended with it."""
     if reader not in READERS:
         raise ValueError(f"unknown reader {reader!r}; choose from {', '.join(READERS)}")
     try:
@@ -67,12 +69,13 @@ def read_file(
         return FileContents({}, [Problem(path, "empty file (0 bytes)")], {})
     if reader == "tensorboard":
         return _join(path, [_read_with_event_accumulator(path, selected)])
-    if pool is not None and size >= 2 * PART_BYTES and _file_version_at_start(path) >= 2:
+    if processes > 1 and size >= 2 * PART_BYTES and _file_version_at_start(path) >= 2:
         count = -(-size // PART_BYTES)  # ranges of equal length: the last is no shorter than the rest
         starts = [size * k // count for k in range(count)]
         stops = starts[1:] + [size]
         ranges = [(path, start, stop, size, selected, start > 0) for start, stop in zip(starts, stops)]
-        contents = _join(path, pool.map(_read_part, *zip(*ranges)))  # joined as they arrive, in order
+        with ProcessPoolExecutor(processes) as pool:
+            contents = _join(path, _in_order(pool, ranges))
         if contents is not None:
             return contents
         # A range began past a damaged record, or at what only looked like a record: read it whole.
@@ -82,6 +85,26 @@ def read_file(
 # Bytes per range when a large file is read by several processes: each range is a task, so a few per
 # process balance the load; each costs a scan for its first record (at most one record's length).
 PART_BYTES = 64 << 20
+
+
+# Ranges read ahead of the one being joined: enough to keep every process busy, few enough that the
+# results waiting to be joined stay small.
+_AHEAD = 4
+
+
+def _in_order(pool: Executor, ranges: list[tuple]) -> Iterator[_Part]:
+    """Each range read in `pool`, yielded in order as soon as it and those before it are read."""
+    pending: deque = deque()
+    try:
+        for arguments in ranges:
+            pending.append(pool.submit(_read_part, *arguments))
+            if len(pending) > _AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def _file_version_at_start(path: str) -> float:
@@ -99,7 +122,7 @@ def _file_version_at_start(path: str) -> float:
 # Buckets of collected histograms, over all tags, that wait to be reduced to statistics: about 24 MB
 # of TF2 histograms. Reducing more at once saves little: the reduction is one vectorised pass over
 # all of them either way.
-_BUFFERED_BUCKETS = 1_000_000
+_BUFFERED_BUCKETS = 500_000
 
 
 class _HistogramStore:

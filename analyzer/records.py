@@ -58,7 +58,7 @@ class RecordReader:
         # masked_crc32c is written out inline below: two Python calls per record cost more than
         # the C CRC itself on small records.
         crc, unpack_header = crc32c.crc32c, _HEADER.unpack_from
-        buffer, pos, offset = b"", 0, self._start  # offset: where buffer[pos] is in the file
+        buffer, pos, offset = bytearray(), 0, self._start  # offset: where buffer[pos] is in the file
         view = memoryview(buffer)
         while True:
             self.end = offset
@@ -105,16 +105,20 @@ class RecordReader:
             self.records += 1
             yield payload
 
-    def _refill(self, rest: bytes, need: int) -> bytes:
-        """`rest` and what follows it in the file, at least `need` bytes unless the file ends first."""
-        parts, have = [rest], len(rest)
-        while have < need:
-            more = self._stream.read(max(need - have, self._chunk_bytes))
-            if not more:
-                break
-            parts.append(more)
-            have += len(more)
-        return b"".join(parts)
+    def _refill(self, rest: bytes | bytearray, need: int) -> bytearray:
+        """`rest` and what follows it in the file, at least `need` bytes unless the file ends first.
+        Read straight into a new buffer (not read, then joined): one copy of the file, not two."""
+        buffer = bytearray(max(need, len(rest) + self._chunk_bytes))
+        buffer[: len(rest)] = rest
+        have = len(rest)
+        with memoryview(buffer) as view:
+            while have < need or have == len(rest):
+                count = self._stream.readinto(view[have:])
+                if not count:
+                    break
+                have += count
+        del buffer[have:]
+        return buffer
 
     def _stop(self, offset: int, message: str, at_end: bool = False) -> None:
         self.damage = Damage(

@@ -491,7 +491,7 @@ def merge_pieces(pieces: list[LayerStats]) -> LayerStats:
 
 # A tag's statistics keep at most twice this many steps: beyond that every other step is dropped
 # (see thinned), so a run's memory is bounded by its width, not its length.
-KEPT_STEPS = 1024
+KEPT_STEPS = 512
 
 
 def thinned(layer: LayerStats, kept_steps: int = KEPT_STEPS) -> LayerStats:
