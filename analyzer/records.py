@@ -111,9 +111,15 @@ class RecordReader:
         buffer = bytearray(max(need, len(rest) + self._chunk_bytes))
         buffer[: len(rest)] = rest
         have = len(rest)
+        readinto = getattr(self._stream, "readinto", None)  # remote files (GFile) only read
         with memoryview(buffer) as view:
             while have < need or have == len(rest):
-                count = self._stream.readinto(view[have:])
+                if readinto is not None:
+                    count = readinto(view[have:])
+                else:
+                    data = self._stream.read(len(buffer) - have)
+                    count = len(data)
+                    view[have : have + count] = data
                 if not count:
                     break
                 have += count
