@@ -442,8 +442,9 @@ def index_row(view: RunView) -> IndexRow:
 
 
 def hparam_summaries(rows: list[IndexRow]) -> list[HparamSummary]:
-    """Per hyperparameter value, the verdicts of its runs; keys with a single value are left out, and
-    values whose runs all went one bad way come first."""
+    """Per hyperparameter value, the verdicts of its runs; keys with a single value and settings of
+    a single run (seeds, timestamps) are left out, and values whose runs all went one bad way come
+    first."""
     by_value: dict[tuple[str, str], dict[str, int]] = {}
     for row in rows:
         for key, value in row.hparams.items():
@@ -454,9 +455,9 @@ def hparam_summaries(rows: list[IndexRow]) -> list[HparamSummary]:
         values_per_key[key] = values_per_key.get(key, 0) + 1
     out = []
     for (key, value), counts in by_value.items():
-        if values_per_key[key] < 2:
-            continue
         total = sum(counts.values())
+        if values_per_key[key] < 2 or total < 2:
+            continue
         dominant = max(counts, key=lambda v: (counts[v], v != "healthy"))
         out.append(
             HparamSummary(key, value, total, dict(sorted(counts.items())), dominant, counts[dominant] / total)

@@ -168,22 +168,35 @@ def _make_names_unique(runs: list[Run], roots: list[str]) -> None:
 
 _TOKEN = re.compile(r"\d*\.?\d+(?:e[-+]?\d+)?(?![A-Za-z])|[A-Za-z][A-Za-z0-9.]*", re.IGNORECASE)
 _NUMBER = re.compile(r"^\d*\.?\d+(e[-+]?\d+)?$", re.IGNORECASE)
+_FLAG = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+# Names that are hyperparameters wherever they stand, so `act_relu` or `opt-adam` is read as a pair
+# although its value is not a number.
+WELL_KNOWN_HPARAMS = frozenset(
+    "lr learning_rate act activation opt optimizer bs batch batch_size dropout depth width layers "
+    "units init initializer seed wd weight_decay momentum norm epochs steps".split()
+)
 
 
 def hparams_from_name(name: str) -> dict[str, str]:
-    """Hyperparameters spelled in folder names: ``lr=0.01,act=relu`` (any values), or alternating
-    keys and values such as ``lr_0.01-act_relu`` or ``opt-adam_lr-3e-4`` (at least one value a number,
-    so that ``dead_units_negative_bias`` is not read as two pairs)."""
+    """Hyperparameters spelled in folder names, where they are unambiguous: ``lr=0.01,act=relu,bn``
+    (any values; a bare word between pairs is a flag, ``bn=true``), or a name made wholly of
+    alternating keys and values, ``lr_0.01-act_relu`` or ``opt-adam_lr-3e-4``, where each value is a
+    number or its key a well-known hyperparameter name. ``dead_units_negative_bias``,
+    ``elu_small_init_16`` and ``imdb-final-model-1690485375`` give none."""
     out: dict[str, str] = {}
     for part in name.split("/"):
         if part.lower() in SPLIT_FOLDERS:
             continue
-        explicit = [p for p in re.split(r"[,;&\s]+", part) if "=" in p]
-        if explicit:
-            for item in explicit:
-                key, _, value = item.partition("=")
-                if key and value:
+        items = [p for p in re.split(r"[,;&\s]+", part) if p]
+        if any("=" in item for item in items):
+            for item in items:
+                key, equals, value = item.partition("=")
+                if equals and key and value:
                     out[key] = value
+                elif not equals and _FLAG.match(item):
+                    out[item] = "true"
             continue
         tokens = _TOKEN.findall(part)
         keys, values = tokens[0::2], tokens[1::2]
@@ -191,7 +204,7 @@ def hparams_from_name(name: str) -> dict[str, str]:
             len(tokens) >= 2
             and len(tokens) % 2 == 0
             and not any(_NUMBER.match(k) for k in keys)
-            and any(_NUMBER.match(v) for v in values)
+            and all(_NUMBER.match(v) or k.lower() in WELL_KNOWN_HPARAMS for k, v in zip(keys, values))
         ):
             out.update(zip(keys, values))
     return out

@@ -48,6 +48,20 @@ def test_index_summarises_verdicts_by_hyperparameter(sweep, tmp_path):
     assert html.count('class="stands-out"') >= 1
 
 
+def test_the_summary_shows_only_settings_shared_by_two_runs_or_more(tmp_path):
+    for folder, sample in [
+        ("act=relu,seed=0", "healthy_relu_adam"),
+        ("act=relu,seed=1", "dead_units_negative_bias"),
+        ("act=sigmoid,seed=2", "vanishing_sigmoid_deep"),
+    ]:
+        shutil.copytree(SAMPLE_LOGS / sample, tmp_path / "sweep" / folder)
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "sweep"), "-o", str(out), "-q"]) == OK
+    summary = (out / "index.html").read_text().split('<table class="hparams">')[1].split("</table>")[0]
+    assert "act=relu" in summary  # two runs
+    assert "act=sigmoid" not in summary and "seed=" not in summary  # one run each
+
+
 def test_cache_rereads_only_changed_runs(sweep, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(sweep, logs)
@@ -91,6 +105,11 @@ def test_runs_are_named_by_relative_path_with_splits_grouped(tmp_path):
         ("sweep/opt-adam_lr-3e-4/seed=3", {"opt": "adam", "lr": "3e-4", "seed": "3"}),
         ("dead_units_negative_bias", {}),
         ("Exp_0_adam_200_0.2", {}),
+        ("elu_small_init_16", {}),
+        ("imdb-final-model-1690485375", {}),
+        ("act=relu,bn", {"act": "relu", "bn": "true"}),
+        ("lr_0.1-depth_8", {"lr": "0.1", "depth": "8"}),
+        ("lr=0.1/act=relu/seed=0", {"lr": "0.1", "act": "relu", "seed": "0"}),
     ],
 )
 def test_hyperparameters_from_folder_names(name, expected):
