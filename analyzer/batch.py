@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .diagnosis import DEFAULT_THRESHOLDS, Thresholds
-from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN
+from .events import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN
 from .jsonreport import run_document
 from .outdir import write_atomic
 from .pipeline import RunResult, analyse_run
@@ -36,6 +36,7 @@ class BatchOptions:
     html: bool = True
     limits: Thresholds = DEFAULT_THRESHOLDS
     loss_pattern: str = DEFAULT_LOSS_PATTERN
+    norm_pattern: str = DEFAULT_NORM_PATTERN
 
 
 @dataclass
@@ -135,7 +136,13 @@ def _analyse_safely(run: Run, options: BatchOptions, processes: int = 1) -> RunR
     """A bug met on one run's data must not cost the other runs their results."""
     try:
         return analyse_run(
-            run, options.tag_pattern, options.limits, options.reader, options.loss_pattern, processes
+            run,
+            options.tag_pattern,
+            options.limits,
+            options.reader,
+            options.loss_pattern,
+            processes,
+            options.norm_pattern,
         )
     except Exception as err:  # reported as that run's problem, with the run still listed
         empty = analyse_run(Run(run.name, run.directory, []), options.tag_pattern, options.limits)
@@ -228,7 +235,8 @@ def _row_from_json(row: dict | None) -> IndexRow | None:
     if set(row) != {f.name for f in fields(IndexRow)} - {"sparkline"}:
         raise TypeError("row")
     if not all(
-        isinstance(row[k], str) for k in ("name", "page", "verdict", "reason", "worst_layer", "growth_text")
+        isinstance(row[k], str)
+        for k in ("name", "page", "verdict", "reason", "worst_layer", "growth_text", "judged")
     ):
         raise TypeError("row text")
     if not all(isinstance(row[k], (int, float)) or row[k] is None for k in ("depth_ratio", "growth")):

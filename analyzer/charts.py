@@ -356,16 +356,21 @@ def magnitude_over_steps(
 
 
 def loss_curves(
-    series: list[tuple[str, np.ndarray, np.ndarray]], gate: TimeTrend | None, unit: RateUnit = PER_1K_STEPS
+    series: list[tuple[str, np.ndarray, np.ndarray]],
+    gate: TimeTrend | None,
+    unit: RateUnit = PER_1K_STEPS,
+    quantity: str = "loss",
+    later_half: bool = True,
 ) -> Markup:
     """Each loss series (name, steps, values) over its own logged steps; the series the verdict read
     first, with its later-half Theil–Sen fit and 95 % band. Log scale where the losses span a decade
     or more, linear otherwise (ticks such as 1e0.2 read badly). Series are never spliced: Keras's
-    epoch losses count epochs, so each is drawn against the steps it was logged at."""
+    epoch losses count epochs, so each is drawn against the steps it was logged at. The same for
+    another scalar (`quantity`, such as a gradient norm) whose fit spans all its points."""
     lost = {n: int((~np.isfinite(v)).sum()) for n, _, v in series}
     drawn = [(n, s, log10_positive(v)) for n, s, v in series if np.isfinite(log10_positive(v)).any()]
     if not drawn:
-        return no_data("Loss: no positive finite values to draw")
+        return no_data(f"{quantity.capitalize()}: no positive finite values to draw")
     all_steps = np.concatenate([s for _, s, _ in drawn]).astype(float)
     all_values = np.concatenate([v for _, _, v in drawn])
     log_scale = float(np.nanmax(all_values) - np.nanmin(all_values)) >= 1.0
@@ -374,7 +379,8 @@ def loss_curves(
         all_values = 10**all_values
     pad = 0.1 if log_scale else 0.05 * float(np.nanmax(all_values) - np.nanmin(all_values))
     frame = _Frame(720, 240, (float(all_steps.min()), float(all_steps.max())), _finite_range(all_values, pad))
-    y_label = "loss (log scale)" if log_scale else "loss"
+    y_label = f"{quantity} (log scale)" if log_scale else quantity
+    fitted = (lambda x: x[len(x) // 2 :]) if later_half else (lambda x: x)
     body = _axes(frame, "logged step of each series", y_label, y_decades=log_scale)
     legend = []
     for k, (name, steps, values) in enumerate(drawn):
@@ -382,16 +388,17 @@ def loss_curves(
         ok = np.isfinite(values)
         x = steps[ok].astype(float)
         if k == 0 and gate is not None and log_scale:  # the fit is of log10(loss): drawn on that scale
-            later = x[len(x) // 2 :]
-            body.append(_trend_band(frame, later, values[ok][len(x) // 2 :], gate, colour))
+            body.append(_trend_band(frame, fitted(x), fitted(values[ok]), gate, colour))
         points = _points(frame.x(x), frame.y(values[ok]))
         body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
         fit = ""
         if k == 0 and gate is not None:
-            fit = f" — later half {unit.rate(gate)}"
+            fit = f" — {'later half ' if later_half else 'trend '}{unit.rate(gate)}"
         gaps = f" — NaN/Inf at {lost[name]} logged step(s), not drawn" if lost[name] else ""
         legend.append((colour, f"{name}{fit}{gaps}"))
-    label = f"Loss over logged steps{', log scale' if log_scale else ''}: " + "; ".join(t for _, t in legend)
+    label = f"{quantity.capitalize()} over logged steps{', log scale' if log_scale else ''}: " + "; ".join(
+        t for _, t in legend
+    )
     return Markup(_svg(frame.width, frame.height, label, body) + _legend_list(legend))
 
 

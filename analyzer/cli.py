@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "their folder or tag; '^$' reads none",
     )
     report.add_argument(
+        "--norm-tags",
+        metavar="REGEX",
+        default=None,
+        help="gradient-norm scalars to read where a run has no gradient histograms (Python regex); "
+        "default: Lightning's grad_2.0_norm_total and grad_2.0_norm/<parameter>, Hugging Face's "
+        "train/grad_norm, grad_norm, grad/norm, gradient_norm and grads/<parameter>; '^$' reads none",
+    )
+    report.add_argument(
         "--fail-on",
         metavar="KIND[,KIND]",
         default="",
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         fail_on = _parse_fail_on(args.fail_on)
-        for pattern in (args.tags, args.loss_tags):
+        for pattern in (args.tags, args.loss_tags, args.norm_tags):
             if pattern is not None:
                 re.compile(pattern)
     except (ValueError, re.error) as err:
@@ -140,7 +148,7 @@ def _parse_fail_on(text: str) -> set[str]:
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
     from .batch import BatchOptions, RunCache, process_runs
-    from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN
+    from .events import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN
     from .jsonreport import document, document_text
     from .outdir import ReportFolder, write_json_file
     from .problems import AnalyzerError
@@ -163,6 +171,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         reader=args.reader,
         html=bool(out_dir),
         loss_pattern=args.loss_tags if args.loss_tags is not None else DEFAULT_LOSS_PATTERN,
+        norm_pattern=args.norm_tags if args.norm_tags is not None else DEFAULT_NORM_PATTERN,
     )
     documents, rows, kinds, counts = [], [], set(), {}
     folder = None

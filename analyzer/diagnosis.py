@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .stats import RunStats, is_weight_tag, resolves_exact_zeros
-from .trends import LossTrend, RunTrends, log10_positive, theil_sen
+from .trends import LossTrend, NormTrend, RunTrends, log10_positive, theil_sen
 
 VERDICT_ORDER = ("exploding", "vanishing", "dead_units")  # priority when severities tie
 SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -30,6 +30,11 @@ def triage_rank(verdict: str, severity: str | None) -> tuple[int, int]:
 
 # What a finding rests on.
 GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
+GRADIENT_NORM = "gradient norm"  # a run's evidence is a norm scalar: GRADIENT_NORM + " and loss" with it
+# What each kind of evidence can show: a global norm cannot show vanishing gradients in early layers
+# (the output side dominates it) or dead units.
+ALL_KINDS = ("vanishing", "exploding", "dead_units")
+NORM_KINDS = ("exploding",)
 # What the training loss did, as the gate reads it.
 LOSS_FALLS, LOSS_STALLED, LOSS_UNKNOWN = "falls", "stalled or rising", "not logged"
 
@@ -150,6 +155,70 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_TH
     return Diagnosis(counting[0].kind, counting[0].summary, findings, layer_verdicts, loss_state)
 
 
+def diagnose_norm(
+    norm: NormTrend, loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> Diagnosis:
+    """A run whose only gradient evidence is a global norm logged as a scalar: judged for exploding
+    only. Non-finite values are never excused by the loss: Hugging Face's Trainer leaves NaN/Inf
+    out of the loss it logs (logging_nan_inf_filter) while the norm shows them."""
+    finite = np.isfinite(norm.values)
+    if len(norm.values) < limits.min_steps:
+        return Diagnosis(
+            "insufficient_data",
+            f"only {len(norm.values)} logged value of {norm.series}; trends need at least {limits.min_steps}",
+            [],
+            [],
+        )
+    findings = []
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        before = norm.values[: bad[0]][finite[: bad[0]]]
+        findings.append(
+            Finding(
+                "exploding",
+                "critical",
+                [norm.series],
+                [int(s) for s in norm.steps[bad]],
+                f"gradient norm ({norm.series}) NaN/Inf from step {int(norm.steps[bad[0]])}, "
+                f"at {len(bad)} of {len(norm.values)} logged steps",
+                evidence={
+                    "first_nonfinite_step": int(norm.steps[bad[0]]),
+                    "nonfinite_steps": int(len(bad)),
+                    "logged_steps": int(len(norm.values)),
+                    "last_finite_global_norm": float(before[-1]) if before.size else float("nan"),
+                },
+                threshold={"nonfinite_values": "any"},
+                evidence_source=GRADIENT_NORM,
+                gateable=False,
+            )
+        )
+    rise = _norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda: [norm.series], limits)
+    if rise is not None:
+        rise.evidence_source = GRADIENT_NORM
+        if norm.spikes:
+            rise.evidence["spikes"] = norm.spikes
+        findings.append(rise)
+    loss_state = loss_state_of(loss, limits)
+    for finding in findings:
+        _apply_loss_gate(finding, loss_state)
+    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity]))
+    counting = [f for f in findings if not f.gated]
+    if counting:
+        return Diagnosis(counting[0].kind, counting[0].summary, findings, [], loss_state)
+    parts = [f"gradient norm ({norm.series}) finite over {len(norm.values)} logged steps"]
+    if norm.trend is not None:
+        parts.append(
+            f"its trend {norm.trend.decades_per_1k_steps:+.2g} decades per 1k steps "
+            f"(95 % CI {norm.trend.ci_low:+.2g} to {norm.trend.ci_high:+.2g})"
+        )
+    if norm.spikes:
+        parts.append(f"{norm.spikes} spike(s) above 10x the median of the 10 steps before")
+    if findings:
+        parts.append("exploding signs kept at low severity: the training loss falls")
+    parts.append("judged for exploding only: a global norm cannot show vanishing gradients or dead units")
+    return Diagnosis("healthy", "; ".join(parts), findings, [], loss_state)
+
+
 def loss_state_of(loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> str:
     """LOSS_FALLS, LOSS_STALLED or LOSS_UNKNOWN (no training loss, or too few points to fit)."""
     if loss is None or loss.later_half is None:
@@ -165,7 +234,8 @@ def loss_state_of(loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLD
 def _apply_loss_gate(finding: Finding, loss_state: str) -> None:
     if not finding.gateable or loss_state == LOSS_UNKNOWN:
         return
-    finding.evidence_source = GRADIENTS_AND_LOSS
+    if not finding.evidence_source.endswith(" and loss"):
+        finding.evidence_source += " and loss"
     if loss_state == LOSS_FALLS:
         finding.gated = True
         finding.severity = "low"
@@ -401,15 +471,27 @@ def _layers_vs_output(stats: RunStats, crosses) -> list[str]:
 
 
 def _early_log_norm(trends: RunTrends) -> float:
-    log_norm = log10_positive(trends.global_norm)
+    return _early_log10(trends.global_norm)
+
+
+def _early_log10(norm: np.ndarray) -> float:
+    """log10 of a norm's early level: the median of its first tenth of finite points (3 at least)."""
+    log_norm = log10_positive(norm)
     finite = log_norm[np.isfinite(log_norm)]
     head = max(3, len(finite) // 10)
     return float(np.median(finite[:head])) if len(finite) else np.nan
 
 
 def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Finding | None:
-    log_norm = log10_positive(trends.global_norm)
-    early = _early_log_norm(trends)
+    growing = _layers_growing(stats, limits) if stats.layers else []
+    return _norm_rise(stats.steps, trends.global_norm, lambda: growing or list(stats.tags), limits)
+
+
+def _norm_rise(steps: np.ndarray, norm: np.ndarray, layers, limits: Thresholds) -> Finding | None:
+    """The global norm rose by the growth threshold over its early level on enough logged steps, or
+    to the last finite one (a rise cut short by NaN is no spike). `layers()`: the layers to name."""
+    log_norm = log10_positive(norm)
+    early = _early_log10(norm)
     if not np.isfinite(early):
         return None
     above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
@@ -427,10 +509,10 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     evidence: dict[str, float | int | str] = {
         "growth_decades": round(decades, 3),
         "early_global_norm": float(10**early),
-        "peak_global_norm": float(trends.global_norm[peak]),
+        "peak_global_norm": float(norm[peak]),
         "steps_above_threshold": int(len(above)),
     }
-    rise = theil_sen(stats.steps[: peak + 1], log_norm[: peak + 1])
+    rise = theil_sen(steps[: peak + 1], log_norm[: peak + 1])
     if rise is not None:
         evidence.update(
             rise_decades_per_1k_steps=round(rise.decades_per_1k_steps, 4),
@@ -440,10 +522,10 @@ def _sustained_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> F
     return Finding(
         "exploding",
         "high",
-        _layers_growing(stats, limits) or list(stats.tags),
-        [int(s) for s in stats.steps[above]],
+        layers(),
+        [int(s) for s in steps[above]],
         f"global gradient norm rose {10**decades:.3g}x (+{decades:.1f} decades) above its early level "
-        f"by step {int(stats.steps[peak])}, on {len(above)} logged steps",
+        f"by step {int(steps[peak])}, on {len(above)} logged steps",
         evidence=evidence,
         threshold={
             "growth_decades": limits.exploding_growth_decades,

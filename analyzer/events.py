@@ -25,6 +25,14 @@ DEFAULT_TAG_PATTERN = r"(?i)grad"
 # The default choice of loss scalars: a tag with "loss" as a word of its own (Keras's epoch_loss and
 # batch_loss, gradaudit's probe/loss, PyTorch users' loss, Loss/train, train/loss, train_loss).
 DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
+# Gradient norms logged as scalars, by the conventions of the tools that write them: PyTorch
+# Lightning's grad_norm() (grad_2.0_norm_total, grad_2.0_norm/<parameter>), Hugging Face's Trainer
+# (train/grad_norm), and hand-written loops (grad_norm, grad/norm, gradient_norm, grads/<parameter>).
+_TOTAL_NORM = r"(^|[/_. -])(grad(ient)?[_/ ]norm|grad_([0-9.]+|inf)_norm_total)$"
+_PARAMETER_NORM = r"^(grad_([0-9.]+|inf)_norm|grads)/(?P<parameter>.+)$"
+DEFAULT_NORM_PATTERN = rf"(?i){_TOTAL_NORM}|{_PARAMETER_NORM}"
+_PARAMETER_NORM_TAG = re.compile(rf"(?i){_PARAMETER_NORM}")
+_NORM_TYPE = re.compile(r"(?i)grad_([0-9.]+|inf)_norm")
 # A run still being written: its newest file (in each folder) ends in a partial record and changed
 # less than this long ago. A partial record that stays longer is a killed writer, and an error.
 LIVE_WRITE_SECONDS = 600
@@ -33,9 +41,9 @@ _VALIDATION = re.compile(r"(?i)(^|[/_. -])(val|valid|validation|eval|test)($|[/_
 
 
 @dataclass
-class LossSeries:
-    """One loss scalar of a run, by step. Training and validation losses are separate series, and
-    so are the same tag in train/ and validation/ folders: they are never spliced."""
+class ScalarSeries:
+    """One scalar of a run, by step, from one split folder: the same tag in train/ and validation/
+    folders is two series, never spliced."""
 
     tag: str
     split: str  # the Keras split folder it came from ("train", "validation", ...) or ""
@@ -46,9 +54,30 @@ class LossSeries:
     def name(self) -> str:
         return f"{self.split}/{self.tag}" if self.split else self.tag
 
+
+@dataclass
+class LossSeries(ScalarSeries):
+    """A loss. Training and validation losses are separate series."""
+
     @property
     def is_validation(self) -> bool:
         return bool(_VALIDATION.search(self.name))
+
+
+@dataclass
+class NormSeries(ScalarSeries):
+    """A gradient norm: of one parameter (`parameter`), or of all of them (the total)."""
+
+    @property
+    def parameter(self) -> str | None:
+        match = _PARAMETER_NORM_TAG.search(self.tag)
+        return match.group("parameter") if match else None
+
+    @property
+    def norm_type(self) -> str:
+        """As the tag states it (Lightning's grad_2.0_norm: "2.0"); "2" where it does not."""
+        match = _NORM_TYPE.search(self.tag)
+        return match.group(1) if match else "2"
 
 
 @dataclass
@@ -63,6 +92,7 @@ class RunData:
     restarted: bool = False  # a later file went back to steps an earlier file had logged
     hparams: dict[str, str] = field(default_factory=dict)  # logged with the hparams plugin
     losses: list[LossSeries] = field(default_factory=list)  # in order of first appearance
+    norms: list[NormSeries] = field(default_factory=list)  # gradient norms logged as scalars
     live: dict[str, float] = field(default_factory=dict)  # file still being written → seconds since change
 
     @property
@@ -77,12 +107,14 @@ def read_run(
     reader: str = READERS[0],
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
     processes: int = 1,
+    norm_pattern: str = DEFAULT_NORM_PATTERN,
 ) -> RunData:
     """Read every event file of a run in name order; a later file's value for a step wins. With
     several `processes`, a large file's byte ranges are read in parallel."""
     selected = re.compile(tag_pattern)
-    is_loss = re.compile(loss_pattern)
+    is_loss, is_norm = re.compile(loss_pattern), re.compile(norm_pattern)
     loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
+    norm_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     layers: dict[str, LayerStats] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
@@ -97,6 +129,8 @@ def read_run(
         for tag, scalar_block in contents.scalars.items():
             if is_loss.search(tag):
                 loss_blocks.setdefault((split, tag), []).append(scalar_block)
+            elif is_norm.search(tag):
+                norm_blocks.setdefault((split, tag), []).append(scalar_block)
         for tag, layer in contents.layers.items():
             known = layers.get(tag)
             if known is None:
@@ -114,7 +148,8 @@ def read_run(
         problems=problems,
         restarted=restarted,
         hparams=hparams,
-        losses=[_merge_scalars(tag, split, parts) for (split, tag), parts in loss_blocks.items()],
+        losses=[_merge_scalars(LossSeries, tag, split, parts) for (split, tag), parts in loss_blocks.items()],
+        norms=[_merge_scalars(NormSeries, tag, split, parts) for (split, tag), parts in norm_blocks.items()],
         live=live,
     )
 
@@ -145,11 +180,12 @@ def _split_of(path: str) -> str:
     return folder[0] if folder and folder[0].lower() in SPLIT_FOLDERS else ""
 
 
-def _merge_scalars(tag: str, split: str, blocks: list[ScalarBlock]) -> LossSeries:
+def _merge_scalars(kind: type, tag: str, split: str, blocks: list[ScalarBlock]):
+    """A scalar's blocks (in reading order) as one `kind` series; of a step read twice, the last wins."""
     steps = np.concatenate([b.steps for b in blocks])
     values = np.concatenate([b.values for b in blocks])
-    unique_steps, from_end = np.unique(steps[::-1], return_index=True)  # the last read wins
-    return LossSeries(tag, split, unique_steps.astype(np.int64), values[len(steps) - 1 - from_end])
+    unique_steps, from_end = np.unique(steps[::-1], return_index=True)
+    return kind(tag, split, unique_steps.astype(np.int64), values[len(steps) - 1 - from_end])
 
 
 def _in_depth_order(layers: list[LayerStats]) -> list[LayerStats]:

@@ -12,7 +12,8 @@ from .pipeline import RunResult, layer_summary
 from .problems import Problem
 
 # 2: findings may include ones the loss gate kept at low severity ("gated": true), which set no
-# verdict; runs carry "loss" and "sparse_layers"; findings carry "evidence_source".
+# verdict; runs carry "loss" and "sparse_layers"; findings carry "evidence_source". Added since,
+# meaning nothing else changed: runs carry "evidence", "judged" and "gradient_norm".
 SCHEMA_VERSION = 2
 GENERATOR = "gradaudit"
 
@@ -55,7 +56,10 @@ def run_document(result: RunResult) -> dict:
             "steps": [int(s) for s in stats.steps],
             "encodings": result.encodings,
             "hparams": result.hparams,
+            "evidence": result.evidence,
+            "judged": list(result.judged),
             "global_norm_trend": _trend_document(trends.global_trend),
+            "gradient_norm": _norm_document(result),
             "loss": _loss_document(result),
             "sparse_layers": [t for t, sparse in zip(stats.tags, stats.sparse) if sparse],
             "findings": [
@@ -114,6 +118,23 @@ def _loss_document(result: RunResult) -> dict:
         "last": loss.last if loss else None,
         "log10_change": loss.log10_change if loss else None,
         "later_half_trend": _trend_document(loss.later_half) if loss else None,
+    }
+
+
+def _norm_document(result: RunResult) -> dict | None:
+    """The gradient norm the run logged as a scalar, where it was the evidence or beside it."""
+    norm = result.norm
+    if norm is None:
+        return None
+    finite = np.isfinite(norm.values)
+    return {
+        "series": norm.series,
+        "points": int(len(norm.values)),
+        "nonfinite_points": int((~finite).sum()),
+        "first": float(norm.values[finite][0]) if finite.any() else None,
+        "last": float(norm.values[finite][-1]) if finite.any() else None,
+        "trend": _trend_document(norm.trend),
+        "spikes": norm.spikes,
     }
 
 

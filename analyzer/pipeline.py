@@ -6,14 +6,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .diagnosis import DEFAULT_THRESHOLDS, Diagnosis, Thresholds, diagnose
-from .events import DEFAULT_LOSS_PATTERN, DEFAULT_TAG_PATTERN, LossSeries, read_run
+from .diagnosis import (
+    ALL_KINDS,
+    DEFAULT_THRESHOLDS,
+    NORM_KINDS,
+    Diagnosis,
+    Thresholds,
+    diagnose,
+    diagnose_norm,
+)
+from .events import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN, LossSeries, read_run
 from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
 from .runs import Run
 from .stats import RunStats, run_stats
-from .trends import RunTrends, run_trends
+from .trends import NormTrend, RunTrends, norm_trend, run_trends
 
 
 @dataclass
@@ -31,6 +39,15 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     hparams: dict[str, str] = field(default_factory=dict)  # from folder names, then as logged
     losses: list[LossSeries] = field(default_factory=list)  # training and validation, never spliced
+    norm: NormTrend | None = None  # the global gradient norm logged as a scalar, where it was
+    judged: tuple[str, ...] = ALL_KINDS  # the finding kinds the run's evidence can show
+
+    @property
+    def evidence(self) -> str:
+        """What the verdict rests on: gradient histograms, a gradient norm, or nothing."""
+        if self.stats.layers:
+            return "gradient histograms"
+        return "gradient norm" if self.norm is not None else "none"
 
 
 def analyse_run(
@@ -40,12 +57,19 @@ def analyse_run(
     reader: str = READERS[0],
     loss_pattern: str = DEFAULT_LOSS_PATTERN,
     processes: int = 1,
+    norm_pattern: str = DEFAULT_NORM_PATTERN,
 ) -> RunResult:
-    """`processes`: how many may read a large file's byte ranges in parallel."""
-    data = read_run(run, tag_pattern, reader, loss_pattern, processes)
+    """`processes`: how many may read a large file's byte ranges in parallel. Gradient histograms are
+    the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
+    data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
-    diagnosis = diagnose(stats, trends, limits)
+    norm = norm_trend(data.norms)
+    judged = ALL_KINDS
+    if data.layers or norm is None:
+        diagnosis = diagnose(stats, trends, limits)
+    else:
+        diagnosis, judged = diagnose_norm(norm, trends.loss, limits), NORM_KINDS
     notes = []
     if data.restarted:
         notes.append(
@@ -65,8 +89,11 @@ def analyse_run(
             f"a long run: of up to {logged:,} logged steps per tag, the statistics of {kept:,} or more, "
             "evenly spread, were kept (with every change between finite and non-finite gradients)"
         )
-    if not data.layers:
+    if data.layers and norm is not None:
+        notes.append(f"a gradient norm was logged too ({norm.series}); the verdict rests on the histograms")
+    if not data.layers and norm is None:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
+        judged = ()
     return RunResult(
         run=run,
         stats=stats,
@@ -79,6 +106,8 @@ def analyse_run(
         notes=notes,
         hparams={**run.hparams, **data.hparams},
         losses=data.losses,
+        norm=norm,
+        judged=judged,
     )
 
 
@@ -127,7 +156,7 @@ def layer_summary(result: RunResult, i: int) -> LayerSummary:
 
 def _no_gradients_reason(other_tags: list[str], tag_pattern: str) -> str:
     if not other_tags:
-        return "no histograms in this run's event files"
+        return "no histograms and no gradient-norm scalars in this run's event files"
     shown = ", ".join(other_tags[:5]) + (f" and {len(other_tags) - 5} more" if len(other_tags) > 5 else "")
     return (
         f"no gradient histograms (no tag matches {tag_pattern!r}); histogram tags found: {shown}; "

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
-from .diagnosis import triage_rank
+from .diagnosis import ALL_KINDS, triage_rank
 from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
 from .trends import log10_positive
@@ -68,6 +68,9 @@ class RunView:
     over_steps: Markup = Markup("")
     profile: Markup = Markup("")
     loss_chart: Markup = Markup("")
+    norm_chart: Markup = Markup("")  # the gradient norm logged as a scalar, where it is the evidence
+    norm_series: str = ""
+    judged: str = ""  # what the evidence could not judge shows here: "exploding only"
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
     sparse_tags: list[str] = field(default_factory=list)  # sparse by construction, shown apart
@@ -83,8 +86,10 @@ def run_view(result: RunResult) -> RunView:
     stats, trends, diagnosis = result.stats, result.trends, result.diagnosis
     log_rms = log10_positive(stats.rms)
     finite_ratio = trends.depth_log10_ratio[np.isfinite(trends.depth_log10_ratio)]
-    g = trends.global_trend
-    unit = rate_unit(stats.steps, result.losses)
+    norm = result.norm if not stats.layers else None  # the evidence where there are no histograms
+    g = trends.global_trend if norm is None else norm.trend
+    steps = stats.steps if norm is None else norm.steps
+    unit = rate_unit(steps, result.losses)
     view = RunView(
         name=result.run.name,
         page=run_page_name(result.run.name),
@@ -95,8 +100,8 @@ def run_view(result: RunResult) -> RunView:
         growth=g.decades_per_1k_steps if g else math.nan,
         unit=unit,
         growth_text=unit.rate(g).split(" [")[0] if g else "—",
-        steps=len(stats.steps),
-        last_step=int(stats.steps[-1]) if len(stats.steps) else 0,
+        steps=len(steps),
+        last_step=int(steps[-1]) if len(steps) else 0,
         layers=len(stats.layers),
         encodings=result.encodings,
         problems=result.problems,
@@ -119,6 +124,12 @@ def run_view(result: RunResult) -> RunView:
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
+    view.judged = judged_text(result.judged)
+    if norm is not None:
+        view.norm_series = norm.series
+        view.norm_chart = charts.loss_curves(
+            [(norm.series, norm.steps, norm.values)], norm.trend, unit, "gradient norm", later_half=False
+        )
     view.sparse_tags = [t for t, sparse in zip(stats.tags, stats.sparse) if sparse]
     _place_evidence(view)
     if diagnosis.findings:
@@ -126,10 +137,21 @@ def run_view(result: RunResult) -> RunView:
         shown = ", ".join(top.layers[:3]) + (
             f" and {len(top.layers) - 3} more" if len(top.layers) > 3 else ""
         )
-        view.where = f"{len(top.layers)} of {len(stats.layers)} tags: {shown}"
+        view.where = (
+            f"{len(top.layers)} of {len(stats.layers)} tags: {shown}"
+            if norm is None
+            else f"the global gradient norm ({norm.series})"
+        )
         view.since = f"step {top.steps[0]} (of {view.last_step})" if top.steps else ""
         view.first_remedy = result.remedies[0][0].action if result.remedies and result.remedies[0] else ""
     return view
+
+
+def judged_text(judged: tuple[str, ...]) -> str:
+    """ "" where the evidence can show every kind of finding; else which kinds it can, in words."""
+    if set(judged) >= set(ALL_KINDS):
+        return ""
+    return f"{' and '.join(judged)} only" if judged else "nothing judged"
 
 
 def _add_loss(view: RunView, result: RunResult) -> None:
@@ -272,7 +294,7 @@ def _place_evidence(view: RunView) -> None:
     for item in view.findings:
         item["evidence"] = _evidence_rows(item["finding"], view.unit)
         item["words"] = evidence_in_words(item["finding"])
-        name = _EVIDENCE_CHART[item["finding"].kind]
+        name = "norm_chart" if view.norm_chart else _EVIDENCE_CHART[item["finding"].kind]
         item["chart"] = getattr(view, name) if name not in used else Markup("")
         used.add(name)
     view.other_charts = [
@@ -281,6 +303,7 @@ def _place_evidence(view: RunView) -> None:
             ("heatmap", "Gradient magnitude by layer and step"),
             ("over_steps", "Magnitude over steps, with fitted trends"),
             ("profile", "Depth profile"),
+            ("norm_chart", "Gradient norm over steps, with its fitted trend"),
         )
         if name not in used and getattr(view, name)
     ]
@@ -393,6 +416,7 @@ class IndexRow:
     hparams: dict[str, str]
     depth_profile: list[float]  # the sparkline's numbers (the cache keeps these, never its markup)
     severity: str | None  # of the most severe verdict-setting finding
+    judged: str = ""  # "exploding only" where the evidence cannot show every kind
 
     @property
     def triage(self) -> str:
@@ -438,6 +462,7 @@ def index_row(view: RunView) -> IndexRow:
         view.hparams,
         view.depth_profile,
         view.severity,
+        view.judged,
     )
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from .diagnosis import SEVERITY_RANK, triage_rank
+from .diagnosis import ALL_KINDS, SEVERITY_RANK, triage_rank
 
 _COLOUR = {
     "exploding": "31",
@@ -39,7 +39,9 @@ def verdict_line(doc: dict, colour: bool) -> str:
     if colour:
         verdict = f"\033[{_COLOUR.get(doc['verdict'], '0')}m{verdict}\033[0m"
     problems = f"  [{len(doc['errors'])} read problem(s)]" if doc["errors"] else ""
-    return f"{verdict}  {doc['run']}  — {doc['reason']}{problems}"
+    judged = doc.get("judged") or []
+    only = f" ({' and '.join(judged)} only)" if judged and not set(ALL_KINDS) <= set(judged) else ""
+    return f"{verdict}{only}  {doc['run']}  — {doc['reason']}{problems}"
 
 
 def tripped(documents: list[dict], fail_on: set[str]) -> list[dict]:

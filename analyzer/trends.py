@@ -9,12 +9,13 @@ longer (~0.8 s) than analysing a typical run.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .events import LossSeries
+from .events import LossSeries, NormSeries
 from .stats import RunStats
 
 CONFIDENCE = 0.95
@@ -70,6 +71,59 @@ class LossTrend:
         if not (self.first > 0 and self.last > 0):
             return float("nan")
         return math.log10(self.last / self.first)
+
+
+@dataclass
+class NormTrend:
+    """The global gradient norm a run logged as a scalar, or the one its per-parameter norms make
+    (the root of the sum of their squares, at steps where every parameter was logged)."""
+
+    series: str  # the tag it came from, or "the N per-parameter norms"
+    steps: np.ndarray  # int64 [S]
+    values: np.ndarray  # float64 [S], NaN/Inf as logged
+    trend: TimeTrend | None  # Theil–Sen over its positive finite points
+    spikes: int  # points more than SPIKE_DECADES above the median of the SPIKE_WINDOW before them
+
+
+SPIKE_DECADES = 1.0
+SPIKE_WINDOW = 10
+_VALIDATION_SPLITS = re.compile(r"(?i)^(val|valid|validation|eval|test)$")
+
+
+def global_norm_series(norms: list[NormSeries]) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The total norm with the most points where one was logged, else the per-parameter norms
+    combined (an L2 norm of norms of one type, at the steps every parameter was logged)."""
+    training = [n for n in norms if not _VALIDATION_SPLITS.search(n.split)]
+    totals = [n for n in training if n.parameter is None and len(n.steps)]
+    if totals:
+        best = max(totals, key=lambda n: int(np.isfinite(n.values).sum()))
+        return best.name, best.steps, best.values
+    parameters = [n for n in training if n.parameter is not None and len(n.steps)]
+    if not parameters:
+        return None
+    norm_type = parameters[0].norm_type
+    parameters = [n for n in parameters if n.norm_type == norm_type]
+    steps = parameters[0].steps
+    for n in parameters[1:]:
+        steps = np.intersect1d(steps, n.steps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = sum(n.values[np.searchsorted(n.steps, steps)] ** 2 for n in parameters)
+    return f"the {len(parameters)} per-parameter norms combined", steps, np.sqrt(squares)
+
+
+def norm_trend(norms: list[NormSeries]) -> NormTrend | None:
+    found = global_norm_series(norms)
+    if found is None:
+        return None
+    name, steps, values = found
+    log_norm = log10_positive(values)
+    spikes = 0
+    for i in range(SPIKE_WINDOW, len(values)):
+        before = log_norm[i - SPIKE_WINDOW : i]
+        before = before[np.isfinite(before)]
+        if before.size and log_norm[i] > np.median(before) + SPIKE_DECADES:
+            spikes += 1
+    return NormTrend(name, steps, values, theil_sen(steps, log_norm), spikes)
 
 
 @dataclass
