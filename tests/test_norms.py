@@ -130,3 +130,109 @@ def test_norm_tags_option_chooses_the_series(tmp_path):
     _, runs = _report(tmp_path, "--norm-tags", "grad_norm")
     assert runs["run"]["evidence"] == "gradient norm"
     assert np.isfinite(runs["run"]["gradient_norm"]["last"])
+
+
+def _lightning_run(out, activation: str, lr: float):
+    """A LightningModule logging Lightning's own grad_norm() through its TensorBoardLogger."""
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities import grad_norm
+
+    class Net(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            width, depth = (64, 3) if activation == "relu" else (32, 10)
+            layers, fan_in = [], 16
+            for _ in range(depth):
+                layers += [
+                    torch.nn.Linear(fan_in, width),
+                    {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid}[activation](),
+                ]
+                fan_in = width
+            self.net = torch.nn.Sequential(*layers, torch.nn.Linear(fan_in, 4))
+
+        def training_step(self, batch, index):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def on_before_optimizer_step(self, optimizer):
+            self.log_dict(grad_norm(self, norm_type=2))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=lr)
+
+    torch.manual_seed(0)
+    x = torch.randn(2048, 16)
+    y = (x[:, :4] @ torch.randn(4, 4)).argmax(1)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+    trainer = L.Trainer(
+        max_epochs=4,
+        logger=TensorBoardLogger(str(out), name="run"),
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Net(), data)
+
+
+def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
+    pytest.importorskip("lightning")
+    _lightning_run(tmp_path / "logs" / "healthy", "relu", 0.05)
+    _lightning_run(tmp_path / "logs" / "diverging", "relu", 20.0)
+    _, runs = _report(tmp_path)
+    healthy, diverging = runs["healthy/run/version_0"], runs["diverging/run/version_0"]
+    for run in (healthy, diverging):
+        assert run["gradient_norm"]["series"] == "grad_2.0_norm_total" and run["judged"] == ["exploding"]
+    assert healthy["verdict"] == "healthy"
+    assert diverging["verdict"] == "exploding" and diverging["findings"][0]["severity"] == "critical"
+
+
+def _hugging_face_run(out, lr: float, optimizer: str):
+    """A tiny GPT-2 built from a config (nothing downloaded), trained by Hugging Face's Trainer with
+    report_to="tensorboard", clipping on (max_grad_norm > 0, so it logs train/grad_norm)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 64, (256, 32), generator=torch.Generator().manual_seed(0))
+
+    class Tokens(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(tokens)
+
+        def __getitem__(self, i):
+            return {"input_ids": tokens[i], "labels": tokens[i]}
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2))
+    arguments = TrainingArguments(
+        output_dir=str(out),
+        report_to=["tensorboard"],
+        logging_steps=2,
+        max_steps=60,
+        per_device_train_batch_size=16,
+        learning_rate=lr,
+        optim=optimizer,
+        max_grad_norm=1e9,  # clipping on, so the norm is logged; too high to stop a divergence
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    Trainer(model=model, args=arguments, train_dataset=Tokens()).train()
+
+
+def test_hugging_face_trainer_grad_norm_and_its_nan(tmp_path):
+    pytest.importorskip("transformers")
+    _hugging_face_run(tmp_path / "logs" / "healthy", 5e-4, "adamw_torch")
+    _hugging_face_run(tmp_path / "logs" / "diverging", 50.0, "sgd")
+    _, runs = _report(tmp_path)
+    by_name = {name.split("/")[0]: run for name, run in runs.items()}
+    healthy, diverging = by_name["healthy"], by_name["diverging"]
+    for run in (healthy, diverging):
+        assert run["gradient_norm"]["series"] == "train/grad_norm" and run["evidence"] == "gradient norm"
+    assert healthy["verdict"] == "healthy"
+    # The Trainer filters NaN out of the loss it logs (logging_nan_inf_filter); the norm shows it.
+    assert diverging["verdict"] == "exploding" and diverging["gradient_norm"]["nonfinite_points"] > 0
+    assert diverging["findings"][0]["evidence_source"].startswith("gradient norm")
