@@ -7,7 +7,7 @@ never judged, since they depend on the loss scale, batch size and parameterisati
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,10 +31,12 @@ def triage_rank(verdict: str, severity: str | None) -> tuple[int, int]:
 # What a finding rests on.
 GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
 GRADIENT_NORM = "gradient norm"  # a run's evidence is a norm scalar: GRADIENT_NORM + " and loss" with it
+GRADIENT_NORMS = "per-parameter gradient norms"
 # What each kind of evidence can show: a global norm cannot show vanishing gradients in early layers
 # (the output side dominates it) or dead units.
 ALL_KINDS = ("vanishing", "exploding", "dead_units")
 NORM_KINDS = ("exploding",)
+PARAMETER_NORM_KINDS = ("vanishing", "exploding")  # no zeros to count: no dead units
 # What the training loss did, as the gate reads it.
 LOSS_FALLS, LOSS_STALLED, LOSS_UNKNOWN = "falls", "stalled or rising", "not logged"
 
@@ -91,6 +93,19 @@ class Thresholds:
     loss_converged_decades: float = 1.0
     # Below this many logged steps no verdict is given.
     min_steps: int = 2
+    # Per-parameter gradient norms logged as scalars, without the layer sizes: a norm is the RMS times
+    # the square root of the parameter count, so a depth ratio of norms carries half the log10 ratio
+    # of the two layers' sizes. The depth rules ask this many decades more of norms (sizes 100x apart
+    # account for one decade).
+    norm_size_decades: float = 1.0
+
+    def for_norms(self) -> Thresholds:
+        """The thresholds for per-parameter norms: depth rules raised by norm_size_decades."""
+        return replace(
+            self,
+            vanishing_depth_decades=self.vanishing_depth_decades + self.norm_size_decades,
+            exploding_depth_decades=self.exploding_depth_decades + self.norm_size_decades,
+        )
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -120,7 +135,14 @@ class Diagnosis:
     loss_state: str = LOSS_UNKNOWN  # LOSS_FALLS, LOSS_STALLED or LOSS_UNKNOWN
 
 
-def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
+def diagnose(
+    stats: RunStats,
+    trends: RunTrends,
+    limits: Thresholds = DEFAULT_THRESHOLDS,
+    evidence_source: str = GRADIENTS,
+) -> Diagnosis:
+    """`evidence_source`: what the layer statistics came from (GRADIENTS: histograms;
+    GRADIENT_NORMS: per-parameter norms logged as scalars)."""
     if not stats.layers:
         return Diagnosis("insufficient_data", "no gradient histograms", [], [])
     if len(stats.steps) < limits.min_steps:
@@ -140,6 +162,9 @@ def diagnose(stats: RunStats, trends: RunTrends, limits: Thresholds = DEFAULT_TH
     findings = [f for rule in (_exploding, _vanishing, _dead_units) for f in rule(stats, trends, limits)]
     loss_state = loss_state_of(trends.loss, limits)
     for finding in findings:
+        if evidence_source != GRADIENTS:  # the rules' words name the RMS; these magnitudes are norms
+            finding.evidence_source = finding.evidence_source.replace(GRADIENTS, evidence_source, 1)
+            finding.summary = finding.summary.replace("gradient RMS", "gradient norm")
         _apply_loss_gate(finding, loss_state)
     _defer_to_measured_dead_units(findings)
     findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))

@@ -154,6 +154,48 @@ def read_run(
     )
 
 
+def parameter_norm_layers(norms: list[NormSeries]) -> list[LayerStats]:
+    """Per-parameter gradient norms (of one norm type, training split) as layer statistics in the order
+    they were first logged (writers log parameters in model order), so the scale-free rules across
+    depth and over steps read them as they read histograms. A norm is not an RMS: it grows with the
+    square root of the parameter count, which scalars do not give; the magnitude is the norm itself,
+    with a count of one, so that the root of the sum of squares is still the global norm."""
+    parameters = [
+        n for n in norms if n.parameter is not None and not _VALIDATION.search(n.split) and len(n.steps)
+    ]
+    if not parameters:
+        return []
+    parameters = [n for n in parameters if n.norm_type == parameters[0].norm_type]
+    out = []
+    for n in parameters:
+        steps, values = n.steps, n.values
+        finite = np.isfinite(values)
+        nan = np.full(len(steps), np.nan)
+        out.append(
+            LayerStats(
+                tag=n.tag,
+                steps=steps,
+                count=np.ones(len(steps)),
+                rms=np.where(finite, values, np.nan),
+                rms_low=np.where(finite, values, np.nan),
+                rms_high=np.where(finite, values, np.nan),
+                rms_exact=finite,
+                mean_abs=nan,
+                mean_abs_low=nan,
+                mean_abs_high=nan,
+                abs_quantiles_last=np.full(3, np.nan),
+                max_abs=nan,
+                zero_share=nan,
+                zero_bucket_width=nan,
+                zero_excess_share=np.zeros(len(steps)),
+                zero_spike_ratio=np.zeros(len(steps)),
+                nonfinite=~finite,
+                empty=np.zeros(len(steps), dtype=bool),
+            )
+        )
+    return out
+
+
 def _being_written(paths: list[str], problems: list[Problem]) -> dict[str, float]:
     """The newest file of each folder that ends in a partial record and changed within
     LIVE_WRITE_SECONDS: a writer mid-record, as every live training leaves its file between flushes."""

@@ -9,13 +9,23 @@ import numpy as np
 from .diagnosis import (
     ALL_KINDS,
     DEFAULT_THRESHOLDS,
+    GRADIENT_NORM,
+    GRADIENT_NORMS,
     NORM_KINDS,
+    PARAMETER_NORM_KINDS,
     Diagnosis,
     Thresholds,
     diagnose,
     diagnose_norm,
 )
-from .events import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN, LossSeries, read_run
+from .events import (
+    DEFAULT_LOSS_PATTERN,
+    DEFAULT_NORM_PATTERN,
+    DEFAULT_TAG_PATTERN,
+    LossSeries,
+    parameter_norm_layers,
+    read_run,
+)
 from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
@@ -44,10 +54,11 @@ class RunResult:
 
     @property
     def evidence(self) -> str:
-        """What the verdict rests on: gradient histograms, a gradient norm, or nothing."""
+        """What the verdict rests on: gradient histograms, per-parameter gradient norms, a gradient
+        norm, or nothing."""
         if self.stats.layers:
-            return "gradient histograms"
-        return "gradient norm" if self.norm is not None else "none"
+            return "gradient histograms" if self.judged == ALL_KINDS else GRADIENT_NORMS
+        return GRADIENT_NORM if self.norm is not None else "none"
 
 
 def analyse_run(
@@ -62,11 +73,19 @@ def analyse_run(
     """`processes`: how many may read a large file's byte ranges in parallel. Gradient histograms are
     the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
     data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
-    stats = run_stats(data.layers, limits.exact_zero_resolution)
-    trends = run_trends(stats, data.losses)
     norm = norm_trend(data.norms)
+    # The evidence, richest first: gradient histograms; per-parameter norms (two or more, read as
+    # layers by the depth and growth rules, with thresholds for norms); a global norm alone.
+    parameter_norms = parameter_norm_layers(data.norms) if not data.layers else []
+    if len(parameter_norms) < 2:
+        parameter_norms = []
+    stats = run_stats(data.layers or parameter_norms, limits.exact_zero_resolution)
+    trends = run_trends(stats, data.losses)
     judged = ALL_KINDS
-    if data.layers or norm is None:
+    if parameter_norms:
+        diagnosis = diagnose(stats, trends, limits.for_norms(), GRADIENT_NORMS)
+        judged = PARAMETER_NORM_KINDS
+    elif data.layers or norm is None:
         diagnosis = diagnose(stats, trends, limits)
     else:
         diagnosis, judged = diagnose_norm(norm, trends.loss, limits), NORM_KINDS
@@ -88,6 +107,12 @@ def analyse_run(
         notes.append(
             f"a long run: of up to {logged:,} logged steps per tag, the statistics of {kept:,} or more, "
             "evenly spread, were kept (with every change between finite and non-finite gradients)"
+        )
+    if parameter_norms and diagnosis.verdict == "healthy":
+        diagnosis.reason += (
+            "; from per-parameter gradient norms, judged for vanishing and exploding (norms show no dead "
+            f"units; the depth rules ask {limits.norm_size_decades:g} decade more of norms, which carry "
+            "their layers' sizes)"
         )
     if data.layers and norm is not None:
         notes.append(f"a gradient norm was logged too ({norm.series}); the verdict rests on the histograms")

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
-from .diagnosis import ALL_KINDS, triage_rank
+from .diagnosis import ALL_KINDS, GRADIENT_NORMS, triage_rank
 from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
 from .trends import log10_positive
@@ -70,6 +70,7 @@ class RunView:
     loss_chart: Markup = Markup("")
     norm_chart: Markup = Markup("")  # the gradient norm logged as a scalar, where it is the evidence
     norm_series: str = ""
+    parameter_norms: bool = False  # the layers are per-parameter norms logged as scalars
     judged: str = ""  # what the evidence could not judge shows here: "exploding only"
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
@@ -125,6 +126,7 @@ def run_view(result: RunResult) -> RunView:
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
     view.judged = judged_text(result.judged)
+    view.parameter_norms = result.evidence == GRADIENT_NORMS
     if norm is not None:
         view.norm_series = norm.series
         view.norm_chart = charts.loss_curves(

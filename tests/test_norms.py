@@ -75,14 +75,16 @@ def test_norm_scalars_alone_are_judged_for_exploding_only(tmp_path):
     rc, runs = _report(tmp_path, "--fail-on", "exploding")
     assert rc == FOUND
     healthy, diverging, per_parameter = runs["healthy"], runs["diverging"], runs["per_parameter"]
-    for run in runs.values():
-        assert run["evidence"] == "gradient norm" and run["judged"] == ["exploding"]
-    assert healthy["verdict"] == "healthy" and "judged for exploding only" in healthy["reason"]
-    assert (
-        healthy["gradient_norm"]["series"] == "grad_norm"
-        and healthy["gradient_norm"]["trend"]["points"] >= 100
-    )
-    assert per_parameter["verdict"] == "healthy"
+    # Per-parameter norms are read as layers (vanishing and exploding); a total alone, for exploding.
+    for run in (healthy, per_parameter):
+        assert run["evidence"] == "per-parameter gradient norms" and run["judged"] == [
+            "vanishing",
+            "exploding",
+        ]
+        assert run["verdict"] == "healthy" and len(run["layers"]) == 6
+    assert diverging["evidence"] == "gradient norm" and diverging["judged"] == ["exploding"]
+    assert healthy["gradient_norm"]["series"] == "grad_norm"
+    assert healthy["gradient_norm"]["trend"]["points"] >= 100
     assert per_parameter["gradient_norm"]["series"] == "the 6 per-parameter norms combined"
     assert diverging["verdict"] == "exploding"
     [finding, *_] = diverging["findings"]
@@ -182,12 +184,23 @@ def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
     pytest.importorskip("lightning")
     _lightning_run(tmp_path / "logs" / "healthy", "relu", 0.05)
     _lightning_run(tmp_path / "logs" / "diverging", "relu", 20.0)
+    _lightning_run(tmp_path / "logs" / "sigmoid", "sigmoid", 0.05)
     _, runs = _report(tmp_path)
     healthy, diverging = runs["healthy/run/version_0"], runs["diverging/run/version_0"]
-    for run in (healthy, diverging):
-        assert run["gradient_norm"]["series"] == "grad_2.0_norm_total" and run["judged"] == ["exploding"]
+    sigmoid = runs["sigmoid/run/version_0"]
+    for run in (healthy, diverging, sigmoid):
+        assert run["gradient_norm"]["series"] == "grad_2.0_norm_total"
+        assert run["evidence"] == "per-parameter gradient norms" and run["judged"] == [
+            "vanishing",
+            "exploding",
+        ]
+        assert run["layers"][0]["tag"] == "grad_2.0_norm/net.0.weight"  # in model order
     assert healthy["verdict"] == "healthy"
     assert diverging["verdict"] == "exploding" and diverging["findings"][0]["severity"] == "critical"
+    assert sigmoid["verdict"] == "vanishing"
+    [finding] = sigmoid["findings"]
+    assert finding["evidence_source"].startswith("per-parameter gradient norms")
+    assert "first-layer gradient norm" in finding["summary"]
 
 
 def _hugging_face_run(out, lr: float, optimizer: str):
