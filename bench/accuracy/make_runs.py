@@ -20,6 +20,12 @@ NEW_RECIPES and SECOND_RECIPES, each held back once, scored, then tuned on); HEL
 after the rules were last frozen, are ``held_back`` and scored once. A dev run over MAX_DEV_RUN_KB is
 left out of the committed corpus (legacy writers' 600-bucket histograms make a few runs large), so
 that it stays near 40 MB; held-back runs are all kept. Labels and splits go to OUTDIR/labels.json.
+
+    python bench/accuracy/make_runs.py --norms [OUTDIR]   # default bench/accuracy/norm_runs
+
+writes the norms-only corpus: the newer recipes trained in PyTorch, each logging gradient norms as
+scalars and no histograms, as Lightning's grad_norm() does (every parameter and the total) or as
+Hugging Face's Trainer does (the total only), labelled from the true gradients as above.
 """
 
 from __future__ import annotations
@@ -558,6 +564,17 @@ PLAN = FIRST_PLAN + [
     for writer, every in writers
 ]
 
+# Writers of gradient norms as scalars, no histograms: Lightning's grad_norm() (every parameter and
+# the total) with its train_loss, and Hugging Face's Trainer (the total only, train/grad_norm, NaN
+# written as is; its loss is logged only where finite, as logging_nan_inf_filter does).
+NORM_WRITERS = ("norms", "norms_total")
+# The norms-only corpus (bench/accuracy/norm_runs): every PyTorch-able recipe of the newer sets once,
+# by one of the two norm writers in turn, logged every 8 batches (every 2 where it diverges).
+NORM_PLAN = [
+    (name, NORM_WRITERS[i % 2], 2 if recipe[0] == "exploding" else 8, NEW_EPOCHS[recipe[0]], "")
+    for i, (name, recipe) in enumerate({**NEW_RECIPES, **SECOND_RECIPES, **HELD_BACK_RECIPES}.items())
+]
+
 # --- Keras ---------------------------------------------------------------------------------------
 
 
@@ -875,6 +892,9 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     def logged(m):
         return [(n, p) for n, p in m.named_parameters() if not (deep and n.endswith("bias"))]
 
+    norms = writer in NORM_WRITERS
+    if norms:
+        name_of = lambda n: f"grad_2.0_norm/{n}"  # noqa: E731 (Lightning's grad_norm() tags)
     tags = [name_of(n) for n, _ in logged(model)]
     history, losses, written = [], [], []
     sw = SummaryWriter(str(log_dir)) if writer != "none" else None
@@ -894,7 +914,10 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
                     grads = {name_of(n): p.grad.detach().numpy().copy() for n, p in logged(model)}
                     history.append(truth.step_stats(grads))  # labels count logged steps only
                     losses.append(loss.item())
-                    if sw is not None:
+                    if sw is not None and norms:
+                        _write_norms(sw, writer, grads, loss.item(), step)
+                        written.append(step)
+                    elif sw is not None:
                         for tag, g in grads.items():
                             if writer == "dropnan":
                                 _finite_only_histogram(sw, tag, g, step)
@@ -924,6 +947,21 @@ def run_torch(recipe, writer, log_dir, every, epochs, seed, awkward):
     return tags, history, losses, [t for t in tags if torch_sparse(t)]
 
 
+def _write_norms(sw, writer, grads, loss, step):
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = {tag: float(np.sqrt(np.sum(g.astype(np.float64) ** 2))) for tag, g in grads.items()}
+        total = float(np.sqrt(sum(v**2 for v in norms.values())))
+    if writer == "norms":
+        for tag, value in norms.items():
+            sw.add_scalar(tag, value, step)
+        sw.add_scalar("grad_2.0_norm_total", total, step)
+        sw.add_scalar("train_loss", loss, step)
+    else:
+        sw.add_scalar("train/grad_norm", total, step)
+        if np.isfinite(loss):
+            sw.add_scalar("train/loss", loss, step)
+
+
 class TooShort(Exception):
     """The run diverged before its log held two logged steps: nothing to judge from it."""
 
@@ -942,14 +980,15 @@ def train(recipe, writer, log_dir, every, epochs, seed, awkward):
     return run_torch(recipe, writer, log_dir, every, epochs, seed, awkward)
 
 
-def main(out_dir: Path, only: set[str] | None = None) -> None:
+def main(out_dir: Path, only: set[str] | None = None, plan=None) -> None:
+    plan = PLAN if plan is None else plan
     if only is None:
         shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = out_dir / "labels.json"
     previous = json.loads(labels_path.read_text()) if only is not None and labels_path.exists() else {}
     labels, dropped = previous.get("runs", {}), previous.get("dropped", [])
-    for index, (recipe_name, writer, every, epochs, awkward, *seed) in enumerate(PLAN):
+    for index, (recipe_name, writer, every, epochs, awkward, *seed) in enumerate(plan):
         seed = seed[0] if seed else index
         recipe = RECIPES[recipe_name]
         name = f"{recipe_name}__{writer}__every{every}" + (f"__{awkward}" if awkward else "")
@@ -1007,6 +1046,9 @@ def main(out_dir: Path, only: set[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--only=")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     only = next((set(a[7:].split(",")) for a in sys.argv[1:] if a.startswith("--only=")), None)
-    main(Path(args[0]) if args else HERE / "runs", only)
+    if "--norms" in sys.argv:  # the norms-only corpus
+        main(Path(args[0]) if args else HERE / "norm_runs", only, NORM_PLAN)
+    else:
+        main(Path(args[0]) if args else HERE / "runs", only)
