@@ -140,24 +140,19 @@ class _HistogramStore:
         self.unselected_legacy_tags: dict[str, None] = {}
 
     def add_tensor(self, tag: str, step: int, tensor) -> None:
-        collected = self.tensors.get(tag)
-        if collected is None:
-            if not self._selected(tag):
-                self.unselected_tensor_tags[tag] = None
-                return
-            collected = self.tensors[tag] = TensorHistograms()
-        self.buffered += collected.add(step, tensor)
-        if self.buffered > _BUFFERED_BUCKETS:
-            self.reduce()
+        self._add(self.tensors, self.unselected_tensor_tags, TensorHistograms, tag, step, tensor)
 
     def add_legacy(self, tag: str, step: int, histogram) -> None:
-        collected = self.legacy.get(tag)
+        self._add(self.legacy, self.unselected_legacy_tags, LegacyHistograms, tag, step, histogram)
+
+    def _add(self, collectors: dict, unselected: dict, kind: type, tag: str, step: int, value) -> None:
+        collected = collectors.get(tag)
         if collected is None:
             if not self._selected(tag):
-                self.unselected_legacy_tags[tag] = None
+                unselected[tag] = None
                 return
-            collected = self.legacy[tag] = LegacyHistograms()
-        self.buffered += collected.add(step, histogram)
+            collected = collectors[tag] = kind()
+        self.buffered += collected.add(step, value)
         if self.buffered > _BUFFERED_BUCKETS:
             self.reduce()
 

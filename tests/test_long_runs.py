@@ -33,39 +33,6 @@ def _assert_same_layers(a, b):
                 assert value == getattr(y, name), (x.tag, name)
 
 
-def test_reducing_a_few_histograms_at_a_time_changes_nothing(tmp_path, monkeypatch):
-    """A file with restarts (legacy histograms purged, TF2 tensors kept), a step logged twice and a
-    tensor of the wrong shape, read with a buffer of a few histograms: the same statistics as read at
-    once, and as TensorBoard's EventAccumulator reads it."""
-    from tensorboard.compat.proto import event_pb2
-
-    rng = np.random.default_rng(3)
-    limits = list(np.logspace(-6, 1, 40))
-    events = [event_pb2.Event(file_version="brain.Event:2")]
-    for step in list(range(0, 60)) + list(range(40, 90)):
-        if step == 40 and len(events) > 60:  # the second pass: a restart from step 40
-            events.append(
-                event_pb2.Event(step=40, session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
-            )
-        for layer in range(3):
-            counts = list(rng.integers(0, 50, size=40).astype(float))
-            events.append(legacy_event(f"grad/legacy{layer}", step, limits, counts, squares=float(step + 1)))
-        events.append(tf2_event("grad/tf2", step, rng.normal(size=(30, 3)) ** 2, first=step == 0))
-    events.append(tf2_event("grad/tf2", 90, [1.0, 2.0]))  # not a [k, 3] histogram
-    write_events(tmp_path / "logs" / "run", events)
-    run = _only_run(tmp_path / "logs")
-    at_once = read_run(run)
-    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 100)
-    in_pieces = read_run(run)
-    _assert_same_layers(at_once.layers, in_pieces.layers)
-    _assert_same_layers(at_once.layers, read_run(run, reader="tensorboard").layers)
-    assert [p.message for p in at_once.problems] == [p.message for p in in_pieces.problems]
-    assert len(at_once.problems) == 1 and "not a [k, 3] histogram" in at_once.problems[0].message
-    legacy = at_once.layers[1]
-    assert list(legacy.steps) == list(range(90)) and legacy.logged_steps == 90
-    assert legacy.rms_exact.all()
-
-
 def _mixed_events(rng):
     """Every kind of record the reader keeps apart: TF2 histograms and scalars whose metadata comes
     only with their first value, legacy histograms and simple values, a restart that orphans legacy
@@ -93,6 +60,24 @@ def _mixed_events(rng):
         events.append(event_pb2.Event(step=step, summary=summary_pb2.Summary(value=[loss, simple])))
     events.append(tf2_event("grad/tf2", 90, [1.0, 2.0]))  # not a [k, 3] histogram
     return events
+
+
+def test_reducing_a_few_histograms_at_a_time_changes_nothing(tmp_path, monkeypatch):
+    """A file with a restart (legacy histograms purged, TF2 tensors kept), a step logged twice and a
+    tensor of the wrong shape, read with a buffer of a few histograms: the same statistics as read at
+    once, and as TensorBoard's EventAccumulator reads it."""
+    write_events(tmp_path / "logs" / "run", _mixed_events(np.random.default_rng(3)))
+    run = _only_run(tmp_path / "logs")
+    at_once = read_run(run)
+    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 100)
+    in_pieces = read_run(run)
+    _assert_same_layers(at_once.layers, in_pieces.layers)
+    _assert_same_layers(at_once.layers, read_run(run, reader="tensorboard").layers)
+    assert [p.message for p in at_once.problems] == [p.message for p in in_pieces.problems]
+    assert len(at_once.problems) == 1 and "not a [k, 3] histogram" in at_once.problems[0].message
+    legacy = at_once.layers[1]
+    assert list(legacy.steps) == list(range(90)) and legacy.logged_steps == 90
+    assert legacy.rms_exact.all()
 
 
 def _assert_same_file(a, b):
