@@ -529,8 +529,13 @@ def resolves_exact_zeros(layer: LayerStats, resolution: float) -> np.ndarray:
     return layer.zero_bucket_width <= resolution * np.nan_to_num(layer.max_abs)
 
 
+# The prefix of a per-parameter norm's tag (Lightning's grad_2.0_norm/<parameter>): it says "norm"
+# of every parameter, so the markers above are read in the parameter name after it.
+_NORM_PREFIX = re.compile(r"(?i)^grad_([0-9.]+|inf)_norm/")
+
+
 def is_weight_tag(tag: str) -> bool:
-    lowered = tag.lower()
+    lowered = _NORM_PREFIX.sub("", tag).lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)
 
 

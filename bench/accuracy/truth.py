@@ -27,6 +27,8 @@ construction (embedding tables, named by the generator from the model it built).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 NOT_A_WEIGHT = ("bias", "beta", "gamma", "moving_", "running_", "norm")
@@ -35,7 +37,8 @@ CRAWL_SHARE = 0.5  # of the fixed version's relative fall
 
 
 def is_weight(tag: str) -> bool:
-    return not any(m in tag.lower() for m in NOT_A_WEIGHT)
+    name = re.sub(r"(?i)^grad_([0-9.]+|inf)_norm/", "", tag)  # a per-parameter norm's tag says "norm"
+    return not any(m in name.lower() for m in NOT_A_WEIGHT)
 
 
 def step_stats(gradients: dict[str, np.ndarray]) -> dict[str, tuple[float, float, bool, int]]:
