@@ -133,15 +133,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--every-n-batches", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--suite", choices=("samples", "realistic"), default="samples")
+    parser.add_argument("--suite", choices=("samples", "realistic", "interleaved"), default="samples")
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job == "binning":
         print(json.dumps(binning_ns_per_entry()))
         return
+    if args.job and args.suite == "interleaved":
+        print(json.dumps(interleaved_job(args.job, args.rounds)))
+        return
     if args.job:
         print(json.dumps(job(args.job, args.variant, args.epochs, args.every_n_batches)))
+        return
+    if args.suite == "interleaved":
+        interleaved(args.rounds)
         return
 
     if args.suite == "realistic":
@@ -268,6 +274,81 @@ def realistic(rounds: int) -> None:
                 f"{statistics.median(per_round):>12.1%} ({low:.1%} to {high:.1%}), probes {probe_s:5.1f} s"
             )
         print(f"{label_group:<14}{without:>14.1f}  " + "".join(f"{c:>42}" for c in cells))
+    print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
+
+
+# Each timed fit of the interleaved suite: two epochs, so the default frequency probes three times
+# (before training and after each epoch), a little more often than a longer training would.
+INTERLEAVED_EPOCHS = 2
+
+
+def interleaved_job(name: str, rounds: int) -> dict:
+    """One process per model: after a warm-up fit, fits of INTERLEAVED_EPOCHS epochs without the
+    callback, with it at its default frequency and every 50 batches, in rotating order, `rounds`
+    times. Pairs seconds apart, not minutes: this machine's speed drifts by tens of percent from one
+    minute to the next, more than the overhead measured. Each fit with the callback traces its
+    gradient function again (30-60 ms; a training pays it once): an upper bound."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "bench"))
+    import keras
+    import numpy as np
+    from realistic_models import REALISTIC
+
+    from analyzer.callback import GradientHistograms
+
+    keras.utils.set_random_seed(7)
+    build, _ = REALISTIC[name]
+    model, optimizer, loss, x, y = build(np.random.default_rng(7))
+    model.compile(optimizer=optimizer, loss=loss)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # Keras traces its own step here, once
+    times: dict[str, list[float]] = {label: [] for label in ("without", *(f for f, _ in FREQUENCIES))}
+    variants = [("without", None), *FREQUENCIES]
+    with tempfile.TemporaryDirectory() as log_dir:
+        for r in range(rounds):
+            for label, every in variants[r % 3 :] + variants[: r % 3]:
+                callbacks = []
+                if label != "without":
+                    callbacks = [
+                        GradientHistograms(
+                            os.path.join(log_dir, f"{r}-{every}"),
+                            probe=(x[:256], y[:256]),
+                            every_n_batches=every,
+                        )
+                    ]
+                start = time.perf_counter()
+                model.fit(x, y, batch_size=64, epochs=INTERLEAVED_EPOCHS, verbose=0, callbacks=callbacks)
+                times[label].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved(rounds: int) -> None:
+    """The realistic models, each in one process, the overhead paired fit by fit with its 95 % CI."""
+    print(
+        f"realistic models (bench/realistic_models.py), fits of {INTERLEAVED_EPOCHS} epochs interleaved "
+        f"in one process per model, {rounds} rounds"
+    )
+    print(
+        f"{'model':<14}{'fit without s':>14}  "
+        + "".join(f"{label + ': median (95 % CI)':>40}" for label, _ in FREQUENCIES)
+    )
+    all_times = {}
+    for name in REALISTIC_NAMES:
+        command = [sys.executable, __file__, "--suite", "interleaved", "--job", name, "--rounds", str(rounds)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        all_times[name] = json.loads(out.stdout.splitlines()[-1])
+    for label_group, group in [(n, [n]) for n in REALISTIC_NAMES] + [("all three", list(REALISTIC_NAMES))]:
+        without = statistics.median(sum(all_times[n]["without"][k] for n in group) for k in range(rounds))
+        cells = []
+        for label, _ in FREQUENCIES:
+            per_round = [
+                sum(all_times[n][label][k] for n in group) / sum(all_times[n]["without"][k] for n in group)
+                - 1
+                for k in range(rounds)
+            ]
+            low, high = median_interval(per_round)
+            cells.append(f"{statistics.median(per_round):>12.1%} ({low:.1%} to {high:.1%})")
+        print(f"{label_group:<14}{without:>14.1f}  " + "".join(f"{c:>40}" for c in cells))
     print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
 
 
