@@ -13,7 +13,15 @@ torch = pytest.importorskip("torch")
 
 
 def _train(
-    log_dir, *, lr: float, optimizer: str, steps: int, total: bool, per_parameter: bool, histograms=False
+    log_dir,
+    *,
+    lr: float,
+    optimizer: str,
+    steps: int,
+    total: bool,
+    per_parameter: bool,
+    histograms=False,
+    sigmoid_depth: int = 0,
 ):
     """A small MLP on a regression task, logging its loss and gradient norms every step the way
     hand-written loops do: clip_grad_norm_'s total as grad_norm, each parameter's as grads/<name>."""
@@ -29,6 +37,11 @@ def _train(
         torch.nn.ReLU(),
         torch.nn.Linear(64, 1),
     )
+    if sigmoid_depth:  # a deep sigmoid stack instead: the textbook vanishing case
+        layers = [torch.nn.Linear(16, 32), torch.nn.Sigmoid()]
+        for _ in range(sigmoid_depth - 1):
+            layers += [torch.nn.Linear(32, 32), torch.nn.Sigmoid()]
+        model = torch.nn.Sequential(*layers, torch.nn.Linear(32, 1))
     make = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
     opt = make(model.parameters(), lr=lr)
     writer = SummaryWriter(str(log_dir))
@@ -249,3 +262,19 @@ def test_hugging_face_trainer_grad_norm_and_its_nan(tmp_path):
     # The Trainer filters NaN out of the loss it logs (logging_nan_inf_filter); the norm shows it.
     assert diverging["verdict"] == "exploding" and diverging["gradient_norm"]["nonfinite_points"] > 0
     assert diverging["findings"][0]["evidence_source"].startswith("gradient norm")
+
+
+def test_a_plain_loops_per_parameter_norms_show_a_sigmoid_stack_vanishing(tmp_path):
+    _train(
+        tmp_path / "logs" / "sigmoid",
+        lr=0.05,
+        optimizer="sgd",
+        steps=150,
+        total=False,
+        per_parameter=True,
+        sigmoid_depth=10,
+    )
+    _, runs = _report(tmp_path)
+    run = runs["sigmoid"]
+    assert run["evidence"] == "per-parameter gradient norms" and run["verdict"] == "vanishing"
+    assert run["findings"][0]["layers"][0] == "grads/0.weight"
