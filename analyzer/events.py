@@ -18,7 +18,7 @@ from .blocks import ScalarBlock
 from .problems import Problem
 from .readers import READERS, TRUNCATED_END, read_file
 from .runs import SPLIT_FOLDERS, Run
-from .stats import LayerStats, merge_pieces, thinned
+from .stats import LIGHTNING_NORM, LayerStats, merge_pieces, thinned
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
 DEFAULT_TAG_PATTERN = r"(?i)grad"
@@ -28,11 +28,11 @@ DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
 # Gradient norms logged as scalars, by the conventions of the tools that write them: PyTorch
 # Lightning's grad_norm() (grad_2.0_norm_total, grad_2.0_norm/<parameter>), Hugging Face's Trainer
 # (train/grad_norm), and hand-written loops (grad_norm, grad/norm, gradient_norm, grads/<parameter>).
-_TOTAL_NORM = r"(^|[/_. -])(grad(ient)?[_/ ]norm|grad_([0-9.]+|inf)_norm_total)$"
-_PARAMETER_NORM = r"^(grad_([0-9.]+|inf)_norm|grads)/(?P<parameter>.+)$"
+_TOTAL_NORM = rf"(^|[/_. -])(grad(ient)?[_/ ]norm|{LIGHTNING_NORM}_total)$"
+_PARAMETER_NORM = rf"^({LIGHTNING_NORM}|grads)/(?P<parameter>.+)$"
 DEFAULT_NORM_PATTERN = rf"(?i){_TOTAL_NORM}|{_PARAMETER_NORM}"
 _PARAMETER_NORM_TAG = re.compile(rf"(?i){_PARAMETER_NORM}")
-_NORM_TYPE = re.compile(r"(?i)grad_([0-9.]+|inf)_norm")
+_NORM_TYPE = re.compile(rf"(?i){LIGHTNING_NORM}")
 # A run still being written: its newest file (in each folder) ends in a partial record and changed
 # less than this long ago. A partial record that stays longer is a killed writer, and an error.
 LIVE_WRITE_SECONDS = 600
@@ -53,6 +53,10 @@ class ScalarSeries:
     @property
     def name(self) -> str:
         return f"{self.split}/{self.tag}" if self.split else self.tag
+
+    @property
+    def in_validation_folder(self) -> bool:
+        return bool(_VALIDATION.search(self.split))
 
 
 @dataclass
@@ -160,9 +164,7 @@ def parameter_norm_layers(norms: list[NormSeries]) -> list[LayerStats]:
     depth and over steps read them as they read histograms. A norm is not an RMS: it grows with the
     square root of the parameter count, which scalars do not give; the magnitude is the norm itself,
     with a count of one, so that the root of the sum of squares is still the global norm."""
-    parameters = [
-        n for n in norms if n.parameter is not None and not _VALIDATION.search(n.split) and len(n.steps)
-    ]
+    parameters = [n for n in norms if n.parameter is not None and not n.in_validation_folder and len(n.steps)]
     if not parameters:
         return []
     parameters = [n for n in parameters if n.norm_type == parameters[0].norm_type]

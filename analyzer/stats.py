@@ -531,7 +531,8 @@ def resolves_exact_zeros(layer: LayerStats, resolution: float) -> np.ndarray:
 
 # The prefix of a per-parameter norm's tag (Lightning's grad_2.0_norm/<parameter>): it says "norm"
 # of every parameter, so the markers above are read in the parameter name after it.
-_NORM_PREFIX = re.compile(r"(?i)^grad_([0-9.]+|inf)_norm/")
+LIGHTNING_NORM = r"grad_([0-9.]+|inf)_norm"  # group 1: the norm type; events reads its tags with it
+_NORM_PREFIX = re.compile(rf"(?i)^{LIGHTNING_NORM}/")
 
 
 def is_weight_tag(tag: str) -> bool:

@@ -9,7 +9,6 @@ longer (~0.8 s) than analysing a typical run.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -87,13 +86,12 @@ class NormTrend:
 
 SPIKE_DECADES = 1.0
 SPIKE_WINDOW = 10
-_VALIDATION_SPLITS = re.compile(r"(?i)^(val|valid|validation|eval|test)$")
 
 
 def global_norm_series(norms: list[NormSeries]) -> tuple[str, np.ndarray, np.ndarray] | None:
     """The total norm with the most points where one was logged, else the per-parameter norms
     combined (an L2 norm of norms of one type, at the steps every parameter was logged)."""
-    training = [n for n in norms if not _VALIDATION_SPLITS.search(n.split)]
+    training = [n for n in norms if not n.in_validation_folder]
     totals = [n for n in training if n.parameter is None and len(n.steps)]
     if totals:
         best = max(totals, key=lambda n: int(np.isfinite(n.values).sum()))

@@ -229,7 +229,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--tags", type=int, default=30)
+    parser.add_argument(
+        "--tags", type=int, default=None, help="tags per run (default 30; 200 with --single-run)"
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--writer", choices=sorted(WRITERS), default="tf2", help="who writes the sweep")
     parser.add_argument("--dir", type=Path, help="where the sweep is kept (default: in the temp folder)")
@@ -266,6 +268,7 @@ def main() -> None:
 
     if args.single_run:
         return single_runs(args)
+    args.tags = args.tags or 30
     sweeps = [args.dir] + ([args.dir.with_name(args.dir.name + "-x2")] if args.scaling else [])
     for k, folder in enumerate(sweeps):
         ensure_sweep(folder, args.runs * (k + 1), args.tags, args.steps, args.writer)
@@ -339,7 +342,7 @@ def main() -> None:
 def single_runs(args: argparse.Namespace) -> None:
     """One long run at each length: wall time against the single-process parse floor of the same file,
     and peak memory, which must not grow with the number of steps."""
-    tags = args.tags if args.tags != 30 else 200  # 30 is the sweep's default; a long run is wider
+    tags = args.tags or 200
     lengths = [int(n) for n in args.single_run.split(",")]
     folders = []
     for steps in lengths:
