@@ -32,6 +32,7 @@ def triage_rank(verdict: str, severity: str | None) -> tuple[int, int]:
 GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
 GRADIENT_NORM = "gradient norm"  # a run's evidence is a norm scalar: GRADIENT_NORM + " and loss" with it
 GRADIENT_NORMS = "per-parameter gradient norms"
+GRADIENT_HISTOGRAMS = "gradient histograms"
 # What each kind of evidence can show: a global norm cannot show vanishing gradients in early layers
 # (the output side dominates it) or dead units.
 ALL_KINDS = ("vanishing", "exploding", "dead_units")
@@ -140,9 +141,11 @@ def diagnose(
     trends: RunTrends,
     limits: Thresholds = DEFAULT_THRESHOLDS,
     evidence_source: str = GRADIENTS,
+    magnitude: str = "gradient RMS",
 ) -> Diagnosis:
     """`evidence_source`: what the layer statistics came from (GRADIENTS: histograms;
-    GRADIENT_NORMS: per-parameter norms logged as scalars)."""
+    GRADIENT_NORMS: per-parameter norms logged as scalars); `magnitude`: what their RMS is, in the
+    findings' words ("gradient norm" where norms could not be divided by their layers' sizes)."""
     if not stats.layers:
         return Diagnosis("insufficient_data", "no gradient histograms", [], [])
     if len(stats.steps) < limits.min_steps:
@@ -162,9 +165,8 @@ def diagnose(
     findings = [f for rule in (_exploding, _vanishing, _dead_units) for f in rule(stats, trends, limits)]
     loss_state = loss_state_of(trends.loss, limits)
     for finding in findings:
-        if evidence_source != GRADIENTS:  # the rules' words name the RMS; these magnitudes are norms
-            finding.evidence_source = finding.evidence_source.replace(GRADIENTS, evidence_source, 1)
-            finding.summary = finding.summary.replace("gradient RMS", "gradient norm")
+        finding.evidence_source = finding.evidence_source.replace(GRADIENTS, evidence_source, 1)
+        finding.summary = finding.summary.replace("gradient RMS", magnitude)
         _apply_loss_gate(finding, loss_state)
     _defer_to_measured_dead_units(findings)
     findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
@@ -242,6 +244,21 @@ def diagnose_norm(
         parts.append("exploding signs kept at low severity: the training loss falls")
     parts.append("judged for exploding only: a global norm cannot show vanishing gradients or dead units")
     return Diagnosis("healthy", "; ".join(parts), findings, [], loss_state)
+
+
+def joined(primary: Diagnosis, beside: Diagnosis) -> Diagnosis:
+    """`primary` with the findings of a second body of evidence of the same run (per-parameter norms
+    of the parameters it has no histograms of): the worst finding of either sets the verdict;
+    the layer verdicts stay `primary`'s."""
+    findings = sorted(
+        primary.findings + beside.findings,
+        key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)),
+    )
+    counting = [f for f in findings if not f.gated]
+    if counting:
+        return replace(primary, verdict=counting[0].kind, reason=counting[0].summary, findings=findings)
+    judged = beside if primary.verdict == "insufficient_data" else primary
+    return replace(primary, verdict=judged.verdict, reason=judged.reason, findings=findings)
 
 
 def loss_state_of(loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> str:

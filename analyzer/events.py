@@ -18,7 +18,7 @@ from .blocks import ScalarBlock
 from .problems import Problem
 from .readers import READERS, TRUNCATED_END, read_file
 from .runs import SPLIT_FOLDERS, Run
-from .stats import LIGHTNING_NORM, LayerStats, merge_pieces, thinned
+from .stats import LIGHTNING_NORM, LayerStats, merge_pieces, parameter_name, thinned
 
 # The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
 DEFAULT_TAG_PATTERN = r"(?i)grad"
@@ -158,29 +158,51 @@ def read_run(
     )
 
 
-def parameter_norm_layers(norms: list[NormSeries]) -> list[LayerStats]:
-    """Per-parameter gradient norms (of one norm type, training split) as layer statistics in the order
-    they were first logged (writers log parameters in model order), so the scale-free rules across
-    depth and over steps read them as they read histograms. A norm is not an RMS: it grows with the
-    square root of the parameter count, which scalars do not give; the magnitude is the norm itself,
-    with a count of one, so that the root of the sum of squares is still the global norm."""
+def parameter_norms(norms: list[NormSeries]) -> list[NormSeries]:
+    """The per-parameter gradient norms of the training split, of one norm type (the first seen), in
+    the order they were first logged (writers log parameters in model order)."""
     parameters = [n for n in norms if n.parameter is not None and not n.in_validation_folder and len(n.steps)]
-    if not parameters:
-        return []
-    parameters = [n for n in parameters if n.norm_type == parameters[0].norm_type]
+    return [n for n in parameters if n.norm_type == parameters[0].norm_type]
+
+
+def parameter_sizes(data: RunData, parameters: set[str], reader: str = READERS[0]) -> dict[str, int]:
+    """The entry count of each of `parameters` (names without their writers' wrappers) that the run
+    logged a weight histogram of: a second read of its files, for those tags only, and only where
+    such tags exist."""
+    wanted = {tag for tag in data.other_histogram_tags if parameter_name(tag) in parameters}
+    sizes: dict[str, int] = {}
+    if not wanted:
+        return sizes
+    for path in data.run.event_files:
+        for tag, layer in read_file(path, reader, wanted.__contains__).layers.items():
+            counts = layer.count[np.isfinite(layer.count)]
+            if counts.size:
+                name = parameter_name(tag)
+                sizes[name] = max(sizes.get(name, 0), int(counts.max()))
+    return sizes
+
+
+def parameter_norm_layers(norms: list[NormSeries], sizes: dict[str, int]) -> list[LayerStats]:
+    """Per-parameter gradient norms as layer statistics, so that the scale-free rules across depth and
+    over steps read them as they read histograms. A norm is not an RMS: it is the RMS times the
+    square root of the parameter count. Where `sizes` gives that count (by parameter name), the
+    magnitude is the RMS; elsewhere the norm itself, with a count of one. Either way the root of the
+    summed count x RMS² is the global norm."""
     out = []
-    for n in parameters:
+    for n in norms:
         steps, values = n.steps, n.values
+        size = sizes.get(parameter_name(n.tag))
         finite = np.isfinite(values)
+        magnitude = np.where(finite, values / np.sqrt(size or 1), np.nan)
         nan = np.full(len(steps), np.nan)
         out.append(
             LayerStats(
                 tag=n.tag,
                 steps=steps,
-                count=np.ones(len(steps)),
-                rms=np.where(finite, values, np.nan),
-                rms_low=np.where(finite, values, np.nan),
-                rms_high=np.where(finite, values, np.nan),
+                count=np.full(len(steps), float(size or 1)),
+                rms=magnitude,
+                rms_low=magnitude,
+                rms_high=magnitude,
                 rms_exact=finite,
                 mean_abs=nan,
                 mean_abs_low=nan,

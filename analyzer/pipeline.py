@@ -9,6 +9,7 @@ import numpy as np
 from .diagnosis import (
     ALL_KINDS,
     DEFAULT_THRESHOLDS,
+    GRADIENT_HISTOGRAMS,
     GRADIENT_NORM,
     GRADIENT_NORMS,
     NORM_KINDS,
@@ -17,6 +18,7 @@ from .diagnosis import (
     Thresholds,
     diagnose,
     diagnose_norm,
+    joined,
 )
 from .events import (
     DEFAULT_LOSS_PATTERN,
@@ -24,13 +26,15 @@ from .events import (
     DEFAULT_TAG_PATTERN,
     LossSeries,
     parameter_norm_layers,
+    parameter_norms,
+    parameter_sizes,
     read_run,
 )
 from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
 from .runs import Run
-from .stats import RunStats, run_stats
+from .stats import RunStats, parameter_name, run_stats
 from .trends import NormTrend, RunTrends, norm_trend, run_trends
 
 
@@ -51,14 +55,9 @@ class RunResult:
     losses: list[LossSeries] = field(default_factory=list)  # training and validation, never spliced
     norm: NormTrend | None = None  # the global gradient norm logged as a scalar, where it was
     judged: tuple[str, ...] = ALL_KINDS  # the finding kinds the run's evidence can show
-
-    @property
-    def evidence(self) -> str:
-        """What the verdict rests on: gradient histograms, per-parameter gradient norms, a gradient
-        norm, or nothing."""
-        if self.stats.layers:
-            return "gradient histograms" if self.judged == ALL_KINDS else GRADIENT_NORMS
-        return GRADIENT_NORM if self.norm is not None else "none"
+    # What the verdict rests on: gradient histograms, per-parameter gradient norms (or both, each for
+    # its parameters), a gradient norm, or nothing.
+    evidence: str = "none"
 
 
 def analyse_run(
@@ -74,21 +73,35 @@ def analyse_run(
     the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
     data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
     norm = norm_trend(data.norms)
-    # The evidence, richest first: gradient histograms; per-parameter norms (two or more, read as
-    # layers by the depth and growth rules, with thresholds for norms); a global norm alone.
-    parameter_norms = parameter_norm_layers(data.norms) if not data.layers else []
-    if len(parameter_norms) < 2:
-        parameter_norms = []
-    stats = run_stats(data.layers or parameter_norms, limits.exact_zero_resolution)
+    stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
-    judged = ALL_KINDS
-    if parameter_norms:
-        diagnosis = diagnose(stats, trends, limits.for_norms(), GRADIENT_NORMS)
-        judged = PARAMETER_NORM_KINDS
-    elif data.layers or norm is None:
-        diagnosis = diagnose(stats, trends, limits)
-    else:
-        diagnosis, judged = diagnose_norm(norm, trends.loss, limits), NORM_KINDS
+    # The evidence, richest first: gradient histograms; per-parameter norms (two or more, read as
+    # layers by the depth and growth rules) of the parameters without histograms; a global norm alone.
+    with_histograms = {parameter_name(layer.tag) for layer in data.layers}
+    norms = parameter_norms(data.norms)
+    beside_histograms = [n for n in norms if parameter_name(n.tag) in with_histograms]
+    norms_alone = [n for n in norms if parameter_name(n.tag) not in with_histograms]
+    norms_alone = norms_alone if len(norms_alone) >= 2 else []
+    sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
+    sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
+    diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
+    evidence = GRADIENT_HISTOGRAMS if data.layers else "none"
+    if norms_alone:
+        norm_stats = run_stats(parameter_norm_layers(norms_alone, sizes), limits.exact_zero_resolution)
+        norm_trends = run_trends(norm_stats, data.losses)
+        if sized:
+            norm_diagnosis = diagnose(norm_stats, norm_trends, limits, GRADIENT_NORMS)
+        else:
+            norm_limits = limits.for_norms()
+            norm_diagnosis = diagnose(norm_stats, norm_trends, norm_limits, GRADIENT_NORMS, "gradient norm")
+        if data.layers:
+            diagnosis = joined(diagnosis, norm_diagnosis)
+            evidence = f"{GRADIENT_HISTOGRAMS} and {GRADIENT_NORMS}"
+        else:
+            stats, trends, diagnosis = norm_stats, norm_trends, norm_diagnosis
+            judged, evidence = PARAMETER_NORM_KINDS, GRADIENT_NORMS
+    elif not data.layers and norm is not None:
+        diagnosis, judged, evidence = diagnose_norm(norm, trends.loss, limits), NORM_KINDS, GRADIENT_NORM
     notes = []
     if data.restarted:
         notes.append(
@@ -108,11 +121,28 @@ def analyse_run(
             f"a long run: of up to {logged:,} logged steps per tag, the statistics of {kept:,} or more, "
             "evenly spread, were kept (with every change between finite and non-finite gradients)"
         )
-    if parameter_norms and diagnosis.verdict == "healthy":
-        diagnosis.reason += (
-            "; from per-parameter gradient norms, judged for vanishing and exploding (norms show no dead "
-            f"units; the depth rules ask {limits.norm_size_decades:g} decade more of norms, which carry "
-            "their layers' sizes)"
+    if norms_alone:
+        how = (
+            "each norm divided by the square root of its parameter's size (from its weight histogram)"
+            if sized
+            else f"the depth rules ask {limits.norm_size_decades:g} decade more of norms, which carry "
+            "their layers' sizes (the run logs no sizes)"
+        )
+        said = (
+            f"per-parameter gradient norms of {len(norms_alone)} parameters without gradient histograms "
+            f"judged for vanishing and exploding beside the histograms ({how})"
+            if data.layers
+            else f"from per-parameter gradient norms, judged for vanishing and exploding (norms show no "
+            f"dead units; {how})"
+        )
+        if data.layers:
+            notes.append(said)
+        elif diagnosis.verdict == "healthy":
+            diagnosis.reason += f"; {said}"
+    if beside_histograms:
+        notes.append(
+            f"gradient norms of {len(beside_histograms)} parameters were logged beside their "
+            "histograms; the histograms were used for them"
         )
     if data.layers and norm is not None:
         notes.append(f"a gradient norm was logged too ({norm.series}); the verdict rests on the histograms")
@@ -133,6 +163,7 @@ def analyse_run(
         losses=data.losses,
         norm=norm,
         judged=judged,
+        evidence=evidence,
     )
 
 

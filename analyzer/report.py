@@ -22,6 +22,7 @@ from . import __version__, charts
 from .diagnosis import ALL_KINDS, GRADIENT_NORMS, triage_rank
 from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
+from .stats import parameter_name
 from .trends import log10_positive
 
 MAX_LINES_CHART_LAYERS = 6
@@ -363,9 +364,7 @@ def _templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
-# Around a parameter's name: gradaudit's and other writers' prefixes and suffixes, and the name of
-# the parameter itself at the end of it.
-_GRADIENT_WRAPPERS = re.compile(r"^(gradients|grads?)/|(/gradient|_grad|\.grad|/grads?)$")
+# The name of the parameter itself at the end of a parameter's name.
 _PARAMETER = re.compile(
     r"[/.](kernel|bias|weight|gamma|beta|embeddings|recurrent_kernel|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)$"
 )
@@ -374,8 +373,7 @@ _PARAMETER = re.compile(
 def layer_path(tag: str) -> str:
     """The layer a gradient tag belongs to, with its model scope: a kernel and its bias are one layer
     (``gradients/sequential/dense_1/kernel`` and ``…/bias`` → ``sequential/dense_1``)."""
-    name = _GRADIENT_WRAPPERS.sub("", _GRADIENT_WRAPPERS.sub("", tag))
-    return _PARAMETER.sub("", name)
+    return _PARAMETER.sub("", parameter_name(tag))
 
 
 def layer_name(tag: str) -> str:

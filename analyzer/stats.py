@@ -535,6 +535,21 @@ LIGHTNING_NORM = r"grad_([0-9.]+|inf)_norm"  # group 1: the norm type; events re
 _NORM_PREFIX = re.compile(rf"(?i)^{LIGHTNING_NORM}/")
 
 
+# Around a parameter's name in a histogram or norm tag: gradaudit's and other writers' gradient
+# wrappers (gradients/…, grad/…, …/gradient, ….grad), Lightning's norm prefix, and the wrappers of
+# weight histograms (weights/…, params/…, Keras's …/histogram), so that a gradient histogram, a norm
+# and a weight histogram of one parameter give the same name.
+_PARAMETER_WRAPPERS = re.compile(
+    rf"(?i)^({LIGHTNING_NORM}|gradients|grads?|weights?|params|parameters)/|(/gradient|_grad|\.grad|/grads?|/histogram)$"
+)
+
+
+def parameter_name(tag: str) -> str:
+    """The parameter a tag describes, its writer's wrappers removed (``grad/0.weight``,
+    ``grad_2.0_norm/0.weight`` and ``weights/0.weight`` → ``0.weight``)."""
+    return _PARAMETER_WRAPPERS.sub("", _PARAMETER_WRAPPERS.sub("", tag))
+
+
 def is_weight_tag(tag: str) -> bool:
     lowered = _NORM_PREFIX.sub("", tag).lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)

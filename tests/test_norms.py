@@ -22,9 +22,13 @@ def _train(
     per_parameter: bool,
     histograms=False,
     sigmoid_depth: int = 0,
+    histograms_of: tuple[str, ...] = (),
+    weights=False,
 ):
     """A small MLP on a regression task, logging its loss and gradient norms every step the way
-    hand-written loops do: clip_grad_norm_'s total as grad_norm, each parameter's as grads/<name>."""
+    hand-written loops do: clip_grad_norm_'s total as grad_norm, each parameter's as grads/<name>.
+    Every 10 steps, gradient histograms as grad/<name> (all, or the parameters `histograms_of`), and
+    with `weights` weight histograms as weights/<name>."""
     from torch.utils.tensorboard import SummaryWriter
 
     torch.manual_seed(0)
@@ -57,9 +61,11 @@ def _train(
         if per_parameter:
             for name, p in model.named_parameters():
                 writer.add_scalar(f"grads/{name}", p.grad.norm().item(), step)
-        if histograms and step % 10 == 0:
-            for name, p in model.named_parameters():
+        for name, p in model.named_parameters() if step % 10 == 0 else ():
+            if histograms or name in histograms_of:
                 writer.add_histogram(f"grad/{name}", p.grad, step)
+            if weights:
+                writer.add_histogram(f"weights/{name}", p.detach(), step)
         opt.step()
     writer.close()
 
@@ -278,3 +284,53 @@ def test_a_plain_loops_per_parameter_norms_show_a_sigmoid_stack_vanishing(tmp_pa
     run = runs["sigmoid"]
     assert run["evidence"] == "per-parameter gradient norms" and run["verdict"] == "vanishing"
     assert run["findings"][0]["layers"][0] == "grads/0.weight"
+
+
+def test_histograms_win_per_parameter_and_norms_judge_the_rest(tmp_path):
+    # Gradient histograms of the output-side layers only, norms of every parameter: the histograms
+    # are used for their parameters, the norms of the others show the vanishing input side.
+    output_side = ("18.weight", "18.bias", "20.weight", "20.bias")
+    _train(
+        tmp_path / "logs" / "sigmoid",
+        lr=0.05,
+        optimizer="sgd",
+        steps=150,
+        total=False,
+        per_parameter=True,
+        sigmoid_depth=10,
+        histograms_of=output_side,
+    )
+    _, runs = _report(tmp_path)
+    run = runs["sigmoid"]
+    assert run["evidence"] == "gradient histograms and per-parameter gradient norms"
+    assert [layer["tag"] for layer in run["layers"]] == [f"grad/{name}" for name in output_side]
+    assert run["verdict"] == "vanishing"
+    [vanishing] = [f for f in run["findings"] if f["kind"] == "vanishing"]
+    assert vanishing["evidence_source"].startswith("per-parameter gradient norms")
+    assert vanishing["layers"][0] == "grads/0.weight"
+    assert not any(f"grads/{name}" in f["layers"] for f in run["findings"] for name in output_side)
+    assert any("gradient norms of 4 parameters were logged beside their histograms" in n for n in run["notes"])
+    assert any("of 18 parameters without gradient histograms" in n for n in run["notes"])
+
+
+def test_weight_histograms_give_the_norms_their_sizes(tmp_path):
+    for name, depth in (("sigmoid", 10), ("relu", 0)):
+        _train(
+            tmp_path / "logs" / name,
+            lr=0.05 if depth else 1e-3,
+            optimizer="sgd" if depth else "adam",
+            steps=150,
+            total=False,
+            per_parameter=True,
+            sigmoid_depth=depth,
+            weights=True,
+        )
+    _, runs = _report(tmp_path)
+    sigmoid, relu = runs["sigmoid"], runs["relu"]
+    assert sigmoid["verdict"] == "vanishing" and relu["verdict"] == "healthy"
+    assert "square root of its parameter's size (from its weight histogram)" in relu["reason"]
+    # Divided by the square root of its 512 entries, the first kernel's norm is an RMS: the finding
+    # speaks of RMS, and its depth ratio is the histograms' own (the norm thresholds are not raised).
+    [vanishing] = [f for f in sigmoid["findings"] if f["kind"] == "vanishing"]
+    assert "gradient RMS" in vanishing["summary"]
+    assert vanishing["threshold"]["depth_log10_ratio"] == "<= -3.0"
