@@ -55,6 +55,10 @@ class RunResult:
     losses: list[LossSeries] = field(default_factory=list)  # training and validation, never spliced
     norm: NormTrend | None = None  # the global gradient norm logged as a scalar, where it was
     judged: tuple[str, ...] = ALL_KINDS  # the finding kinds the run's evidence can show
+    # Per-parameter norms judged beside histograms (of the parameters they do not describe)
+    norm_layers: RunStats | None = None
+    norm_layer_trends: RunTrends | None = None
+    norms_sized: bool = False  # per-parameter norms were divided by their sizes: their magnitudes are RMS
     # What the verdict rests on: gradient histograms, per-parameter gradient norms (or both, each for
     # its parameters), a gradient norm, or nothing.
     evidence: str = "none"
@@ -85,6 +89,7 @@ def analyse_run(
     sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
     sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
     diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
+    norm_layers, norm_layer_trends = None, None
     evidence = GRADIENT_HISTOGRAMS if data.layers else "none"
     if norms_alone:
         norm_stats = run_stats(parameter_norm_layers(norms_alone, sizes), limits.exact_zero_resolution)
@@ -96,6 +101,7 @@ def analyse_run(
             norm_diagnosis = diagnose(norm_stats, norm_trends, norm_limits, GRADIENT_NORMS, "gradient norm")
         if data.layers:
             diagnosis = joined(diagnosis, norm_diagnosis)
+            norm_layers, norm_layer_trends = norm_stats, norm_trends
             evidence = f"{GRADIENT_HISTOGRAMS} and {GRADIENT_NORMS}"
         else:
             stats, trends, diagnosis = norm_stats, norm_trends, norm_diagnosis
@@ -164,6 +170,9 @@ def analyse_run(
         norm=norm,
         judged=judged,
         evidence=evidence,
+        norm_layers=norm_layers,
+        norm_layer_trends=norm_layer_trends,
+        norms_sized=bool(norms_alone) and sized,
     )
 
 

@@ -19,10 +19,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
-from .diagnosis import ALL_KINDS, GRADIENT_NORMS, triage_rank
+from .diagnosis import ALL_KINDS, GRADIENT_NORMS, Finding, triage_rank
 from .pipeline import LayerSummary, RunResult, layer_summary
 from .problems import Problem
-from .stats import parameter_name
+from .stats import RunStats, parameter_name
 from .trends import log10_positive
 
 MAX_LINES_CHART_LAYERS = 6
@@ -72,6 +72,9 @@ class RunView:
     norm_chart: Markup = Markup("")  # the gradient norm logged as a scalar, where it is the evidence
     norm_series: str = ""
     parameter_norms: bool = False  # the layers are per-parameter norms logged as scalars
+    norms_sized: bool = False  # ... divided by their parameters' sizes: RMS
+    norm_layers: set[str] = field(default_factory=set)  # tags of per-parameter norms judged beside histograms
+    norm_layers_chart: Markup = Markup("")
     judged: str = ""  # what the evidence could not judge shows here: "exploding only"
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
@@ -122,16 +125,33 @@ def run_view(result: RunResult) -> RunView:
     if len(stats.steps):
         view.heatmap = charts.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite, unit.axis)
         view.over_steps = charts.magnitude_over_steps(
-            stats.tags, stats.steps, log_rms, trends.layer_trends, _layers_to_draw(result), unit
+            stats.tags,
+            stats.steps,
+            log_rms,
+            trends.layer_trends,
+            _layers_to_draw(stats, diagnosis.findings),
+            unit,
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
     view.judged = judged_text(result.judged)
     view.parameter_norms = result.evidence == GRADIENT_NORMS
+    view.norms_sized = result.norms_sized
     if norm is not None:
         view.norm_series = norm.series
         view.norm_chart = charts.loss_curves(
             [(norm.series, norm.steps, norm.values)], norm.trend, unit, "gradient norm", later_half=False
+        )
+    if result.norm_layers is not None and result.norm_layer_trends is not None:
+        beside = result.norm_layers
+        view.norm_layers = {layer.tag for layer in beside.layers}
+        view.norm_layers_chart = charts.magnitude_over_steps(
+            beside.tags,
+            beside.steps,
+            log10_positive(beside.rms),
+            result.norm_layer_trends.layer_trends,
+            _layers_to_draw(beside, diagnosis.findings),
+            unit,
         )
     view.sparse_tags = [t for t, sparse in zip(stats.tags, stats.sparse) if sparse]
     _place_evidence(view)
@@ -141,7 +161,7 @@ def run_view(result: RunResult) -> RunView:
             f" and {len(top.layers) - 3} more" if len(top.layers) > 3 else ""
         )
         view.where = (
-            f"{len(top.layers)} of {len(stats.layers)} tags: {shown}"
+            f"{len(top.layers)} of {len(stats.layers) + len(view.norm_layers)} tags: {shown}"
             if norm is None
             else f"the global gradient norm ({norm.series})"
         )
@@ -297,7 +317,12 @@ def _place_evidence(view: RunView) -> None:
     for item in view.findings:
         item["evidence"] = _evidence_rows(item["finding"], view.unit)
         item["words"] = evidence_in_words(item["finding"])
-        name = "norm_chart" if view.norm_chart else _EVIDENCE_CHART[item["finding"].kind]
+        if view.norm_chart:
+            name = "norm_chart"
+        elif set(item["finding"].layers) & view.norm_layers:
+            name = "norm_layers_chart"
+        else:
+            name = _EVIDENCE_CHART[item["finding"].kind]
         item["chart"] = getattr(view, name) if name not in used else Markup("")
         used.add(name)
     view.other_charts = [
@@ -307,6 +332,7 @@ def _place_evidence(view: RunView) -> None:
             ("over_steps", "Magnitude over steps, with fitted trends"),
             ("profile", "Depth profile"),
             ("norm_chart", "Gradient norm over steps, with its fitted trend"),
+            ("norm_layers_chart", "Per-parameter gradient norms (parameters without histograms) over steps"),
         )
         if name not in used and getattr(view, name)
     ]
@@ -319,12 +345,12 @@ def _last_depth_profile(depth_log_rms: np.ndarray) -> np.ndarray:
     return depth_log_rms[:, usable[-1]] if usable.size else np.zeros(0)
 
 
-def _layers_to_draw(result: RunResult) -> list[int]:
+def _layers_to_draw(stats: RunStats, findings: list[Finding]) -> list[int]:
     """First, last and the affected depth layers: the lines that tell the story, at most six."""
-    depth = list(result.stats.depth_layers)
+    depth = list(stats.depth_layers)
     chosen = [depth[0], depth[-1]] if depth else []
-    for f in result.diagnosis.findings:
-        chosen += [result.stats.tags.index(t) for t in f.layers if result.stats.tags.index(t) in depth]
+    for f in findings:
+        chosen += [i for i in (stats.tags.index(t) for t in f.layers if t in stats.tags) if i in depth]
     chosen += depth[1:-1]
     unique = list(dict.fromkeys(chosen))[:MAX_LINES_CHART_LAYERS]
     return sorted(unique)

@@ -312,6 +312,13 @@ def test_histograms_win_per_parameter_and_norms_judge_the_rest(tmp_path):
     notes = " | ".join(run["notes"])
     assert "gradient norms of 4 parameters were logged beside their histograms" in notes
     assert "of 18 parameters without gradient histograms" in notes
+    # The run page draws the norms beside the histograms' charts, next to the finding they show.
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "logs"), "-o", str(out), "-q"]) == OK
+    [page] = (out / "runs").glob("*.html")
+    html = page.read_text()
+    assert "Rests on per-parameter gradient norms" in html
+    assert "Gradient RMS over training steps, log scale, with fitted trends: grads/0.weight" in html
 
 
 def test_weight_histograms_give_the_norms_their_sizes(tmp_path):
@@ -335,3 +342,8 @@ def test_weight_histograms_give_the_norms_their_sizes(tmp_path):
     [vanishing] = [f for f in sigmoid["findings"] if f["kind"] == "vanishing"]
     assert "gradient RMS" in vanishing["summary"]
     assert vanishing["threshold"]["depth_log10_ratio"] == "<= -3.0"
+    out = tmp_path / "out"
+    assert main(["report", str(tmp_path / "logs"), "-o", str(out), "-q"]) == OK
+    assert all(
+        "read from the run's weight histograms" in page.read_text() for page in (out / "runs").iterdir()
+    )
