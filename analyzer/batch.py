@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -64,25 +64,29 @@ def process_runs(
     workers: int | None = None,
     cache: RunCache | None = None,
     scheduler: str | None = None,
+    executor: Executor | None = None,
+    forget_others: bool = True,
 ) -> Iterator[RunOutput]:
-    """Outputs in the order of `runs`, from `workers` local processes (default: one per core) or from
-    the Dask cluster at `scheduler`; runs whose event files are unchanged since the cached output was
-    made are not read again."""
+    """Outputs in the order of `runs`, from `workers` local processes (default: one per core), from
+    the Dask cluster at `scheduler`, or from a long-lived `executor` the caller owns; runs whose event
+    files are unchanged since the cached output was made are not read again. `forget_others`: the
+    cache keeps only these runs' entries (False where `runs` are a part of what is kept)."""
     keys = [cache.key(run, options) if cache else None for run in runs]
     cached = [cache.get(k) if cache else None for k in keys]
     todo = [run for run, hit in zip(runs, cached) if hit is None]
     processes = workers or os.cpu_count() or 1
     workers = min(processes, max(1, len(todo)))
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and not scheduler else None
+    local = executor is None and not scheduler
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and local else None
     # Fewer runs than processes: the runs are analysed here, one by one, and processes started for
     # each large file read its byte ranges in parallel.
-    reading_processes = processes if len(todo) < processes and not scheduler else 1
+    reading_processes = processes if len(todo) < processes and local else 1
     job = partial(process_run, options=options, processes=reading_processes)
     try:
         if scheduler:
             fresh = _on_dask(scheduler, job, todo)
         else:
-            fresh = pool.map(job, todo, chunksize=1) if pool else map(job, todo)
+            fresh = (executor or pool).map(job, todo) if executor or pool else map(job, todo)
         for key, hit in zip(keys, cached):
             output = hit if hit is not None else next(fresh)
             output.from_cache = hit is not None
@@ -92,7 +96,7 @@ def process_runs(
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
-        if cache:
+        if cache and forget_others:
             cache.forget_all_but(keys)
 
 

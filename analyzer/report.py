@@ -390,6 +390,11 @@ def _templates_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
 
 
+def template_text(name: str) -> str:
+    """A file of the templates folder as it is (the dashboard's script)."""
+    return (_templates_dir() / name).read_text(encoding="utf-8")
+
+
 # The name of the parameter itself at the end of a parameter's name.
 _PARAMETER = re.compile(
     r"[/.](kernel|bias|weight|gamma|beta|embeddings|recurrent_kernel|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)$"
@@ -529,7 +534,14 @@ def render_run_page(view: RunView) -> str:
     return _environment().get_template("run.html").render(run=view, version=__version__, root="../")
 
 
-def render_index(rows: list[IndexRow], problems: list[Problem]) -> str:
+def render_index(
+    rows: list[IndexRow],
+    problems: list[Problem],
+    covers: dict[str, list[str]] | None = None,
+    pending: int = 0,
+) -> str:
+    """The index page. Inside TensorBoard: `covers` names the TensorBoard runs (event-file folders)
+    of each run, and `pending` counts the runs still being analysed."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.verdict] = counts.get(row.verdict, 0) + 1
@@ -547,5 +559,7 @@ def render_index(rows: list[IndexRow], problems: list[Problem]) -> str:
             hparam_summary=hparam_summaries(rows),
             version=__version__,
             root="",
+            covers=covers or {},
+            pending=pending,
         )
     )

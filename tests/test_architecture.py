@@ -28,6 +28,7 @@ ORDER = [
     "batch",
     "terminal",
     "cli",
+    "dashboard",  # TensorBoard's plugin: the batch pipeline behind TensorBoard's server
 ]
 
 

@@ -270,16 +270,14 @@ def test_hugging_face_trainer_grad_norm_and_its_nan(tmp_path):
     assert diverging["findings"][0]["evidence_source"].startswith("gradient norm")
 
 
+# A 10-layer sigmoid stack trained with plain SGD, its per-parameter norms logged every step.
+SIGMOID_STACK_NORMS = dict(
+    lr=0.05, optimizer="sgd", steps=150, total=False, per_parameter=True, sigmoid_depth=10
+)
+
+
 def test_a_plain_loops_per_parameter_norms_show_a_sigmoid_stack_vanishing(tmp_path):
-    _train(
-        tmp_path / "logs" / "sigmoid",
-        lr=0.05,
-        optimizer="sgd",
-        steps=150,
-        total=False,
-        per_parameter=True,
-        sigmoid_depth=10,
-    )
+    _train(tmp_path / "logs" / "sigmoid", **SIGMOID_STACK_NORMS)
     _, runs = _report(tmp_path)
     run = runs["sigmoid"]
     assert run["evidence"] == "per-parameter gradient norms" and run["verdict"] == "vanishing"
@@ -290,16 +288,7 @@ def test_histograms_win_per_parameter_and_norms_judge_the_rest(tmp_path):
     # Gradient histograms of the output-side layers only, norms of every parameter: the histograms
     # are used for their parameters, the norms of the others show the vanishing input side.
     output_side = ("18.weight", "18.bias", "20.weight", "20.bias")
-    _train(
-        tmp_path / "logs" / "sigmoid",
-        lr=0.05,
-        optimizer="sgd",
-        steps=150,
-        total=False,
-        per_parameter=True,
-        sigmoid_depth=10,
-        histograms_of=output_side,
-    )
+    _train(tmp_path / "logs" / "sigmoid", **SIGMOID_STACK_NORMS, histograms_of=output_side)
     _, runs = _report(tmp_path)
     run = runs["sigmoid"]
     assert run["evidence"] == "gradient histograms and per-parameter gradient norms"

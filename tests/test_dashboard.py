@@ -1,0 +1,162 @@
+"""The Gradients dashboard inside a real TensorBoard server (a subprocess on a free port), loaded from
+gradaudit's `tensorboard_plugins` entry point, and seen in a real browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_LOGS
+from test_browser import Watched, browser, screenshot_dir  # noqa: F401  (browser: a fixture)
+
+SAMPLE_VERDICTS = {
+    "dead_units_negative_bias": "dead_units",
+    "exploding_sgd_high_lr": "exploding",
+    "healthy_relu_adam": "healthy",
+    "vanishing_sigmoid_deep": "vanishing",
+}
+
+
+class TensorBoard:
+    """`tensorboard --logdir LOGDIR --port 0`, with gradaudit's cache in `cache`; stopped on close."""
+
+    def __init__(self, logdir: Path, cache: Path, log: Path):
+        script = Path(sys.executable).with_name("tensorboard")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "tensorboard.main"]
+        env = {**os.environ, "GRADAUDIT_CACHE_DIR": str(cache)}
+        self.log = log
+        with open(log, "wb") as stderr:
+            self.process = subprocess.Popen(
+                [
+                    *command,
+                    "--logdir",
+                    str(logdir),
+                    "--port",
+                    "0",
+                    "--host",
+                    "127.0.0.1",
+                    "--reload_interval",
+                    "2",
+                ],
+                stdout=stderr,
+                stderr=stderr,
+                env=env,
+            )
+        deadline = time.monotonic() + 120
+        while not (found := re.search(r"at (http://127\.0\.0\.1:\d+)/", log.read_text())):
+            assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        self.url = found.group(1)
+
+    def get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def wait_until_analysed(self, runs: int) -> list[dict]:
+        deadline = time.monotonic() + 180
+        while True:
+            status, body = self.get("/data/plugin/gradaudit/runs")
+            if status == 200 and body["done"] and len(body["runs"]) == runs:
+                return body["runs"]
+            assert time.monotonic() < deadline, (body, self.log.read_text())
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def sample_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tensorboard")
+    before = sorted(p.relative_to(SAMPLE_LOGS) for p in SAMPLE_LOGS.rglob("*"))
+    server = TensorBoard(SAMPLE_LOGS, folder / "cache", folder / "tensorboard.log")
+    try:
+        yield server
+    finally:
+        server.close()
+    # The analysis wrote into the cache folder only, never into the logdir.
+    assert sorted(p.relative_to(SAMPLE_LOGS) for p in SAMPLE_LOGS.rglob("*")) == before
+    assert (folder / "cache").is_dir()
+
+
+def test_the_plugin_lists_the_sample_runs_with_their_verdicts(sample_server):
+    runs = sample_server.wait_until_analysed(len(SAMPLE_VERDICTS))
+    assert {r["run"]: r["verdict"] for r in runs} == SAMPLE_VERDICTS
+    assert all(r["done"] and r["reason"] and r["tensorboard_runs"] == [r["run"]] for r in runs)
+    status, listing = sample_server.get("/data/plugins_listing")
+    assert status == 200 and listing["gradaudit"]["enabled"] is True
+    assert listing["gradaudit"]["tab_name"] == "Gradients"
+    status, document = sample_server.get("/data/plugin/gradaudit/run?run=vanishing_sigmoid_deep")
+    assert status == 200 and document["verdict"] == "vanishing" and document["findings"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/data/plugin/gradaudit/run?run=../../../../etc/passwd",
+        "/data/plugin/gradaudit/run?run=%2Fetc%2Fpasswd",
+        "/data/plugin/gradaudit/run?run=",
+        "/data/plugin/gradaudit/report/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/data/plugin/gradaudit/report/runs/..%2F.gradaudit-cache",
+    ],
+)
+def test_unknown_or_malicious_names_get_a_400(sample_server, path):
+    sample_server.wait_until_analysed(len(SAMPLE_VERDICTS))
+    status, body = sample_server.get(path)
+    assert status == 400 and isinstance(body["error"], str)
+
+
+def test_the_tab_shows_the_report_inside_tensorboard(browser, sample_server, tmp_path):  # noqa: F811
+    sample_server.wait_until_analysed(len(SAMPLE_VERDICTS))
+    watched = Watched(browser, viewport={"width": 1280, "height": 800})
+    page = watched.page
+    page.goto(sample_server.url + "/")
+    page.get_by_text("Gradients", exact=True).first.click()  # the tab in TensorBoard's bar
+    frame = page.frame_locator("iframe")
+    frame.locator("h1").filter(has_text="Gradient report: 4 runs").wait_for()
+    assert frame.locator("#runs tbody tr").count() == 4
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "tensorboard.png"))
+    frame.locator("a", has_text="vanishing_sigmoid_deep").click()
+    verdict = frame.locator(".badge.b-vanishing").first
+    verdict.wait_for()
+    assert verdict.is_visible()
+    assert frame.locator("svg").count() >= 3  # the run page's charts, drawn inside TensorBoard
+    # Only TensorBoard's own server was asked for anything, and nothing was blocked or failed:
+    # Watched collects every request that is not to disk; here they must all be to the server.
+    watched.remote = [url for url in watched.remote if not url.startswith(sample_server.url + "/")]
+    watched.close()
+
+
+def test_a_logdir_without_gradient_evidence_leaves_the_plugin_off(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "logs" / "scalars_only"))
+    for step in range(20):
+        writer.add_scalar("accuracy", step / 20, step)
+    writer.close()
+    server = TensorBoard(tmp_path / "logs", tmp_path / "cache", tmp_path / "tensorboard.log")
+    try:
+        [run] = server.wait_until_analysed(1)
+        assert run["verdict"] == "insufficient_data"
+        status, listing = server.get("/data/plugins_listing")
+        assert status == 200 and listing["gradaudit"]["enabled"] is False
+        assert listing["scalars"]["enabled"] is True  # TensorBoard's own dashboards still work
+        status, tags = server.get("/data/plugin/scalars/tags")
+        assert status == 200 and "accuracy" in tags["scalars_only"]
+    finally:
+        server.close()
