@@ -63,7 +63,7 @@ class Snapshot:
 
 
 class BackgroundAnalysis:
-    """Finds the runs under `logdirs` (TensorBoard run prefix → folder) every `interval` seconds and
+    """Finds the runs under `logdirs` (folder → TensorBoard's run prefix) every `interval` seconds and
     analyses those whose event files changed, in `workers` processes, keeping what is done."""
 
     def __init__(self, logdirs: dict[str, str], folder: Path, interval: float, workers: int = MAX_WORKERS):
@@ -105,7 +105,7 @@ class BackgroundAnalysis:
     def look_once(self, pool) -> None:
         """Walk the logdirs; analyse the runs that are new or whose files changed."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        roots = list(self.logdirs.values())
+        roots = list(self.logdirs)
         discovery = find_runs(roots, exclude=[str(self.folder)])
         keys = {run.name: self.cache.key(run, self.options) for run in discovery.runs}
         with self._lock:
@@ -210,20 +210,23 @@ class GradauditPlugin(base_plugin.TBPlugin):
         return _html(request, html)
 
 
+# A URI (s3://bucket/...): never split at its colon.
+_URI = re.compile(r"[a-zA-Z][0-9a-zA-Z.]*://.*")
+
+
 def logdirs_of(flags, logdir: str | None = None) -> dict[str, str]:
-    """TensorBoard run prefix → folder, as TensorBoard reads --logdir and --logdir_spec."""
+    """Folder → TensorBoard's prefix of its run names ("" for none), read from --logdir and
+    --logdir_spec by TensorBoard's own rules: `name:path` unless the spec is a URI, starts with a
+    slash or with a Windows drive; paths made absolute."""
     folder = getattr(flags, "logdir", None) or logdir
     if folder:
-        return {"": folder}
-    spec = getattr(flags, "logdir_spec", None) or ""
+        return {folder: ""}
     out = {}
-    for item in filter(None, spec.split(",")):
-        # name:path, where a name has no slash and a path may be a URL (s3://...) or a Windows drive
-        match = re.match(r"^([^/:]+):(?!//)(.+)$", item)
-        if match and len(match.group(1)) > 1:
-            out[match.group(1)] = match.group(2)
-        else:
-            out[""] = item
+    for spec in filter(None, (getattr(flags, "logdir_spec", None) or "").split(",")):
+        name, path = "", spec
+        if not _URI.match(spec) and ":" in spec and spec[0] != "/" and not os.path.splitdrive(spec)[0]:
+            name, _, path = spec.partition(":")
+        out[path if _URI.match(path) else os.path.realpath(os.path.expanduser(path))] = name
     return out
 
 
@@ -234,7 +237,7 @@ def cache_folder(logdirs: dict[str, str]) -> Path:
     else:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gradaudit" / "tensorboard"
     described = json.dumps(
-        sorted((k, os.path.abspath(v) if "://" not in v else v) for k, v in logdirs.items())
+        sorted((os.path.abspath(k) if "://" not in k else k, v) for k, v in logdirs.items())
     )
     return root / hashlib.sha256(described.encode()).hexdigest()[:16]
 
@@ -244,7 +247,7 @@ def tensorboard_runs(run: Run, logdirs: dict[str, str]) -> list[str]:
     names = set()
     for path in run.event_files:
         folder = os.path.dirname(path)
-        for prefix, root in logdirs.items():
+        for root, prefix in logdirs.items():
             rel = os.path.relpath(folder, root) if "://" not in root else folder[len(root) :].strip("/")
             if not rel.startswith(".."):
                 rel = "." if rel in ("", ".") else rel.replace(os.sep, "/")

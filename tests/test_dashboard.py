@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_LOGS
+from conftest import SAMPLE_LOGS, write_tbx_histograms
 from test_browser import Watched, browser, screenshot_dir  # noqa: F401  (browser: a fixture)
 
 SAMPLE_VERDICTS = {
@@ -28,7 +28,7 @@ SAMPLE_VERDICTS = {
 class TensorBoard:
     """`tensorboard --logdir LOGDIR --port 0`, with gradaudit's cache in `cache`; stopped on close."""
 
-    def __init__(self, logdir: Path, cache: Path, log: Path):
+    def __init__(self, logdir: Path, cache: Path, log: Path, logdir_spec: str = ""):
         script = Path(sys.executable).with_name("tensorboard")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "tensorboard.main"]
         env = {**os.environ, "GRADAUDIT_CACHE_DIR": str(cache)}
@@ -37,8 +37,7 @@ class TensorBoard:
             self.process = subprocess.Popen(
                 [
                     *command,
-                    "--logdir",
-                    str(logdir),
+                    *(["--logdir_spec", logdir_spec] if logdir_spec else ["--logdir", str(logdir)]),
                     "--port",
                     "0",
                     "--host",
@@ -158,5 +157,36 @@ def test_a_logdir_without_gradient_evidence_leaves_the_plugin_off(tmp_path):
         assert listing["scalars"]["enabled"] is True  # TensorBoard's own dashboards still work
         status, tags = server.get("/data/plugin/scalars/tags")
         assert status == 200 and "accuracy" in tags["scalars_only"]
+    finally:
+        server.close()
+
+
+def test_runs_that_grow_or_appear_are_analysed_again(tmp_path, rng):
+    # Two logdirs through --logdir_spec, as TensorBoard names them: "a/<run>" and "b/<run>".
+    def histograms(steps: list[int]) -> dict[str, list]:
+        return {f"grad/dense_{i}/kernel": [rng.normal(0, 0.1, 256) for _ in steps] for i in range(3)}
+
+    # The first run is Keras-shaped: train/ and validation/ folders, one run for gradaudit.
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_tbx_histograms(first / "run" / "train", histograms([0, 1, 2]), [0, 1, 2])
+    write_tbx_histograms(first / "run" / "validation", {}, [])
+    server = TensorBoard(tmp_path, tmp_path / "cache", tmp_path / "tensorboard.log", f"a:{first},b:{second}")
+    try:
+        [run] = server.wait_until_analysed(1)
+        assert run["tensorboard_runs"] == ["a/run/train", "a/run/validation"]
+        _, document = server.get("/data/plugin/gradaudit/run?run=run")
+        assert document["layers"][0]["steps"] == 3
+        # A new run in the other logdir, and the first run logging more steps in a new file.
+        write_tbx_histograms(second / "late", histograms([0, 1]), [0, 1])
+        write_tbx_histograms(first / "run" / "train", histograms([3, 4, 5, 6]), [3, 4, 5, 6])
+        deadline = time.monotonic() + 120
+        while True:
+            runs = {r["run"]: r for r in server.wait_until_analysed(2)}
+            _, document = server.get("/data/plugin/gradaudit/run?run=run")
+            if document["layers"][0]["steps"] == 7:
+                break
+            assert time.monotonic() < deadline, document["layers"][0]
+            time.sleep(0.5)
+        assert runs["late"]["tensorboard_runs"] == ["b/late"] and runs["late"]["done"]
     finally:
         server.close()
