@@ -70,12 +70,13 @@ def test_sequential_every_n_batches_writes_exact_gradients(tmp_path):
     assert tags == ["gradients/" + v.path for v in model.trainable_variables]  # model order
     assert list(data.layers[0].steps) == [0, 2, 4, 6, 8, 10, 12, 14, 16]
     assert data.layers[0].encodings == ("legacy",)
-    # The last histogram is of the final weights: compare with gradients computed here.
+    # The last histogram is of the final weights: compare with gradients computed here (eagerly: they
+    # differ from the traced probe's by float32 rounding, up to RMS_RTOL).
     for stats, grad in zip(data.layers, _true_gradients(model, *probe)):
         assert stats.count[-1] == grad.size
         assert stats.rms[-1] == pytest.approx(np.sqrt(np.mean(grad.astype(np.float64) ** 2)), rel=RMS_RTOL)
-        assert stats.max_abs[-1] >= np.abs(grad).max() * (1 - 1e-6)
-        assert stats.max_abs[-1] <= np.abs(grad).max() * 10 ** (1 / 10) * (1 + 1e-6)  # one bucket
+        assert stats.max_abs[-1] >= np.abs(grad).max() * (1 - RMS_RTOL)
+        assert stats.max_abs[-1] <= np.abs(grad).max() * 10 ** (1 / 10) * (1 + RMS_RTOL)  # one bucket
 
 
 def test_default_frequency_is_every_epoch_plus_start(tmp_path):
