@@ -18,6 +18,7 @@ This is the only module of gradaudit that imports TensorFlow.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 
 BUCKETS_PER_DECADE = 10
 # The probe batch's loss, written beside its gradients as a scalar (legacy simple_value).
@@ -91,6 +92,7 @@ class GradientHistograms(keras.callbacks.Callback):
         self._variables_key = None
         self._prober = None
         self._batches_seen = 0
+        self._model_event = None  # the model's config, written once per model with the next probe
 
     # --- Keras hooks: the training thread traces once, then only takes snapshots ---------------
 
@@ -114,6 +116,7 @@ class GradientHistograms(keras.callbacks.Callback):
             self._backend_variables = [v.value for v in trainable + non_trainable]
             self._tags = [self.tag_prefix + v.path for v in trainable]
             self._gradient_function = self._trace_gradient_function(trainable, non_trainable)
+            self._model_event = _model_config_event(model)
         self._prober = _ProbeThread(self._write_probe)
         self._submit_probe()
 
@@ -200,6 +203,9 @@ class GradientHistograms(keras.callbacks.Callback):
     def _write_probe(self, step, snapshot):
         """Runs on the probe thread: gradients, histograms and the probe's loss, one event."""
         loss, *gradients = self._gradient_function(*tf.nest.flatten(self._probe), *snapshot)
+        if self._model_event is not None:
+            model_event, self._model_event = self._model_event, None
+            self._write_event(model_event)
         summary = summary_pb2.Summary()
         for tag, histogram in zip(self._tags, _histograms([g.numpy() for g in gradients], self._limits)):
             histogram.fill(summary.value.add(tag=tag).histo)
@@ -219,6 +225,51 @@ class GradientHistograms(keras.callbacks.Callback):
             self._events.write(header.SerializeToString())
         self._events.write(event.SerializeToString())
         self._events.flush()
+
+
+# The model's config as Keras's TensorBoard callback writes it (tag "keras", the graph plugin's
+# metadata, a string tensor of model.to_json()), so that TensorBoard's graph view and gradaudit's
+# analyzer read it; a subclassed model, which has no such config, gets its layer list instead.
+_KERAS_MODEL_PLUGIN, _LAYER_LIST_PLUGIN = "graph_keras_model", "gradaudit_model"
+
+
+def _model_config_event(model) -> event_pb2.Event | None:
+    try:
+        config = json.loads(model.to_json())
+        has_layers = isinstance(config.get("config"), dict) and "layers" in config["config"]
+    except Exception:  # a subclassed model whose constructor arguments Keras cannot serialise
+        has_layers = False
+    if has_layers:
+        tag, plugin, text = "keras", _KERAS_MODEL_PLUGIN, json.dumps(config)
+    else:
+        tag, plugin, text = "gradaudit/model_layers", _LAYER_LIST_PLUGIN, json.dumps(_layer_list(model))
+    summary = summary_pb2.Summary()
+    value = summary.value.add(tag=tag)
+    value.metadata.plugin_data.plugin_name = plugin
+    value.metadata.plugin_data.content = b"1"
+    value.tensor.dtype = types_pb2.DT_STRING
+    value.tensor.string_val.append(text.encode("utf-8"))
+    return event_pb2.Event(wall_time=time.time(), step=0, summary=summary)
+
+
+def _layer_list(model) -> dict:
+    """A subclassed model's layers (names, classes, activations) in the shape of a Keras config,
+    marked as listed in attribute order: the order they are called in is not known."""
+    try:
+        layers = list(model._flatten_layers(include_self=False, recursive=True))
+    except Exception:
+        layers = list(getattr(model, "layers", []))
+    listed = []
+    for layer in layers:
+        config = {"name": layer.name}
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            config["activation"] = getattr(activation, "__name__", str(activation))
+        listed.append({"class_name": type(layer).__name__, "config": config})
+    return {
+        "class_name": type(model).__name__,
+        "config": {"name": model.name, "layers": listed, "layer_order": "attributes"},
+    }
 
 
 class _ProbeThread:

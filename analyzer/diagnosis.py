@@ -7,6 +7,7 @@ never judged, since they depend on the loss scale, batch size and parameterisati
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,6 +34,12 @@ GRADIENTS, GRADIENTS_AND_LOSS = "gradients", "gradients and loss"
 GRADIENT_NORM = "gradient norm"  # a run's evidence is a norm scalar: GRADIENT_NORM + " and loss" with it
 GRADIENT_NORMS = "per-parameter gradient norms"
 GRADIENT_HISTOGRAMS = "gradient histograms"
+# Weight histograms where a run has no gradients (Keras's TensorBoard(histogram_freq=1)): symptoms
+# of the gradients, not measurements of them.
+WEIGHTS, WEIGHT_HISTOGRAMS = "weights", "weight histograms"
+WEIGHT_KINDS = ("vanishing", "exploding")  # weights show no dead units: a dead unit's weights stay put
+# Optimizers that divide each update by a running gradient scale: small gradients still move weights.
+ADAPTIVE_OPTIMIZER = re.compile(r"(?i)adam|rmsprop|adagrad|adadelta|adafactor|adamax|nadam|lion|lamb|ftrl")
 # What each kind of evidence can show: a global norm cannot show vanishing gradients in early layers
 # (the output side dominates it) or dead units.
 ALL_KINDS = ("vanishing", "exploding", "dead_units")
@@ -99,6 +106,16 @@ class Thresholds:
     # of the two layers' sizes. The depth rules ask this many decades more of norms (sizes 100x apart
     # account for one decade).
     norm_size_decades: float = 1.0
+    # Weights only. A layer's movement is the summed |change of log10 RMS| of its weights between
+    # consecutive logged steps. Vanishing: the input-side weight layer moves this many decades less
+    # than the layer that moves most (under plain SGD an update is the step size times the gradient;
+    # on the labelled runs, healthy nets stay within 1 decade and vanishing ones are 3.5 or more apart) ...
+    weight_still_decades: float = 2.0
+    # ... where that layer moved at least this much: a run where no weight moves shows nothing here.
+    weight_moving_decades: float = 1e-4
+    # Exploding: a weight layer's RMS at its last finite step stands this many decades above its first
+    # (healthy nets on the labelled runs: 0.4 at most), or a weight turns NaN/Inf.
+    weight_growth_decades: float = 1.0
 
     def for_norms(self) -> Thresholds:
         """The thresholds for per-parameter norms: depth rules raised by norm_size_decades."""
@@ -125,6 +142,7 @@ class Finding:
     gated: bool = False  # kept at "low" because the training loss falls; sets no verdict
     gateable: bool = True  # False for what no falling loss excuses: NaN/Inf or missing gradients, a
     #                        diverging loss, dead units measured from exact zeros
+    model_layers: list[str] = field(default_factory=list)  # the model's layers holding `layers`
 
 
 @dataclass
@@ -259,6 +277,148 @@ def joined(primary: Diagnosis, beside: Diagnosis) -> Diagnosis:
         return replace(primary, verdict=counting[0].kind, reason=counting[0].summary, findings=findings)
     judged = beside if primary.verdict == "insufficient_data" else primary
     return replace(primary, verdict=judged.verdict, reason=judged.reason, findings=findings)
+
+
+def diagnose_weights(
+    stats: RunStats, loss: LossTrend | None, optimizer: str | None, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> Diagnosis:
+    """A run whose only evidence is weight histograms, judged for the weight-side symptoms of
+    vanishing (input-side layers that stay put while others move) and exploding gradients (weights
+    that grow by decades or turn NaN/Inf). `optimizer`: as the run logged it, or None."""
+    if len(stats.steps) < limits.min_steps:
+        return Diagnosis(
+            "insufficient_data",
+            f"only {len(stats.steps)} logged step of weights; their change needs at least {limits.min_steps}",
+            [],
+            ["insufficient_data"] * len(stats.layers),
+        )
+    findings = _weights_exploding(stats, limits) + _weights_still(stats, optimizer, limits)
+    loss_state = loss_state_of(loss, limits)
+    for finding in findings:
+        finding.evidence_source = WEIGHTS
+        _apply_loss_gate(finding, loss_state)
+    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
+    layer_verdicts = []
+    for tag in stats.tags:
+        hits = [f.kind for f in findings if tag in f.layers and not f.gated]
+        layer_verdicts.append(hits[0] if hits else "healthy")
+    counting = [f for f in findings if not f.gated]
+    if counting:
+        return Diagnosis(counting[0].kind, counting[0].summary, findings, layer_verdicts, loss_state)
+    parts = [f"{len(stats.layers)} weight tags over {len(stats.steps)} logged steps, all finite"]
+    movement = weight_movement(stats)[stats.depth_layers]
+    if movement.size and np.nanmax(movement) < limits.weight_moving_decades:
+        parts.append("no weight moved between logged steps (a frozen model, or gradients of zero)")
+    elif movement.size >= 2:
+        parts.append("every weight layer moved")
+    if findings:
+        parts.append(
+            " and ".join(sorted({f.kind for f in findings}))
+            + " signs kept at low severity: the training loss falls"
+        )
+    parts.append("judged from weights: symptoms of vanishing or exploding gradients, not measurements")
+    return Diagnosis("healthy", "; ".join(parts), findings, layer_verdicts, loss_state)
+
+
+def weight_movement(stats: RunStats) -> np.ndarray:
+    """Per layer: the summed |change of log10 RMS| between consecutive logged steps with a finite,
+    positive RMS (decades); NaN with fewer than two."""
+    out = np.full(len(stats.layers), np.nan)
+    for i, row in enumerate(log10_positive(stats.rms)):
+        finite = row[np.isfinite(row)]
+        if finite.size >= 2:
+            out[i] = float(np.abs(np.diff(finite)).sum())
+    return out
+
+
+def _weights_exploding(stats: RunStats, limits: Thresholds) -> list[Finding]:
+    bad = stats.nonfinite.any(axis=0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        layers = [stats.tags[i] for i in np.flatnonzero(stats.nonfinite.any(axis=1))]
+        return [
+            Finding(
+                "exploding",
+                "critical",
+                layers,
+                [int(s) for s in stats.steps[bad]],
+                f"weights turned NaN/Inf from step {int(stats.steps[first])} in {len(layers)} of "
+                f"{len(stats.layers)} tags: the gradients exploded",
+                evidence={
+                    "first_nonfinite_step": int(stats.steps[first]),
+                    "nonfinite_steps": int(bad.sum()),
+                    "logged_steps": len(stats.steps),
+                },
+                threshold={"nonfinite_values": "any"},
+                gateable=False,
+            )
+        ]
+    log_rms = log10_positive(stats.rms)
+    grown = []
+    for i in stats.depth_layers:
+        finite = np.flatnonzero(np.isfinite(log_rms[i]))
+        if finite.size >= 2:
+            growth = log_rms[i, finite[-1]] - log_rms[i, finite[0]]
+            if growth >= limits.weight_growth_decades:
+                grown.append((i, growth))
+    if not grown:
+        return []
+    worst = max(growth for _, growth in grown)
+    return [
+        Finding(
+            "exploding",
+            "high",
+            [stats.tags[i] for i, _ in grown],
+            [int(stats.steps[-1])],
+            f"weights of {len(grown)} layer(s) grew {worst:.1f} decades over the run: the updates, and "
+            "the gradients behind them, grew",
+            evidence={"weight_growth_decades": round(float(worst), 3), "layers_grown": len(grown)},
+            threshold={"weight_growth_decades": f">= {limits.weight_growth_decades}"},
+        )
+    ]
+
+
+def _weights_still(stats: RunStats, optimizer: str | None, limits: Thresholds) -> list[Finding]:
+    depth = stats.depth_layers
+    movement = weight_movement(stats)
+    if len(depth) < 2 or not np.isfinite(movement[depth]).all():
+        return []
+    most = float(movement[depth].max())
+    if most < limits.weight_moving_decades:
+        return []
+    with np.errstate(divide="ignore"):
+        below = np.log10(movement[depth] / most)
+    if below[0] > -limits.weight_still_decades:
+        return []
+    still = [stats.tags[i] for i, b in zip(depth, below) if b <= -limits.weight_still_decades]
+    adaptive = bool(optimizer and ADAPTIVE_OPTIMIZER.search(optimizer))
+    how = {
+        True: f"; under {optimizer}, which normalises each update, this means gradients near its epsilon",
+        False: "",
+    }[adaptive]
+    if optimizer is None:
+        how = "; the optimizer is not logged (under Adam or RMSprop small gradients still move weights)"
+    return [
+        Finding(
+            "vanishing",
+            "medium" if adaptive else "high",
+            still,
+            [int(stats.steps[-1])],
+            (
+                f"the input-side weights moved {10 ** -float(below[0]):.2g}x less than the most-moving layer"
+                if np.isfinite(below[0])
+                else "the input-side weights did not move at all while other layers' did"
+            )
+            + f" over the run: their gradients vanished{how}",
+            evidence={
+                "first_layer_movement_decades": round(float(movement[depth[0]]), 6),
+                "most_movement_decades": round(most, 6),
+                "movement_log10_ratio": round(float(below[0]), 3) if np.isfinite(below[0]) else "-inf",
+                "optimizer": optimizer or "not logged",
+            },
+            threshold={"movement_log10_ratio": f"<= -{limits.weight_still_decades}"},
+        )
+    ]
 
 
 def loss_state_of(loss: LossTrend | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> str:

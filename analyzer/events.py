@@ -98,6 +98,7 @@ class RunData:
     losses: list[LossSeries] = field(default_factory=list)  # in order of first appearance
     norms: list[NormSeries] = field(default_factory=list)  # gradient norms logged as scalars
     live: dict[str, float] = field(default_factory=dict)  # file still being written → seconds since change
+    model_config: str | None = None  # the model's JSON config, where the run logged one
 
     @property
     def last_step(self) -> int | None:
@@ -123,11 +124,13 @@ def read_run(
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
     hparams: dict[str, str] = {}
+    model_config = None
     restarted = False
     for path in run.event_files:
         contents = read_file(path, reader, selected.search, processes)
         problems.extend(contents.problems)
         hparams.update(contents.hparams)
+        model_config = model_config or contents.model_config
         other_tags.update(dict.fromkeys(contents.other_histogram_tags))
         split = _split_of(path)
         for tag, scalar_block in contents.scalars.items():
@@ -155,6 +158,7 @@ def read_run(
         losses=[_merge_scalars(LossSeries, tag, split, parts) for (split, tag), parts in loss_blocks.items()],
         norms=[_merge_scalars(NormSeries, tag, split, parts) for (split, tag), parts in norm_blocks.items()],
         live=live,
+        model_config=model_config,
     )
 
 

@@ -8,12 +8,13 @@ import math
 import numpy as np
 
 from . import __version__
-from .pipeline import RunResult, layer_summary
+from .pipeline import RunResult, layer_summary, model_layer_summaries
 from .problems import Problem
 
 # 2: findings may include ones the loss gate kept at low severity ("gated": true), which set no
 # verdict; runs carry "loss" and "sparse_layers"; findings carry "evidence_source". Added since,
-# meaning nothing else changed: runs carry "evidence", "judged" and "gradient_norm".
+# meaning nothing else changed: runs carry "evidence", "judged", "gradient_norm" and "architecture";
+# findings carry "model_layers".
 SCHEMA_VERSION = 2
 GENERATOR = "gradaudit"
 
@@ -45,6 +46,29 @@ def document_text(doc: dict) -> str:
     return "{\n" + ",\n".join(members) + "\n}\n"
 
 
+def _architecture_document(result: RunResult) -> dict | None:
+    if result.architecture is None:
+        return None
+    return {
+        "source": result.architecture.source,
+        "model_class": result.architecture.model_class,
+        "has_normalization": result.architecture.has_normalization,
+        "has_residual": result.architecture.has_residual,
+        "layers": [
+            {
+                "name": layer.name,
+                "path": layer.path,
+                "class": layer.class_name,
+                "activation": layer.activation,
+                "parameters": layer.parameters,
+                "tags": layer.tags,
+                "verdict": layer.verdict,
+            }
+            for layer in model_layer_summaries(result)
+        ],
+    }
+
+
 def run_document(result: RunResult) -> dict:
     stats, trends = result.stats, result.trends
     return _clean(
@@ -72,12 +96,14 @@ def run_document(result: RunResult) -> dict:
                     "evidence": f.evidence,
                     "threshold": f.threshold,
                     "evidence_source": f.evidence_source,
+                    "model_layers": f.model_layers,
                     "gated": f.gated,
                     "remedies": [r.action for r in remedies],
                 }
                 for f, remedies in zip(result.diagnosis.findings, result.remedies)
             ],
             "layers": [_layer_document(result, i) for i in range(len(stats.layers))],
+            "architecture": _architecture_document(result),
             "other_histogram_tags": result.other_histogram_tags,
             "notes": result.notes,
             "errors": [str(p) for p in result.problems],

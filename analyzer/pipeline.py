@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .architecture import Architecture, read_architecture
 from .diagnosis import (
     ALL_KINDS,
     DEFAULT_THRESHOLDS,
@@ -34,7 +35,7 @@ from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
 from .runs import Run
-from .stats import RunStats, parameter_name, run_stats
+from .stats import LayerStats, RunStats, parameter_name, run_stats
 from .trends import NormTrend, RunTrends, norm_trend, run_trends
 
 
@@ -59,6 +60,7 @@ class RunResult:
     norm_layers: RunStats | None = None
     norm_layer_trends: RunTrends | None = None
     norms_sized: bool = False  # per-parameter norms were divided by their sizes: their magnitudes are RMS
+    architecture: Architecture | None = None  # the model's layers holding the tags
     # What the verdict rests on: gradient histograms, per-parameter gradient norms (or both, each for
     # its parameters), a gradient norm, or nothing.
     evidence: str = "none"
@@ -155,12 +157,22 @@ def analyse_run(
     if not data.layers and norm is None:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
         judged = ()
+    measured = [stats] + ([norm_layers] if norm_layers is not None else [])
+    # Sizes from histogram counts; norms have a size only where weight histograms gave it.
+    counted = [m for m in measured if sized or (m is stats and evidence != GRADIENT_NORMS)]
+    architecture = read_architecture(
+        data.model_config,
+        [tag for m in measured for tag in m.tags],
+        {layer.tag: _size(layer) for m in counted for layer in m.layers},
+    )
+    for finding in diagnosis.findings:
+        finding.model_layers = [layer.path for layer in architecture.layers_of(finding.layers)]
     return RunResult(
         run=run,
         stats=stats,
         trends=trends,
         diagnosis=diagnosis,
-        remedies=[remedies_for(f) for f in diagnosis.findings],
+        remedies=[remedies_for(f, architecture) for f in diagnosis.findings],
         encodings=sorted({e for layer in data.layers for e in layer.encodings}),
         other_histogram_tags=data.other_histogram_tags,
         problems=data.problems,
@@ -173,6 +185,7 @@ def analyse_run(
         norm_layers=norm_layers,
         norm_layer_trends=norm_layer_trends,
         norms_sized=bool(norms_alone) and sized,
+        architecture=architecture,
     )
 
 
@@ -217,6 +230,48 @@ def layer_summary(result: RunResult, i: int) -> LayerSummary:
         zero_share_last=at(layer.zero_share, last),
         nonfinite_steps=layer.logged_nonfinite,
     )
+
+
+@dataclass
+class ModelLayerSummary:
+    """What the report's model table and the JSON say of one layer of the model."""
+
+    name: str
+    path: str
+    class_name: str
+    activation: str
+    parameters: int | None
+    tags: list[str]
+    verdict: str  # the kind of the worst verdict-setting finding holding one of its tags, or healthy
+
+
+def model_layer_summaries(result: RunResult) -> list[ModelLayerSummary]:
+    if result.architecture is None:
+        return []
+    counting = [f for f in result.diagnosis.findings if not f.gated]
+    judged = result.diagnosis.verdict != "insufficient_data"
+    out = []
+    for layer in result.architecture.layers:
+        hit = next((f.kind for f in counting if set(f.layers) & set(layer.tags)), None)
+        verdict = hit or ("healthy" if judged else "insufficient_data")
+        out.append(
+            ModelLayerSummary(
+                layer.name,
+                layer.path,
+                layer.class_name,
+                layer.activation,
+                layer.parameters,
+                layer.tags,
+                verdict,
+            )
+        )
+    return out
+
+
+def _size(layer: LayerStats) -> int:
+    """A parameter's entry count: its histograms' largest (a writer that drops NaN logs fewer)."""
+    counts = layer.count[np.isfinite(layer.count)]
+    return int(counts.max()) if counts.size else 0
 
 
 def _no_gradients_reason(other_tags: list[str], tag_pattern: str) -> str:

@@ -33,6 +33,9 @@ from .stats import KEPT_STEPS, LayerStats, merge_pieces, reduce_blocks, thinned
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
 TF2_SCALAR_PLUGIN = "scalars"
+# The model's JSON config: Keras's TensorBoard callback (and gradaudit's) write it under the tag
+# "keras" with this plugin; gradaudit's callback writes a subclassed model's layer list with the other.
+MODEL_CONFIG_PLUGINS = ("graph_keras_model", "gradaudit_model")
 READERS = ("streaming", "tensorboard")
 TRUNCATED_END = "truncated_end"  # Problem.kind of a file that ends in a partial record
 
@@ -51,6 +54,7 @@ class FileContents:
     hparams: dict[str, str]  # from the hparams plugin's session start, when logged
     scalars: FileScalars = field(default_factory=dict)  # every scalar tag, legacy or TF2
     other_histogram_tags: list[str] = field(default_factory=list)  # histogram tags not selected
+    model_config: str | None = None  # the first model config logged (JSON text)
 
 
 def read_file(
@@ -240,6 +244,7 @@ class _Part:
     restart_step: int | None  # the least step of a SessionLog.START here: orphans earlier ranges' data
     unselected_tensor_tags: list[str]
     unselected_legacy_tags: list[str]
+    model_config: bytes | None = None
 
 
 def _read_part(
@@ -294,6 +299,7 @@ def _read_part(
         restart_step=accumulator.restart_step,
         unselected_tensor_tags=list(store.unselected_tensor_tags),
         unselected_legacy_tags=list(store.unselected_legacy_tags),
+        model_config=accumulator.model_config,
     )
 
 
@@ -314,7 +320,7 @@ def _join(path: str, parts: Iterable[_Part]) -> FileContents | None:
     unselected_tensor_tags: dict[str, None] = {}
     unselected_legacy_tags: dict[str, None] = {}
     problems: list[Problem] = []
-    end, file_version = None, None
+    end, file_version, model_config = None, None, None
     for part in parts:
         if end is None:
             file_version = part.file_version
@@ -352,6 +358,7 @@ def _join(path: str, parts: Iterable[_Part]) -> FileContents | None:
         unselected_tensor_tags.update(dict.fromkeys(part.unselected_tensor_tags))
         unselected_legacy_tags.update(dict.fromkeys(part.unselected_legacy_tags))
         problems.extend(part.problems)
+        model_config = model_config or part.model_config
         if part.stopped:
             break
 
@@ -376,7 +383,10 @@ def _join(path: str, parts: Iterable[_Part]) -> FileContents | None:
     out = {tag: thinned(merge_pieces(pieces)) for tag, pieces in layers.items()}
     if not out and not other_tags and not problems and file_version is None:
         problems.append(Problem(path, "no events could be read"))
-    return FileContents(out, problems, _hparams(hparams_content), scalars, list(dict.fromkeys(other_tags)))
+    config = model_config.decode("utf-8", "replace") if model_config else None
+    return FileContents(
+        out, problems, _hparams(hparams_content), scalars, list(dict.fromkeys(other_tags)), config
+    )
 
 
 @contextmanager
@@ -414,6 +424,7 @@ class _StreamingAccumulator:
         self.tensor_scalars: dict[str, Scalars] = {}
         self.unresolved_scalars: dict[str, Scalars] = {}  # see _Part
         self.hparams_content: dict[str, bytes] = {}
+        self.model_config: bytes | None = None
         self.restart_step: int | None = None
         # Tag → its collector's add, for selected tags whose first metadata said histograms: most
         # values of most files, which skip the general path's checks.
@@ -468,6 +479,8 @@ class _StreamingAccumulator:
                     self.unresolved_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
             elif plugin == TF2_SCALAR_PLUGIN:
                 self.tensor_scalars.setdefault(tag, Scalars()).add_tensor(step, value.tensor)
+            elif plugin in MODEL_CONFIG_PLUGINS and self.model_config is None and value.tensor.string_val:
+                self.model_config = value.tensor.string_val[0]
         elif kind == "simple_value":
             self.simple_scalars.setdefault(tag, Scalars()).add(step, value.simple_value)
         elif kind == "histo":
@@ -552,6 +565,13 @@ def _read_with_event_accumulator(path: str, selected: TagFilter) -> _Part:
         for e in accumulator.Scalars(tag):
             simple_scalars[tag].add(e.step, e.value)
     tensor_layers, legacy_layers = store.finish()
+    configs = [
+        e.tensor_proto.string_val[0]
+        for tag in tags[ea.TENSORS]
+        if plugin_of[tag] in MODEL_CONFIG_PLUGINS
+        for e in accumulator.Tensors(tag)[:1]
+        if e.tensor_proto.string_val
+    ]
     return _Part(
         start=0,
         end=0,
@@ -569,6 +589,7 @@ def _read_with_event_accumulator(path: str, selected: TagFilter) -> _Part:
         restart_step=None,
         unselected_tensor_tags=list(store.unselected_tensor_tags),
         unselected_legacy_tags=list(store.unselected_legacy_tags),
+        model_config=configs[0] if configs else None,
     )
 
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .architecture import (
+    FROM_PARAMETER_NAMES,
+    NON_DYING,
+    SATURATING,
+    Architecture,
+    ModelLayer,
+    recurrent_is_gated,
+)
 from .diagnosis import Finding
 
 
@@ -14,11 +22,13 @@ class Remedy:
     why: str  # why it helps with this finding
 
 
-def remedies_for(finding: Finding) -> list[Remedy]:
-    return _BY_KIND[finding.kind](finding)
+def remedies_for(finding: Finding, model: Architecture | None = None) -> list[Remedy]:
+    """What to try, in order. With the `model`'s layers known, never what it already does, and with
+    the layers and activations that cause the finding named."""
+    return _BY_KIND[finding.kind](finding, model or Architecture(FROM_PARAMETER_NAMES, []))
 
 
-def _vanishing(finding: Finding) -> list[Remedy]:
+def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
     decades = _finite(finding.evidence.get("median_depth_log10_ratio"))
     per_layer = _finite(finding.evidence.get("decades_per_layer"))
     loss = (
@@ -28,34 +38,72 @@ def _vanishing(finding: Finding) -> list[Remedy]:
     )
     if per_layer is not None:
         loss += f", {abs(per_layer):.2f} decades per layer"
-    return [
-        Remedy(
-            "Replace sigmoid/tanh hidden activations with ReLU or GELU, and initialise with He "
-            "(kernel_initializer='he_normal')",
-            f"saturating activations scale the backward signal by at most 0.25 (sigmoid) per layer; {loss}",
-        ),
-        Remedy(
-            "Add normalization (BatchNormalization or LayerNormalization) between layers",
-            "it re-centres pre-activations away from saturation, so the local derivatives stay near 1",
-        ),
-        Remedy(
-            "Add residual (skip) connections around blocks of layers",
-            "an identity path carries the gradient to early layers unattenuated",
-        ),
-        Remedy(
-            "Check the initialisation scale (Glorot/He, not a tiny constant or normal(0, 1e-3))",
-            "weights that are too small shrink the gradient by their scale at every layer",
-        ),
+    initialisation = Remedy(
+        "Check the initialisation scale (Glorot/He, not a tiny constant or normal(0, 1e-3))",
+        "weights that are too small shrink the gradient by their scale at every layer",
+    )
+    saturating = [
+        layer for layer in model.layers if layer.activation in SATURATING and not recurrent_is_gated(layer)
     ]
+    out = []
+    if saturating:
+        names = sorted({layer.activation for layer in saturating})
+        out.append(
+            Remedy(
+                f"Replace {' and '.join(names)} in {_named(saturating)} with ReLU or GELU, and initialise "
+                "them with He (kernel_initializer='he_normal')",
+                f"{_named(saturating)} use{'s' if len(saturating) == 1 else ''} {' and '.join(names)}, which "
+                f"scale{'s' if len(names) == 1 else ''} the backward signal by at most 0.25 (sigmoid) or 1 "
+                f"(tanh, at zero only) per layer; {loss}",
+            )
+        )
+    elif model.known and model.layers:
+        used = sorted({layer.activation for layer in model.layers if layer.activation not in ("", "linear")})
+        cause = "the scale of the initial weights" + (
+            "" if model.has_residual else ", or depth without residuals"
+        )
+        out.append(
+            Remedy(
+                initialisation.action,
+                f"the model already uses {', '.join(used) or 'no saturating activation'}: saturation is not "
+                f"the likely cause, {cause} is; {loss}",
+            )
+        )
+    else:
+        out.append(
+            Remedy(
+                "If hidden layers use sigmoid or tanh, replace them with ReLU or GELU and initialise with He "
+                "(kernel_initializer='he_normal')",
+                "saturating activations scale the backward signal by at most 0.25 (sigmoid) per layer; "
+                f"{loss} (the run logged no model config, so its activations are not known here)",
+            )
+        )
+    if not model.has_normalization:
+        out.append(
+            Remedy(
+                "Add normalization (BatchNormalization or LayerNormalization) between layers",
+                "it re-centres pre-activations away from saturation, so the local derivatives stay near 1",
+            )
+        )
+    if not model.has_residual:
+        out.append(
+            Remedy(
+                "Add residual (skip) connections around blocks of layers",
+                "an identity path carries the gradient to early layers unattenuated",
+            )
+        )
+    if out[0].action != initialisation.action:
+        out.append(initialisation)
+    return out
 
 
-def _exploding(finding: Finding) -> list[Remedy]:
+def _exploding(finding: Finding, model: Architecture) -> list[Remedy]:
     norm = _finite(finding.evidence.get("early_global_norm")) or _finite(
         finding.evidence.get("last_finite_global_norm")
     )
     clip = _suggested_clip_norm(norm)
     clip_text = f"clipnorm={clip:g}" if clip else "a global-norm clip near the healthy early norm"
-    return [
+    out = [
         Remedy(
             f"Clip gradients by global norm ({clip_text}, e.g. keras.optimizers.Adam(clipnorm=...) or "
             "torch.nn.utils.clip_grad_norm_)",
@@ -70,14 +118,28 @@ def _exploding(finding: Finding) -> list[Remedy]:
             "Check initialisation and input scale (He/Glorot init, standardised inputs and targets)",
             "large weights or unscaled inputs multiply the gradient at every layer",
         ),
-        Remedy(
-            "Add normalization layers; for recurrent nets, prefer LSTM/GRU and clip",
-            "they bound activation scale, and with it the backward signal",
-        ),
     ]
+    plain_recurrent = [layer for layer in model.layers if layer.recurrent and not recurrent_is_gated(layer)]
+    if plain_recurrent:
+        out.append(
+            Remedy(
+                f"Replace {_named(plain_recurrent)} ({plain_recurrent[0].class_name}) with LSTM or GRU",
+                "their gates bound the recurrent signal that a plain RNN multiplies at every time step",
+            )
+        )
+    if not model.has_normalization:
+        # Without a config the model may be recurrent: the gated cells are worth naming.
+        recurrent = "" if model.known else "; for recurrent nets, prefer LSTM/GRU and clip"
+        out.append(
+            Remedy(
+                f"Add normalization layers{recurrent}",
+                "they bound activation scale, and with it the backward signal",
+            )
+        )
+    return out
 
 
-def _dead_units(finding: Finding) -> list[Remedy]:
+def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
     share = _finite(finding.evidence.get("worst_zero_share"))
     how = "an estimated" if finding.evidence.get("zero_share_estimated") else ""
     if share is None:
@@ -86,11 +148,27 @@ def _dead_units(finding: Finding) -> list[Remedy]:
         zeros = f"an estimated {share:.0%} of the gradient entries are zero"
     else:
         zeros = f"{share:.0%} of the gradient entries are exactly zero"
-    return [
-        Remedy(
-            "Use a leaky activation (LeakyReLU(negative_slope=0.01), ELU or GELU)",
-            f"{zeros}: units whose ReLU input stays negative get no gradient and cannot recover",
-        ),
+    affected = model.layers_of(finding.layers)
+    dying = [layer for layer in affected if layer.activation not in NON_DYING]
+    out = []
+    if not affected or not model.known:
+        out.append(
+            Remedy(
+                "Use a leaky activation (LeakyReLU(negative_slope=0.01), ELU or GELU)",
+                f"{zeros}: units whose ReLU input stays negative get no gradient and cannot recover",
+            )
+        )
+    elif dying:
+        names = sorted({layer.activation for layer in dying})
+        out.append(
+            Remedy(
+                f"Use a leaky activation in {_named(dying)} (now {' and '.join(names)}): "
+                "LeakyReLU(negative_slope=0.01), ELU or GELU",
+                f"{zeros}: units whose input stays in the flat part of their activation get no gradient and "
+                "cannot recover",
+            )
+        )
+    out += [
         Remedy(
             "Lower the learning rate",
             "one large update can push a unit's bias so negative that it never activates again",
@@ -100,6 +178,17 @@ def _dead_units(finding: Finding) -> list[Remedy]:
             "negative biases start units in the dead region",
         ),
     ]
+    return out
+
+
+def _named(layers: list[ModelLayer]) -> str:
+    """ "dense_1", "dense_1 and dense_2", or "dense_1 … dense_9 (9 layers)"."""
+    names = [layer.path or layer.name for layer in layers]
+    if len(names) <= 2:
+        return " and ".join(names)
+    if len(names) == 3:
+        return f"{names[0]}, {names[1]} and {names[2]}"
+    return f"{names[0]} … {names[-1]} ({len(names)} layers)"
 
 
 def _finite(value: object) -> float | None:

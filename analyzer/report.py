@@ -19,10 +19,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from . import __version__, charts
+from .architecture import layer_path
 from .diagnosis import ALL_KINDS, GRADIENT_NORMS, Finding, triage_rank
-from .pipeline import LayerSummary, RunResult, layer_summary
+from .pipeline import LayerSummary, ModelLayerSummary, RunResult, layer_summary, model_layer_summaries
 from .problems import Problem
-from .stats import RunStats, parameter_name
+from .stats import RunStats
 from .trends import log10_positive
 
 MAX_LINES_CHART_LAYERS = 6
@@ -75,6 +76,10 @@ class RunView:
     norms_sized: bool = False  # ... divided by their parameters' sizes: RMS
     norm_layers: set[str] = field(default_factory=set)  # tags of per-parameter norms judged beside histograms
     norm_layers_chart: Markup = Markup("")
+    model_layers: list[ModelLayerSummary] = field(default_factory=list)  # the compact model table
+    model_source: str = ""
+    model_class: str = ""
+    model_has: str = ""  # "normalization and residual connections", as the config says
     judged: str = ""  # what the evidence could not judge shows here: "exploding only"
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
@@ -152,6 +157,18 @@ def run_view(result: RunResult) -> RunView:
             result.norm_layer_trends.layer_trends,
             _layers_to_draw(beside, diagnosis.findings),
             unit,
+        )
+    if result.architecture is not None and result.architecture.layers:
+        model = result.architecture
+        view.model_layers = model_layer_summaries(result)
+        view.model_source, view.model_class = model.source, model.model_class
+        view.model_has = " and ".join(
+            what
+            for what, has in (
+                ("normalization", model.has_normalization),
+                ("residual connections", model.has_residual),
+            )
+            if has
         )
     view.sparse_tags = [t for t, sparse in zip(stats.tags, stats.sparse) if sparse]
     _place_evidence(view)
@@ -393,18 +410,6 @@ def _templates_dir() -> Path:
 def template_text(name: str) -> str:
     """A file of the templates folder as it is (the dashboard's script)."""
     return (_templates_dir() / name).read_text(encoding="utf-8")
-
-
-# The name of the parameter itself at the end of a parameter's name.
-_PARAMETER = re.compile(
-    r"[/.](kernel|bias|weight|gamma|beta|embeddings|recurrent_kernel|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)$"
-)
-
-
-def layer_path(tag: str) -> str:
-    """The layer a gradient tag belongs to, with its model scope: a kernel and its bias are one layer
-    (``gradients/sequential/dense_1/kernel`` and ``…/bias`` → ``sequential/dense_1``)."""
-    return _PARAMETER.sub("", parameter_name(tag))
 
 
 def layer_name(tag: str) -> str:

@@ -15,6 +15,7 @@ ORDER = [
     "records",
     "blocks",
     "stats",  # the readers reduce histograms to statistics as they read them
+    "architecture",  # the model's layers, from its logged config or the parameter names
     "readers",
     "events",
     "trends",
