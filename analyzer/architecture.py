@@ -57,6 +57,19 @@ def layer_path(tag: str) -> str:
     return _PARAMETER.sub("", parameter_name(tag))
 
 
+_GRADIENT = re.compile(r"(?i)grad")
+# Statistics a layer keeps, not parameters training moves: never read as weights.
+_RUNNING_STATISTICS = re.compile(r"(?i)moving_(mean|variance)|running_(mean|var)|num_batches_tracked")
+
+
+def is_weight_histogram(tag: str) -> bool:
+    """A histogram of a parameter's values, not of its gradient: Keras's ``dense/kernel_0/histogram``
+    and ``dense/kernel/histogram``, PyTorch-style ``weights/fc1.weight`` or ``fc1.weight``."""
+    if _GRADIENT.search(tag) or _RUNNING_STATISTICS.search(tag):
+        return False
+    return bool(_PARAMETER.search(parameter_name(tag)))
+
+
 @dataclass
 class ModelLayer:
     name: str  # as the model names it ("dense_1"; PyTorch: "encoder.layers.1.linear1")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .architecture import Architecture, read_architecture
+from .architecture import Architecture, is_weight_histogram, read_architecture
 from .diagnosis import (
     ALL_KINDS,
     DEFAULT_THRESHOLDS,
@@ -15,10 +16,13 @@ from .diagnosis import (
     GRADIENT_NORMS,
     NORM_KINDS,
     PARAMETER_NORM_KINDS,
+    WEIGHT_HISTOGRAMS,
+    WEIGHT_KINDS,
     Diagnosis,
     Thresholds,
     diagnose,
     diagnose_norm,
+    diagnose_weights,
     joined,
 )
 from .events import (
@@ -78,6 +82,18 @@ def analyse_run(
     """`processes`: how many may read a large file's byte ranges in parallel. Gradient histograms are
     the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
     data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
+    weight_tags = [tag for tag in data.other_histogram_tags if is_weight_histogram(tag)]
+    if not data.layers and not data.norms and weight_tags:
+        # No gradients: the weights (Keras's TensorBoard(histogram_freq=1)), read as weights.
+        data = read_run(run, _exactly(weight_tags), reader, loss_pattern, processes, norm_pattern)
+    # Weights, whether chosen here or by --tags, are always judged by the weight rules; beside
+    # gradients (--tags matching both), the gradients are the evidence.
+    weights = [layer for layer in data.layers if is_weight_histogram(layer.tag)]
+    from_weights = bool(data.layers) and len(weights) == len(data.layers)
+    if weights and not from_weights:
+        data.layers = [layer for layer in data.layers if not is_weight_histogram(layer.tag)]
+        data.other_histogram_tags += [layer.tag for layer in weights]
+    hparams = {**run.hparams, **data.hparams}
     norm = norm_trend(data.norms)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
@@ -87,7 +103,7 @@ def analyse_run(
     norms = parameter_norms(data.norms)
     beside_histograms = [n for n in norms if parameter_name(n.tag) in with_histograms]
     norms_alone = [n for n in norms if parameter_name(n.tag) not in with_histograms]
-    norms_alone = norms_alone if len(norms_alone) >= 2 else []
+    norms_alone = norms_alone if len(norms_alone) >= 2 and not from_weights else []
     sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
     sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
     diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
@@ -110,6 +126,9 @@ def analyse_run(
             judged, evidence = PARAMETER_NORM_KINDS, GRADIENT_NORMS
     elif not data.layers and norm is not None:
         diagnosis, judged, evidence = diagnose_norm(norm, trends.loss, limits), NORM_KINDS, GRADIENT_NORM
+    elif from_weights:
+        diagnosis = diagnose_weights(stats, trends.loss, optimizer_of(hparams), limits)
+        judged, evidence = WEIGHT_KINDS, WEIGHT_HISTOGRAMS
     notes = []
     if data.restarted:
         notes.append(
@@ -152,7 +171,14 @@ def analyse_run(
             f"gradient norms of {len(beside_histograms)} parameters were logged beside their "
             "histograms; the histograms were used for them"
         )
-    if data.layers and norm is not None:
+    if from_weights:
+        optimizer = optimizer_of(hparams)
+        notes.append(
+            "no gradient histograms: the verdict reads the weights, whose changes are symptoms of the "
+            "gradients, not measurements of them; optimizer: "
+            + (optimizer or "not logged (under Adam or RMSprop, small gradients still move weights)")
+        )
+    elif data.layers and norm is not None:
         notes.append(f"a gradient norm was logged too ({norm.series}); the verdict rests on the histograms")
     if not data.layers and norm is None:
         diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
@@ -177,7 +203,7 @@ def analyse_run(
         other_histogram_tags=data.other_histogram_tags,
         problems=data.problems,
         notes=notes,
-        hparams={**run.hparams, **data.hparams},
+        hparams=hparams,
         losses=data.losses,
         norm=norm,
         judged=judged,
@@ -266,6 +292,18 @@ def model_layer_summaries(result: RunResult) -> list[ModelLayerSummary]:
             )
         )
     return out
+
+
+# Hyperparameter names under which runs log their optimizer (the hparams plugin, or folder names).
+_OPTIMIZER_KEY = re.compile(r"(?i)^(opt|optim|optimizer|optimiser)$")
+
+
+def optimizer_of(hparams: dict[str, str]) -> str | None:
+    return next((value for key, value in hparams.items() if _OPTIMIZER_KEY.match(key)), None)
+
+
+def _exactly(tags: list[str]) -> str:
+    return "^(?:" + "|".join(re.escape(tag) for tag in tags) + ")$"
 
 
 def _size(layer: LayerStats) -> int:

@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from . import __version__, charts
 from .architecture import layer_path
-from .diagnosis import ALL_KINDS, GRADIENT_NORMS, Finding, triage_rank
+from .diagnosis import ALL_KINDS, GRADIENT_NORMS, WEIGHT_HISTOGRAMS, Finding, triage_rank
 from .pipeline import LayerSummary, ModelLayerSummary, RunResult, layer_summary, model_layer_summaries
 from .problems import Problem
 from .stats import RunStats
@@ -74,6 +74,7 @@ class RunView:
     norm_series: str = ""
     parameter_norms: bool = False  # the layers are per-parameter norms logged as scalars
     norms_sized: bool = False  # ... divided by their parameters' sizes: RMS
+    weights: bool = False  # the layers are weight histograms: the run logged no gradients
     norm_layers: set[str] = field(default_factory=set)  # tags of per-parameter norms judged beside histograms
     norm_layers_chart: Markup = Markup("")
     model_layers: list[ModelLayerSummary] = field(default_factory=list)  # the compact model table
@@ -142,6 +143,7 @@ def run_view(result: RunResult) -> RunView:
     view.judged = judged_text(result.judged)
     view.parameter_norms = result.evidence == GRADIENT_NORMS
     view.norms_sized = result.norms_sized
+    view.weights = result.evidence == WEIGHT_HISTOGRAMS
     if norm is not None:
         view.norm_series = norm.series
         view.norm_chart = charts.loss_curves(

@@ -90,3 +90,13 @@ def test_norms_only_corpus_meets_the_targets_with_only_its_known_miss():
     for split in score.SPLITS:
         figures = score.split_score(rows, split)
         assert not figures.false_alarms and all(o >= 0.8 for o in figures.overlaps), split
+
+
+def test_weight_only_benchmark_meets_the_targets():
+    """The runs that logged Keras's own weight histograms beside the true gradients, judged from their
+    weights alone (vanishing and exploding; dead units are not visible in weights)."""
+    rows = score.score(CORPUS, weights=True)
+    assert len(rows) >= 30 and {truth for _, _, truth, _, _ in rows} >= {"healthy", "vanishing", "exploding"}
+    for split in score.SPLITS:
+        figures = score.split_score(rows, split)
+        assert figures.accuracy >= 0.9 and not figures.false_alarms, split

@@ -123,10 +123,25 @@ def test_real_keras_logs_report_plainly(tmp_path, real_logs):
     session = next(r for r in runs if r["run"] == "keras_tutorial_hparams/Experiment 0_adam_200_0.2")
     assert session["hparams"] == {"dropout": "0.2", "optimizer": "adam", "units": "200"}  # hparams plugin
     assert list(session["hparams"]) == ["dropout", "optimizer", "units"]  # in one order, run after run
+    # No gradients: judged from their weight histograms, as weights, and said so.
     for run in sweep:
-        assert run["verdict"] == "insufficient_data"
-        assert "no gradient histograms" in run["reason"] and "kernel_0/histogram" in run["reason"]
-    # and they are analysed when the user names the tags
+        assert run["evidence"] == "weight histograms" and run["judged"] == ["vanishing", "exploding"]
+        assert run["verdict"] == "healthy" and "judged from weights" in run["reason"]
+        assert any("optimizer: not logged" in note for note in run["notes"])
+        assert [layer["tag"].split("/", 1)[1] for layer in run["layers"]][:2] == [
+            "kernel_0/histogram",
+            "bias_0/histogram",
+        ]
+        assert run["architecture"]["model_class"] == "Sequential"  # tf.keras 2's config, read
+        layers = run["architecture"]["layers"]
+        assert [(layer["class"], layer["activation"]) for layer in layers] == [
+            ("Dense", "relu"),
+            ("Dense", "softmax"),
+        ]
+        assert all(len(layer["tags"]) == 2 for layer in layers)  # a kernel and its bias, one layer
+    pages = list((tmp_path / "out" / "runs").glob("keras_tutorial_sweep_Exp_*.html"))
+    assert len(pages) == 4 and all("judged from weights" in page.read_text() for page in pages)
+    # --tags naming weight tags gets the weight rules too, never the gradient rules
     assert (
         main(
             ["report", str(real_logs), "--tags", "kernel_0", "--no-html", "--json", str(tmp_path / "w.json")]
@@ -134,7 +149,10 @@ def test_real_keras_logs_report_plainly(tmp_path, real_logs):
         == OK
     )
     weights = json.loads((tmp_path / "w.json").read_text())["runs"]
-    assert sum(r["verdict"] != "insufficient_data" for r in weights) == 4
+    assert (
+        sorted(r["evidence"] for r in weights if r["verdict"] != "insufficient_data")
+        == ["weight histograms"] * 4
+    )
 
 
 def test_foreign_files_in_the_output_folder_are_never_overwritten(tmp_path, capsys):
@@ -253,14 +271,16 @@ def test_fail_on_lists_the_runs_that_tripped_it_even_when_quiet(capsys):
 
 
 def test_a_gate_that_judged_nothing_fails_unless_told_otherwise(real_logs, capsys):
-    weights_only = real_logs / "keras_tutorial_sweep"  # Keras weight histograms, no gradients
-    if not weights_only.exists():
+    scalars_only = real_logs / "keras_tutorial_hparams"  # hparams and scalars, no histograms at all
+    if not scalars_only.exists():
         pytest.skip("shared real_logs not present")
-    assert main(["report", str(weights_only), "--no-html", "--fail-on", "any"]) == ERROR
+    assert main(["report", str(scalars_only), "--no-html", "--fail-on", "any"]) == ERROR
     [line] = [x for x in _stderr_lines(capsys) if "error" in x]
-    assert line.startswith("gradaudit: error: --fail-on judged nothing: none of the 4 run(s)")
-    assert main(["report", str(weights_only), "--no-html", "--fail-on", "any", "--pass-without-data"]) == OK
-    assert main(["report", str(weights_only), "--no-html"]) == OK  # no gate, nothing to fail
+    assert line.startswith("gradaudit: error: --fail-on judged nothing: none of the 2 run(s)")
+    assert main(["report", str(scalars_only), "--no-html", "--fail-on", "any", "--pass-without-data"]) == OK
+    assert main(["report", str(scalars_only), "--no-html"]) == OK  # no gate, nothing to fail
+    # Weight histograms alone are evidence: judged from weights, the gate passes on them.
+    assert main(["report", str(real_logs / "keras_tutorial_sweep"), "--no-html", "--fail-on", "any"]) == OK
 
 
 @pytest.mark.parametrize("no_color", [False, True])

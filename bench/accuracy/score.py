@@ -4,6 +4,8 @@
 
     python bench/accuracy/score.py bench/accuracy/norm_runs          # the norms-only corpus
 
+    python bench/accuracy/score.py --weights                          # the weight-only benchmark
+
 The corpus is split by recipe (make_runs.split_of): the rules were tuned on the "dev" recipes only;
 the "held_back" ones are scored once, and their figure is the one to quote, so it prints first.
 For each split: each run's label and verdict, the confusion matrix, precision and recall per class,
@@ -13,6 +15,10 @@ layer). Exits 1 when a target is missed on the held-back half (accuracy >= 95 %,
 flagged, every Jaccard >= 0.8), or on the dev half when only it is scored. In the norms-only
 corpus a run's expected verdict is its label where its evidence can show that kind, else healthy: a
 global norm shows exploding only; per-parameter norms show vanishing and exploding, not dead units.
+
+With --weights, the runs that logged Keras's own weight histograms beside the true gradients (the
+``seed`` writer: a TensorBoard(histogram_freq=1) subclass) are analysed from their weight histograms
+alone, so their labels stay true; weights show vanishing and exploding, not dead units.
 """
 
 from __future__ import annotations
@@ -25,19 +31,31 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
+from analyzer.architecture import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 from analyzer.batch import BatchOptions, process_runs  # noqa: E402
-from analyzer.report import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 from analyzer.runs import find_runs  # noqa: E402
 
 CLASSES = ["healthy", "vanishing", "exploding", "dead_units"]
 SPLITS = ("held_back", "dev")
 
 
-def score(runs_dir: Path) -> list[tuple]:
+# The weight-only benchmark: runs whose writer logged weight histograms, and those tags alone.
+WEIGHT_WRITERS = {"seed"}
+WEIGHT_TAGS = r"^(?!.*grad).*/histogram$"
+
+
+def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
-    runs = find_runs([str(runs_dir)]).runs
+    if weights:
+        labels = {
+            name: dict(truth, writer="weights")
+            for name, truth in labels.items()
+            if truth["writer"] in WEIGHT_WRITERS
+        }
+    runs = [run for run in find_runs([str(runs_dir)]).runs if run.name.split("/")[0] in labels]
+    options = BatchOptions(html=False, tag_pattern=WEIGHT_TAGS) if weights else BatchOptions(html=False)
     verdicts, layers = {}, {}
-    for output in process_runs(runs, BatchOptions(html=False)):
+    for output in process_runs(runs, options):
         top = output.name.split("/")[0]  # runs under a Keras train/ subfolder
         verdicts[top] = output.verdict
         layers[top] = {
@@ -59,7 +77,11 @@ def score(runs_dir: Path) -> list[tuple]:
 
 # What each norms-only writer's evidence can show (make_runs.NORM_WRITERS): a run whose true label is
 # a kind its evidence cannot show is right when it is called healthy.
-JUDGED_BY_WRITER = {"norms": {"vanishing", "exploding"}, "norms_total": {"exploding"}}
+JUDGED_BY_WRITER = {
+    "norms": {"vanishing", "exploding"},
+    "norms_total": {"exploding"},
+    "weights": {"vanishing", "exploding"},
+}
 
 
 def expected_verdict(truth: dict) -> str:
@@ -127,10 +149,10 @@ def report(rows, split: str) -> bool:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--split")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     chosen = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--split=")), "both")
     splits = SPLITS if chosen == "both" else (chosen,)
-    rows = score(Path(args[0]) if args else HERE / "runs")
+    rows = score(Path(args[0]) if args else HERE / "runs", weights="--weights" in sys.argv)
     ok = {split: report(rows, split) for split in splits}
     sys.exit(0 if ok[splits[0]] else 1)
 
