@@ -21,10 +21,8 @@ FROM_PARAMETER_NAMES = "parameter names (the run logged no model config)"
 # Activations whose derivative is at most 0.25 (sigmoid) or 1 near zero only (tanh): stacked, they
 # shrink the backward signal.
 SATURATING = frozenset({"sigmoid", "tanh", "hard_sigmoid", "softsign", "hard_tanh"})
-# Activations with a gradient for negative inputs: units cannot die the way ReLU units do.
-NON_DYING = frozenset(
-    {"leaky_relu", "elu", "gelu", "selu", "silu", "swish", "mish", "softplus", "prelu", "celu", "hard_silu"}
-)
+# Activations whose units die: zero output and zero gradient for every negative input.
+DYING = frozenset({"relu", "relu6", "thresholded_relu"})
 _RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN"})
 _GATED_RECURRENT = frozenset({"LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 # Layers that are an activation of the layer before them.

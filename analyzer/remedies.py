@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 
 from .architecture import (
+    DYING,
     FROM_PARAMETER_NAMES,
-    NON_DYING,
     SATURATING,
     Architecture,
     ModelLayer,
@@ -149,7 +149,7 @@ def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
     else:
         zeros = f"{share:.0%} of the gradient entries are exactly zero"
     affected = model.layers_of(finding.layers)
-    dying = [layer for layer in affected if layer.activation not in NON_DYING]
+    dying = [layer for layer in affected if layer.activation in DYING]
     out = []
     if not affected or not model.known:
         out.append(

@@ -55,6 +55,14 @@ def test_a_sigmoid_stacks_vanishing_finding_names_its_sigmoid_layers(tmp_path):
     assert run["verdict"] == "vanishing" and vanishing["model_layers"][0] == names[0]
     first = vanishing["remedies"][0]
     assert first.startswith(f"Replace sigmoid in {names[0]} … {names[9]} (10 layers) with ReLU or GELU")
+    # The run page: the finding names the model's layers, and a compact model table lists them.
+    out = tmp_path / "html"
+    main(["report", str(tmp_path / "logs"), "-o", str(out), "-q"])
+    [page] = (out / "runs").glob("sigmoid-*.html")
+    html = page.read_text()
+    assert f"Model layers: <span class=\"tag\">{names[0]}, " in html
+    assert "<h2>Model</h2>" in html and "Sequential: layers from the model config the run logged" in html
+    assert html.count("<td>sigmoid</td>") == 10 and html.count("<td>Dense</td>") == 11
 
 
 def test_a_gelu_nets_findings_never_propose_gelu(tmp_path):
