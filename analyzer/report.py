@@ -179,11 +179,15 @@ def run_view(result: RunResult) -> RunView:
         shown = ", ".join(top.layers[:3]) + (
             f" and {len(top.layers) - 3} more" if len(top.layers) > 3 else ""
         )
-        view.where = (
-            f"{len(top.layers)} of {len(stats.layers) + len(view.norm_layers)} tags: {shown}"
-            if norm is None
-            else f"the global gradient norm ({norm.series})"
-        )
+        if norm is not None:
+            view.where = f"the global gradient norm ({norm.series})"
+        elif top.model_layers and view.model_layers:  # in the model's words: its layers
+            named = ", ".join(top.model_layers[:4]) + (
+                f" and {len(top.model_layers) - 4} more" if len(top.model_layers) > 4 else ""
+            )
+            view.where = f"{len(top.model_layers)} of {len(view.model_layers)} layers: {named}"
+        else:
+            view.where = f"{len(top.layers)} of {len(stats.layers) + len(view.norm_layers)} tags: {shown}"
         view.since = f"step {top.steps[0]} (of {view.last_step})" if top.steps else ""
         view.first_remedy = result.remedies[0][0].action if result.remedies and result.remedies[0] else ""
     return view
