@@ -187,12 +187,7 @@ def diagnose(
         finding.summary = finding.summary.replace("gradient RMS", magnitude)
         _apply_loss_gate(finding, loss_state)
     _defer_to_measured_dead_units(findings)
-    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
-    layer_verdicts = []
-    for tag in stats.tags:
-        hits = [f.kind for f in findings if tag in f.layers and not f.gated]
-        layer_verdicts.append(hits[0] if hits else "healthy")
-    counting = [f for f in findings if not f.gated]
+    layer_verdicts, counting = _ranked(findings, stats.tags)
     if not counting:
         return Diagnosis(
             "healthy", _healthy_reason(stats, trends, findings), findings, layer_verdicts, loss_state
@@ -264,6 +259,17 @@ def diagnose_norm(
     return Diagnosis("healthy", "; ".join(parts), findings, [], loss_state)
 
 
+def _ranked(findings: list[Finding], tags: list[str]) -> tuple[list[str], list[Finding]]:
+    """Sorts `findings` worst first, those the loss gate kept low last; returns each tag's verdict
+    and the findings that set verdicts."""
+    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
+    layer_verdicts = []
+    for tag in tags:
+        hits = [f.kind for f in findings if tag in f.layers and not f.gated]
+        layer_verdicts.append(hits[0] if hits else "healthy")
+    return layer_verdicts, [f for f in findings if not f.gated]
+
+
 def joined(primary: Diagnosis, beside: Diagnosis) -> Diagnosis:
     """`primary` with the findings of a second body of evidence of the same run (per-parameter norms
     of the parameters it has no histograms of): the worst finding of either sets the verdict;
@@ -297,12 +303,7 @@ def diagnose_weights(
     for finding in findings:
         finding.evidence_source = WEIGHTS
         _apply_loss_gate(finding, loss_state)
-    findings.sort(key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)))
-    layer_verdicts = []
-    for tag in stats.tags:
-        hits = [f.kind for f in findings if tag in f.layers and not f.gated]
-        layer_verdicts.append(hits[0] if hits else "healthy")
-    counting = [f for f in findings if not f.gated]
+    layer_verdicts, counting = _ranked(findings, stats.tags)
     if counting:
         return Diagnosis(counting[0].kind, counting[0].summary, findings, layer_verdicts, loss_state)
     parts = [f"{len(stats.layers)} weight tags over {len(stats.steps)} logged steps, all finite"]
