@@ -102,11 +102,11 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> di
             if variant == "trace only":  # the callback's fixed cost alone: its one trace, no probe
                 Timed._submit_probe = lambda self: None
             callbacks.append(Timed(log_dir, probe=(x[:256], y[:256]), every_n_batches=every_n_batches))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
-        fit = time.perf_counter() - start
+        fit, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     ops = len(callbacks[-1]._gradient_function.graph.get_operations()) if variant != "without" else 0
-    return {"fit": fit, "first batch": marks["first batch"], "ops": ops, **hooks}
+    return {"fit": fit, "cpu": cpu, "first batch": marks["first batch"], "ops": ops, **hooks}
 
 
 def binning_ns_per_entry(entries: int = 25_000_000) -> float:
@@ -237,6 +237,7 @@ def realistic(rounds: int) -> None:
     """The realistic suite: per model and frequency, the overhead paired by round with its 95 % CI."""
     print(f"realistic trainings (bench/realistic_models.py), {rounds} rounds, each a fresh process")
     fits: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     probes: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
         for name in REALISTIC_NAMES:
@@ -253,19 +254,29 @@ def realistic(rounds: int) -> None:
                 out = subprocess.run(command, capture_output=True, text=True, check=True)
                 measured = json.loads(out.stdout.splitlines()[-1])
                 fits.setdefault((name, label), []).append(measured["fit"])
+                cpus.setdefault((name, label), []).append(measured["cpu"])
                 probes.setdefault((name, label), []).append(measured["probes"])
+    # Wall time is the goal's measure; the process's CPU time (every thread, the probe's included)
+    # is the same cost without the time the machine gave to others, which on a shared VM swings the
+    # same training from 11 to 30 s.
+    for measure, times in (("wall time of fit", fits), ("CPU time of fit (all threads)", cpus)):
+        _print_overheads(measure, times, probes, rounds)
+    print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
+
+
+def _print_overheads(measure: str, times: dict, probes: dict, rounds: int) -> None:
     print(
-        f"{'model':<14}{'fit without s':>14}  "
+        f"\n{measure}\n{'model':<14}{'without s':>14}  "
         + "".join(f"{label + ': median (95 % CI)':>42}" for label, _ in FREQUENCIES)
     )
     for label_group, group in [(name, [name]) for name in REALISTIC_NAMES] + [
         ("all three", list(REALISTIC_NAMES))
     ]:
-        without = statistics.median(sum(fits[(n, "without")][k] for n in group) for k in range(rounds))
+        without = statistics.median(sum(times[(n, "without")][k] for n in group) for k in range(rounds))
         cells = []
         for label, _ in FREQUENCIES:
             per_round = [
-                sum(fits[(n, label)][k] for n in group) / sum(fits[(n, "without")][k] for n in group) - 1
+                sum(times[(n, label)][k] for n in group) / sum(times[(n, "without")][k] for n in group) - 1
                 for k in range(rounds)
             ]
             low, high = median_interval(per_round)
@@ -274,7 +285,6 @@ def realistic(rounds: int) -> None:
                 f"{statistics.median(per_round):>12.1%} ({low:.1%} to {high:.1%}), probes {probe_s:5.1f} s"
             )
         print(f"{label_group:<14}{without:>14.1f}  " + "".join(f"{c:>42}" for c in cells))
-    print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
 
 
 # Each timed fit of the interleaved suite: two epochs, so the default frequency probes three times
