@@ -30,6 +30,7 @@ from .events import (
     DEFAULT_NORM_PATTERN,
     DEFAULT_TAG_PATTERN,
     LossSeries,
+    RunData,
     parameter_norm_layers,
     parameter_norms,
     parameter_sizes,
@@ -81,18 +82,7 @@ def analyse_run(
 ) -> RunResult:
     """`processes`: how many may read a large file's byte ranges in parallel. Gradient histograms are
     the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
-    data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
-    weight_tags = [tag for tag in data.other_histogram_tags if is_weight_histogram(tag)]
-    if not data.layers and not data.norms and weight_tags:
-        # No gradients: the weights (Keras's TensorBoard(histogram_freq=1)), read as weights.
-        data = read_run(run, _exactly(weight_tags), reader, loss_pattern, processes, norm_pattern)
-    # Weights, whether chosen here or by --tags, are always judged by the weight rules; beside
-    # gradients (--tags matching both), the gradients are the evidence.
-    weights = [layer for layer in data.layers if is_weight_histogram(layer.tag)]
-    from_weights = bool(data.layers) and len(weights) == len(data.layers)
-    if weights and not from_weights:
-        data.layers = [layer for layer in data.layers if not is_weight_histogram(layer.tag)]
-        data.other_histogram_tags += [layer.tag for layer in weights]
+    data, from_weights = _read_evidence(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
     hparams = {**run.hparams, **data.hparams}
     norm = norm_trend(data.norms)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
@@ -106,9 +96,13 @@ def analyse_run(
     norms_alone = norms_alone if len(norms_alone) >= 2 and not from_weights else []
     sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
     sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
-    diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
+    if from_weights:
+        diagnosis = diagnose_weights(stats, trends.loss, optimizer_of(hparams), limits)
+        judged, evidence = WEIGHT_KINDS, WEIGHT_HISTOGRAMS
+    else:
+        diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
+        evidence = GRADIENT_HISTOGRAMS if data.layers else "none"
     norm_layers, norm_layer_trends = None, None
-    evidence = GRADIENT_HISTOGRAMS if data.layers else "none"
     if norms_alone:
         norm_stats = run_stats(parameter_norm_layers(norms_alone, sizes), limits.exact_zero_resolution)
         norm_trends = run_trends(norm_stats, data.losses)
@@ -126,9 +120,6 @@ def analyse_run(
             judged, evidence = PARAMETER_NORM_KINDS, GRADIENT_NORMS
     elif not data.layers and norm is not None:
         diagnosis, judged, evidence = diagnose_norm(norm, trends.loss, limits), NORM_KINDS, GRADIENT_NORM
-    elif from_weights:
-        diagnosis = diagnose_weights(stats, trends.loss, optimizer_of(hparams), limits)
-        judged, evidence = WEIGHT_KINDS, WEIGHT_HISTOGRAMS
     notes = []
     if data.restarted:
         notes.append(
@@ -213,6 +204,25 @@ def analyse_run(
         norms_sized=bool(norms_alone) and sized,
         architecture=architecture,
     )
+
+
+def _read_evidence(
+    run: Run, tag_pattern: str, reader: str, loss_pattern: str, processes: int, norm_pattern: str
+) -> tuple[RunData, bool]:
+    """The run's files, and whether its histograms are weights. A run with no gradient evidence but
+    weight histograms (Keras's TensorBoard(histogram_freq=1)) is read again for those. Weights, chosen
+    here or by --tags, are judged by the weight rules; beside gradients (--tags matching both), the
+    gradients are the evidence and the weights are listed as other tags."""
+    data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
+    weight_tags = [tag for tag in data.other_histogram_tags if is_weight_histogram(tag)]
+    if not data.layers and not data.norms and weight_tags:
+        data = read_run(run, _exactly(weight_tags), reader, loss_pattern, processes, norm_pattern)
+    weights = [layer for layer in data.layers if is_weight_histogram(layer.tag)]
+    from_weights = bool(weights) and len(weights) == len(data.layers)
+    if weights and not from_weights:
+        data.layers = [layer for layer in data.layers if not is_weight_histogram(layer.tag)]
+        data.other_histogram_tags += [layer.tag for layer in weights]
+    return data, from_weights
 
 
 @dataclass
