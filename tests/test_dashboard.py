@@ -190,3 +190,20 @@ def test_runs_that_grow_or_appear_are_analysed_again(tmp_path, rng):
         assert runs["late"]["tensorboard_runs"] == ["b/late"] and runs["late"]["done"]
     finally:
         server.close()
+
+
+def test_weight_histograms_alone_enable_the_plugin(tmp_path, real_logs):
+    # Keras's own TensorBoard(histogram_freq=1) logs: no gradients, judged from their weights.
+    server = TensorBoard(real_logs / "keras_tutorial_sweep", tmp_path / "cache", tmp_path / "tensorboard.log")
+    try:
+        runs = server.wait_until_analysed(4)
+        assert {run["verdict"] for run in runs} == {"healthy"}
+        assert all(
+            run["tensorboard_runs"] == [f"{run['run']}/train", f"{run['run']}/validation"] for run in runs
+        )
+        status, listing = server.get("/data/plugins_listing")
+        assert status == 200 and listing["gradaudit"]["enabled"] is True
+        status, document = server.get(f"/data/plugin/gradaudit/run?run={runs[0]['run']}")
+        assert status == 200 and document["evidence"] == "weight histograms"
+    finally:
+        server.close()

@@ -60,7 +60,7 @@ def test_a_sigmoid_stacks_vanishing_finding_names_its_sigmoid_layers(tmp_path):
     main(["report", str(tmp_path / "logs"), "-o", str(out), "-q"])
     [page] = (out / "runs").glob("sigmoid-*.html")
     html = page.read_text()
-    assert f"Model layers: <span class=\"tag\">{names[0]}, " in html
+    assert f'Model layers: <span class="tag">{names[0]}, ' in html
     assert "<h2>Model</h2>" in html and "Sequential: layers from the model config the run logged" in html
     assert html.count("<td>sigmoid</td>") == 10 and html.count("<td>Dense</td>") == 11
 
