@@ -91,9 +91,13 @@ class BackgroundAnalysis:
             return self._snapshot
 
     def _loop(self) -> None:
-        # Worker processes started from a fork server, not forked from TensorBoard's threads.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["analyzer.batch"])
+        # Worker processes started from a fork server, not forked from TensorBoard's threads (spawned
+        # where there is no fork server: Windows).
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["analyzer.batch"])
+        else:
+            context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
             while not self._stop.is_set():
                 try:
