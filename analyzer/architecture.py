@@ -21,8 +21,9 @@ FROM_PARAMETER_NAMES = "parameter names (the run logged no model config)"
 # Activations whose derivative is at most 0.25 (sigmoid) or 1 near zero only (tanh): stacked, they
 # shrink the backward signal.
 SATURATING = frozenset({"sigmoid", "tanh", "hard_sigmoid", "softsign", "hard_tanh"})
-# Activations whose units die: zero output and zero gradient for every negative input.
-DYING = frozenset({"relu", "relu6", "thresholded_relu"})
+# Activations whose units die: zero output and zero gradient for every negative input (relu6 and
+# ThresholdedReLU are read as relu).
+DYING = frozenset({"relu"})
 _RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN"})
 _GATED_RECURRENT = frozenset({"LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
 # Layers that are an activation of the layer before them.
@@ -80,6 +81,11 @@ class ModelLayer:
     @property
     def recurrent(self) -> bool:
         return self.class_name in _RECURRENT
+
+    @property
+    def gated_recurrent(self) -> bool:
+        """LSTM or GRU: tanh and sigmoid are their gates, not a choice to replace."""
+        return self.class_name in _GATED_RECURRENT
 
 
 @dataclass
@@ -145,9 +151,7 @@ def _from_config(nodes: list[_Node], tags: list[str]) -> Architecture:
                 node.name, node.path, node.class_name, activation[node.path]
             )
         layer.tags.append(tag)
-    layers = list(by_path.values())
-    for path, group in _group_by_path(unmapped).items():  # shown, with what the config cannot say
-        layers.append(ModelLayer(path.split("/")[-1] or path, path, "", "", group))
+    layers = list(by_path.values()) + _layers_by_name(unmapped)  # shown, with what the config cannot say
     order = {tag: i for i, tag in enumerate(tags)}
     layers.sort(key=lambda layer: order[layer.tags[0]])
     return Architecture(
@@ -291,7 +295,7 @@ def _effective_activations(nodes: list[_Node]) -> dict[str, str]:
     by_path = {node.path: node for node in nodes}
     effective = {node.path: node.activation or "linear" for node in nodes}
     for node in nodes:
-        if node.class_name not in _ACTIVATION_LAYERS and not (node.class_name == "Activation"):
+        if node.class_name not in _ACTIVATION_LAYERS and node.class_name != "Activation":
             continue
         seen = set()
         targets = list(node.inputs)
@@ -307,7 +311,3 @@ def _effective_activations(nodes: list[_Node]) -> dict[str, str]:
             elif effective.get(target.path) == "linear":
                 effective[target.path] = node.activation or "linear"
     return effective
-
-
-def recurrent_is_gated(layer: ModelLayer) -> bool:
-    return layer.class_name in _GATED_RECURRENT

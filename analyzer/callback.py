@@ -233,7 +233,7 @@ class GradientHistograms(keras.callbacks.Callback):
 _KERAS_MODEL_PLUGIN, _LAYER_LIST_PLUGIN = "graph_keras_model", "gradaudit_model"
 
 
-def _model_config_event(model) -> event_pb2.Event | None:
+def _model_config_event(model) -> event_pb2.Event:
     try:
         config = json.loads(model.to_json())
         has_layers = isinstance(config.get("config"), dict) and "layers" in config["config"]

@@ -109,7 +109,8 @@ class Thresholds:
     # Weights only. A layer's movement is the summed |change of log10 RMS| of its weights between
     # consecutive logged steps. Vanishing: the input-side weight layer moves this many decades less
     # than the layer that moves most (under plain SGD an update is the step size times the gradient;
-    # on the labelled runs, healthy nets stay within 1 decade and vanishing ones are 3.5 or more apart) ...
+    # on the labelled dev runs, healthy nets stay within 1 decade and vanishing ones are 3.5 or more
+    # apart: bench/accuracy/weight_movement.py) ...
     weight_still_decades: float = 2.0
     # ... where that layer moved at least this much: a run where no weight moves shows nothing here.
     weight_moving_decades: float = 1e-4
@@ -274,11 +275,8 @@ def joined(primary: Diagnosis, beside: Diagnosis) -> Diagnosis:
     """`primary` with the findings of a second body of evidence of the same run (per-parameter norms
     of the parameters it has no histograms of): the worst finding of either sets the verdict;
     the layer verdicts stay `primary`'s."""
-    findings = sorted(
-        primary.findings + beside.findings,
-        key=lambda f: (f.gated, -SEVERITY_RANK[f.severity], VERDICT_ORDER.index(f.kind)),
-    )
-    counting = [f for f in findings if not f.gated]
+    findings = primary.findings + beside.findings
+    _, counting = _ranked(findings, [])
     if counting:
         return replace(primary, verdict=counting[0].kind, reason=counting[0].summary, findings=findings)
     judged = beside if primary.verdict == "insufficient_data" else primary
@@ -393,12 +391,12 @@ def _weights_still(stats: RunStats, optimizer: str | None, limits: Thresholds) -
         return []
     still = [stats.tags[i] for i, b in zip(depth, below) if b <= -limits.weight_still_decades]
     adaptive = bool(optimizer and ADAPTIVE_OPTIMIZER.search(optimizer))
-    how = {
-        True: f"; under {optimizer}, which normalises each update, this means gradients near its epsilon",
-        False: "",
-    }[adaptive]
     if optimizer is None:
         how = "; the optimizer is not logged (under Adam or RMSprop small gradients still move weights)"
+    elif adaptive:
+        how = f"; under {optimizer}, which normalises each update, this means gradients near its epsilon"
+    else:
+        how = ""
     return [
         Finding(
             "vanishing",

@@ -179,10 +179,9 @@ def parameter_sizes(data: RunData, parameters: set[str], reader: str = READERS[0
         return sizes
     for path in data.run.event_files:
         for tag, layer in read_file(path, reader, wanted.__contains__).layers.items():
-            counts = layer.count[np.isfinite(layer.count)]
-            if counts.size:
+            if layer.size:
                 name = parameter_name(tag)
-                sizes[name] = max(sizes.get(name, 0), int(counts.max()))
+                sizes[name] = max(sizes.get(name, 0), layer.size)
     return sizes
 
 

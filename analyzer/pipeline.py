@@ -40,7 +40,7 @@ from .problems import Problem
 from .readers import READERS
 from .remedies import Remedy, remedies_for
 from .runs import Run
-from .stats import LayerStats, RunStats, parameter_name, run_stats
+from .stats import RunStats, parameter_name, run_stats
 from .trends import NormTrend, RunTrends, norm_trend, run_trends
 
 
@@ -84,6 +84,7 @@ def analyse_run(
     the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
     data, from_weights = _read_evidence(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
     hparams = {**run.hparams, **data.hparams}
+    optimizer = optimizer_of(hparams)
     norm = norm_trend(data.norms)
     stats = run_stats(data.layers, limits.exact_zero_resolution)
     trends = run_trends(stats, data.losses)
@@ -97,7 +98,7 @@ def analyse_run(
     sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
     sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
     if from_weights:
-        diagnosis = diagnose_weights(stats, trends.loss, optimizer_of(hparams), limits)
+        diagnosis = diagnose_weights(stats, trends.loss, optimizer, limits)
         judged, evidence = WEIGHT_KINDS, WEIGHT_HISTOGRAMS
     else:
         diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
@@ -163,7 +164,6 @@ def analyse_run(
             "histograms; the histograms were used for them"
         )
     if from_weights:
-        optimizer = optimizer_of(hparams)
         notes.append(
             "no gradient histograms: the verdict reads the weights, whose changes are symptoms of the "
             "gradients, not measurements of them; optimizer: "
@@ -180,7 +180,7 @@ def analyse_run(
     architecture = read_architecture(
         data.model_config,
         [tag for m in measured for tag in m.tags],
-        {layer.tag: _size(layer) for m in counted for layer in m.layers},
+        {layer.tag: layer.size for m in counted for layer in m.layers},
     )
     for finding in diagnosis.findings:
         finding.model_layers = [layer.path for layer in architecture.layers_of(finding.layers)]
@@ -314,12 +314,6 @@ def optimizer_of(hparams: dict[str, str]) -> str | None:
 
 def _exactly(tags: list[str]) -> str:
     return "^(?:" + "|".join(re.escape(tag) for tag in tags) + ")$"
-
-
-def _size(layer: LayerStats) -> int:
-    """A parameter's entry count: its histograms' largest (a writer that drops NaN logs fewer)."""
-    counts = layer.count[np.isfinite(layer.count)]
-    return int(counts.max()) if counts.size else 0
 
 
 def _no_gradients_reason(other_tags: list[str], tag_pattern: str) -> str:

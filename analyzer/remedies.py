@@ -11,7 +11,6 @@ from .architecture import (
     SATURATING,
     Architecture,
     ModelLayer,
-    recurrent_is_gated,
 )
 from .diagnosis import Finding
 
@@ -43,7 +42,7 @@ def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
         "weights that are too small shrink the gradient by their scale at every layer",
     )
     saturating = [
-        layer for layer in model.layers if layer.activation in SATURATING and not recurrent_is_gated(layer)
+        layer for layer in model.layers if layer.activation in SATURATING and not layer.gated_recurrent
     ]
     out = []
     if saturating:
@@ -119,7 +118,7 @@ def _exploding(finding: Finding, model: Architecture) -> list[Remedy]:
             "large weights or unscaled inputs multiply the gradient at every layer",
         ),
     ]
-    plain_recurrent = [layer for layer in model.layers if layer.recurrent and not recurrent_is_gated(layer)]
+    plain_recurrent = [layer for layer in model.layers if layer.recurrent and not layer.gated_recurrent]
     if plain_recurrent:
         out.append(
             Remedy(

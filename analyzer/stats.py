@@ -53,6 +53,12 @@ class LayerStats:
         if self.logged_nonfinite < 0:
             self.logged_nonfinite = int(np.count_nonzero(self.nonfinite))
 
+    @property
+    def size(self) -> int:
+        """The parameter's entry count: its histograms' largest (a writer that drops NaN logs fewer)."""
+        counts = self.count[np.isfinite(self.count)]
+        return int(counts.max()) if counts.size else 0
+
     def rows(self, index: np.ndarray) -> LayerStats:
         """These steps only (an index or a mask into steps); the logged counts are kept."""
         kept = {name: getattr(self, name)[index] for name in PER_STEP}
@@ -532,7 +538,6 @@ def resolves_exact_zeros(layer: LayerStats, resolution: float) -> np.ndarray:
 # The prefix of a per-parameter norm's tag (Lightning's grad_2.0_norm/<parameter>): it says "norm"
 # of every parameter, so the markers above are read in the parameter name after it.
 LIGHTNING_NORM = r"grad_([0-9.]+|inf)_norm"  # group 1: the norm type; events reads its tags with it
-_NORM_PREFIX = re.compile(rf"(?i)^{LIGHTNING_NORM}/")
 
 
 # Around a parameter's name in a histogram or norm tag: gradaudit's and other writers' gradient
@@ -551,7 +556,7 @@ def parameter_name(tag: str) -> str:
 
 
 def is_weight_tag(tag: str) -> bool:
-    lowered = _NORM_PREFIX.sub("", tag).lower()
+    lowered = parameter_name(tag).lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)
 
 
