@@ -8,6 +8,7 @@ per event that costs more memory and time than parsing it did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
@@ -41,10 +42,10 @@ def stack_field(items: list, name: str, width: int) -> np.ndarray:
 
 
 class TensorHistograms:
-    """TF2 histograms (float64 [k, 3] tensors) of one tag. The bytes of every tensor with the first
-    one's shape are joined into one buffer when the block is taken, which becomes the array without
-    another copy; any other tensor is kept whole (a copy) and decoded on its own as TensorBoard's
-    make_ndarray would."""
+    """TF2 histograms (float64 [k, 3] tensors) of one tag. The bytes of every tensor like the first
+    one (float64, as many bytes) are joined into one buffer when the block is taken, which becomes the
+    array without another copy (``joined``: of several tags at once); any other tensor is kept whole
+    (a copy) and decoded on its own as TensorBoard's make_ndarray would."""
 
     def __init__(self) -> None:
         self.steps: list[int] = []
@@ -64,7 +65,10 @@ class TensorHistograms:
         """Collect one histogram; returns its size in buckets (what it costs to keep). The hot path
         of reading: a histogram of the first one's shape is three field reads and an append."""
         content = tensor.tensor_content
-        if len(content) == self._nbytes and tensor.dtype == _DT_DOUBLE and tensor.tensor_shape == self._shape:
+        # The shape is read on the tag's first tensor only: comparing each one's shape message would
+        # cost a tenth of reading the event, and a tag's float64 tensors of the first one's byte
+        # length are its [k, 3] histograms (TF2's histogram op never writes another layout).
+        if len(content) == self._nbytes and tensor.dtype == _DT_DOUBLE:
             self._raw.append(content)
             self.steps.append(step)
             return self._buckets
@@ -84,6 +88,23 @@ class TensorHistograms:
         self._odd[len(self.steps)] = copy
         self.steps.append(step)
         return len(content) // 24 or 1
+
+    @property
+    def buckets(self) -> int:
+        return self._buckets
+
+    @property
+    def uniform(self) -> bool:
+        """Every histogram collected has the first one's [k, 3] shape."""
+        return not self._odd and self._nbytes > 0
+
+    @staticmethod
+    def joined(collected: list[TensorHistograms]) -> HistogramBlock:
+        """The histograms of several uniform tags of one bucket count, one tag after the other, as
+        one block: their bytes joined once, the array a view of them (no copy per tag)."""
+        raw = b"".join(chain.from_iterable(c._raw for c in collected))
+        stacked = np.frombuffer(raw, "<f8").reshape(-1, collected[0]._buckets, 3)
+        return _tf2_block(np.fromiter(chain.from_iterable(c.steps for c in collected), np.int64), stacked)
 
     def block(self, tag: str, path: str, problems: list[Problem]) -> HistogramBlock | None:
         if not self.steps:

@@ -24,12 +24,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 from tensorboard.compat.proto import event_pb2
 
 from .blocks import LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
 from .problems import Problem
 from .records import RecordReader, first_record_at_or_after, masked_crc32c
-from .stats import KEPT_STEPS, LayerStats, merge_pieces, reduce_blocks, thinned
+from .stats import (
+    KEPT_STEPS,
+    LayerStats,
+    Thinning,
+    final_stride,
+    logging_interval,
+    merge_pieces,
+    reduce_blocks,
+    reduce_stacked,
+    thinned,
+)
 
 TF2_HISTOGRAM_PLUGIN = "histograms"
 TF2_SCALAR_PLUGIN = "scalars"
@@ -130,14 +141,24 @@ _BUFFERED_BUCKETS = 500_000
 
 
 class _HistogramStore:
-    """The histograms of one file's selected tags, reduced to statistics a buffer at a time."""
+    """The histograms of one file's selected tags, reduced to statistics a buffer at a time.
+
+    With `progress` (the share of the range being read that has been read), a long tag is reduced
+    at the steps thinning will keep only: its length in the file is estimated from how many rows it
+    logged in how much of the file, and from that the stride thinning will end at (``stats.Thinning``).
+    Every row is still read and checked for NaN/Inf and counted."""
 
     def __init__(self, path: str, selected: TagFilter) -> None:
         self._path = path
         self._selected = selected
+        self.progress: Callable[[], float] | None = None  # set by a reader that can tell
+        self.scale = 1.0  # the file's size over the range's
         self.tensors: dict[str, TensorHistograms] = {}
         self.legacy: dict[str, LegacyHistograms] = {}
         self._pieces: dict[tuple[str, str], list[LayerStats]] = {}  # (encoding, tag) → in reading order
+        self._kept: dict[tuple[str, str], int] = {}  # steps in each tag's pieces
+        self._rows: dict[tuple[str, str], int] = {}  # rows read of each tag, reduced or not
+        self._intervals: dict[tuple[str, str], int] = {}  # each tag's logging interval, once known
         self._tag_problems: dict[str, list[Problem]] = {}  # reported if the tag is a histogram tag
         self.buffered = 0  # buckets collected and not yet reduced
         self.unselected_tensor_tags: dict[str, None] = {}
@@ -168,11 +189,15 @@ class _HistogramStore:
             key = ("legacy", tag)
             if key in self._pieces:
                 self._pieces[key] = [piece.before(step) for piece in self._pieces[key]]
+                self._kept[key] = sum(len(piece.steps) for piece in self._pieces[key])
 
     def reduce(self) -> None:
         """Every collected histogram becomes statistics, in one pass; long tags are thinned."""
-        blocks = []
+        blocks, joined = [], {}
         for tag, tensor_histograms in self.tensors.items():
+            if tensor_histograms.uniform and tensor_histograms.steps:  # joined with its kind
+                joined.setdefault(tensor_histograms.buckets, []).append((tag, tensor_histograms))
+                continue
             problems = self._tag_problems.setdefault(tag, [])
             blocks.append((("tf2", tag), tensor_histograms.block(tag, self._path, problems)))
             tensor_histograms.clear()
@@ -180,13 +205,62 @@ class _HistogramStore:
             blocks.append((("legacy", tag), legacy_histograms.block()))
             legacy_histograms.clear()
         blocks = [(key, block) for key, block in blocks if block is not None]
-        reduced = reduce_blocks([(tag, block) for (_, tag), block in blocks])
-        for (key, _), layer in zip(blocks, reduced):
+        strides: dict[tuple, int] = {}  # tags logged at the same steps are thinned alike
+        keys = [key for key, _ in blocks]
+        layers = reduce_blocks(
+            [(tag, block) for (_, tag), block in blocks],
+            self._thinning(keys, [block.steps for _, block in blocks], strides),
+        )
+        reduced = list(zip(keys, layers))
+        for group in joined.values():
+            keys = [("tf2", tag) for tag, _ in group]
+            lengths = [len(collected.steps) for _, collected in group]
+            stacked = TensorHistograms.joined([collected for _, collected in group])
+            steps = np.split(stacked.steps, np.cumsum(lengths)[:-1])
+            layers = reduce_stacked(
+                [tag for tag, _ in group],
+                lengths,
+                stacked,
+                ["tf2"] * len(group),
+                self._thinning(keys, steps, strides),
+            )
+            reduced += list(zip(keys, layers))
+            for _, collected in group:
+                collected.clear()
+        for key, layer in reduced:
             pieces = self._pieces.setdefault(key, [])
             pieces.append(layer)
-            if sum(len(piece.steps) for piece in pieces) > 2 * KEPT_STEPS:
+            self._kept[key] = self._kept.get(key, 0) + len(layer.steps)
+            if self._kept[key] > 2 * KEPT_STEPS:
                 self._pieces[key] = [thinned(merge_pieces(pieces))]
+                self._kept[key] = len(self._pieces[key][0].steps)
         self.buffered = 0
+
+    def _thinning(
+        self, keys: list[tuple[str, str]], steps: list[np.ndarray], strides: dict
+    ) -> Thinning | None:
+        """How sparsely to reduce these tags' new rows (`steps`: each tag's)."""
+        progress = self.progress() if self.progress is not None else 0.0
+        if progress <= 0 or not keys:
+            return None
+        interval, stride, before = (
+            np.zeros(len(keys), int),
+            np.ones(len(keys), int),
+            np.full(len(keys), -1, np.int8),
+        )
+        for i, (key, tag_steps) in enumerate(zip(keys, steps)):
+            self._rows[key] = rows = self._rows.get(key, 0) + len(tag_steps)
+            if not self._intervals.get(key):
+                self._intervals[key] = logging_interval(tag_steps)
+            interval[i] = self._intervals[key]
+            if not interval[i] or not len(tag_steps):
+                continue
+            grid = (int(tag_steps[0]), int(tag_steps[-1]), len(tag_steps), int(interval[i]))
+            stride[i] = strides.setdefault(grid, final_stride(rows / progress * self.scale))
+            pieces = self._pieces.get(key)
+            if pieces and len(pieces[-1].nonfinite):
+                before[i] = pieces[-1].nonfinite[-1]
+        return Thinning(interval, stride, before)
 
     def finish(self) -> tuple[dict[str, LayerStats], dict[str, LayerStats]]:
         """The statistics of every collected tag: (TF2 tags, legacy tags), each merged and thinned."""
@@ -262,16 +336,19 @@ def _read_part(
                 start = end = first_record_at_or_after(stream, start, size)
                 stream.seek(start)
             records = RecordReader(stream, size, start=start, stop=stop)
+            store.progress = lambda: (records.end - start) / max(stop - start, 1)
+            store.scale = size / max(stop - start, 1)
+            parse, add = event_pb2.Event.FromString, accumulator.add  # looked up once: events are many
             for payload in records:
                 try:
-                    event = event_pb2.Event.FromString(payload)
+                    event = parse(payload)
                 except Exception as err:  # valid CRCs, but not an Event
                     problems.append(
                         Problem(path, f"unreadable record ({type(err).__name__}); reading stopped")
                     )
                     stopped = True
                     break
-                accumulator.add(event)
+                add(event)
             end = records.end
     except OSError as err:
         problems.append(Problem(path, f"cannot read file ({err.strerror or err})"))

@@ -115,9 +115,37 @@ def layer_stats(block: HistogramBlock, tag: str = "") -> LayerStats:
 
 
 @dataclass
+class _BucketMajor:
+    """Histograms of some steps laid out bucket by bucket: [K, R] arrays, each bucket's values of
+    every step contiguous. Every statistic sums or takes the largest over a step's buckets; over
+    contiguous steps that is K vectorised passes, where along a row of ~30 buckets numpy reduces
+    row by row."""
+
+    left: np.ndarray  # [K, R]
+    right: np.ndarray
+    counts: np.ndarray
+    num: np.ndarray  # [R]
+    sum: np.ndarray
+    sum_squares: np.ndarray
+
+    @staticmethod
+    def of(block: HistogramBlock, rows: slice | np.ndarray) -> _BucketMajor:
+        """Those rows of a block, copied bucket-major (contiguous: strided views cost more than the copy)."""
+        return _BucketMajor(
+            block.left[rows].T.copy(),
+            block.right[rows].T.copy(),
+            block.counts[rows].T.copy(),
+            block.num[rows],
+            block.sum[rows],
+            block.sum_squares[rows],
+        )
+
+
+@dataclass
 class _Buckets:
-    """Buckets of some steps ([R, K]) made safe to compute with: non-finite buckets emptied, edges
-    ordered, and edges near 1e308 or absurd counts rescaled so squares and sums cannot overflow."""
+    """Buckets of some steps ([K, R], bucket-major) made safe to compute with: non-finite buckets
+    emptied, edges ordered, and edges near 1e308 or absurd counts rescaled so squares and sums cannot
+    overflow."""
 
     finite: np.ndarray  # bool: the bucket's edges and count are finite numbers, the count >= 0
     lo_edge: np.ndarray  # in units of step_scale
@@ -134,6 +162,7 @@ class _Buckets:
 
 
 def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Buckets:
+    """`left`, `right`, `counts`: [K, R], bucket-major."""
     finite = np.isfinite(left) & np.isfinite(right) & np.isfinite(counts) & (counts >= 0)
     with np.errstate(all="ignore"):
         if finite.all() and (left <= right).all():  # what every writer writes: no copies needed
@@ -144,22 +173,21 @@ def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Bucket
             raw = np.where(finite, counts, 0.0)
         abs_left, abs_right = np.abs(lo_edge), np.abs(hi_edge)
         abs_hi = np.maximum(abs_left, abs_right)
-        step_scale = abs_hi.max(axis=1, initial=0.0)
+        step_scale = abs_hi.max(axis=0, initial=0.0)
         step_scale = np.where((step_scale > 1e100) | (step_scale < 1e-100), step_scale, 1.0)
         step_scale[step_scale == 0] = 1.0
         if (step_scale != 1.0).any():  # every statistic is a ratio or scales back linearly
-            scale = step_scale[:, None]
             lo_edge, hi_edge, abs_left, abs_right, abs_hi = (
-                a / scale for a in (lo_edge, hi_edge, abs_left, abs_right, abs_hi)
+                a / step_scale for a in (lo_edge, hi_edge, abs_left, abs_right, abs_hi)
             )
-        total = raw.sum(axis=1)
-        peak = raw.max(axis=1, initial=0.0)
+        total = raw.sum(axis=0)
+        peak = raw.max(axis=0, initial=0.0)
         absurd = peak > 1e100
-        c = raw / np.where(absurd, peak, 1.0)[:, None] if absurd.any() else raw
+        c = raw / np.where(absurd, peak, 1.0) if absurd.any() else raw
         straddles = (lo_edge <= 0) & (hi_edge >= 0)
         abs_lo = np.minimum(abs_left, abs_right)
         abs_lo[straddles] = 0.0
-    weight = c.sum(axis=1) if c is not raw else total
+    weight = c.sum(axis=0) if c is not raw else total
     return _Buckets(
         finite,
         lo_edge,
@@ -176,10 +204,10 @@ def _buckets(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> _Bucket
     )
 
 
-def _block_stats(series: HistogramBlock, rows: slice) -> dict[str, np.ndarray]:
-    """The per-step statistics of `rows` steps of a series, as LayerStats fields."""
-    counts, num, sum_squares = series.counts[rows], series.num[rows], series.sum_squares[rows]
-    b = _buckets(series.left[rows], series.right[rows], counts)
+def _block_stats(series: _BucketMajor) -> dict[str, np.ndarray]:
+    """The per-step statistics of some steps, as LayerStats fields."""
+    counts, num, sum_squares = series.counts, series.num, series.sum_squares
+    b = _buckets(series.left, series.right, counts)
     c, lo_edge, hi_edge, step_scale = b.c, b.lo_edge, b.hi_edge, b.step_scale
     with np.errstate(all="ignore"):
         empty = ~(b.total > 0)
@@ -187,9 +215,10 @@ def _block_stats(series: HistogramBlock, rows: slice) -> dict[str, np.ndarray]:
         # Which bucket holds an exact 0: writers bin as [left, right), the last bucket closed (TF2's
         # histogram op, TF1's C++ Histogram, numpy.histogram in PyTorch and tensorboardX).
         occupied = c > 0
-        last_occupied = np.zeros_like(occupied)
-        last_occupied[np.arange(len(c)), c.shape[1] - 1 - np.argmax(occupied[:, ::-1], axis=1)] = True
-        holds_zero = b.straddles & ((hi_edge > 0) | (lo_edge == 0) | last_occupied)
+        bucket = np.arange(c.shape[0])[:, None]
+        last = np.where(occupied, bucket, -1).max(axis=0)
+        last[last < 0] = c.shape[0] - 1  # no bucket occupied: the last one
+        holds_zero = b.straddles & ((hi_edge > 0) | (lo_edge == 0) | (bucket == last))
         width = hi_edge - lo_edge
         # E|g| and E[g^2] of a uniform distribution on [lo, hi]
         has_width = width > 0
@@ -203,7 +232,7 @@ def _block_stats(series: HistogramBlock, rows: slice) -> dict[str, np.ndarray]:
         mean_sq_bucket /= 3
 
         def weighted(*values: np.ndarray) -> np.ndarray:
-            subscripts = ",".join(["ij"] * (len(values) + 1)) + "->i"
+            subscripts = ",".join(["ij"] * (len(values) + 1)) + "->j"
             return np.einsum(subscripts, c, *values) / safe_weight
 
         mean_abs = weighted(mean_abs_bucket) * step_scale
@@ -220,13 +249,13 @@ def _block_stats(series: HistogramBlock, rows: slice) -> dict[str, np.ndarray]:
         rms_low = np.where(exact, exact_rms, rms_low)
         rms_high = np.where(exact, exact_rms, rms_high)
 
-        max_abs = np.where(occupied, b.abs_hi, 0.0).max(axis=1, initial=0.0) * step_scale
+        max_abs = np.where(occupied, b.abs_hi, 0.0).max(axis=0, initial=0.0) * step_scale
         zero_share = weighted(holds_zero)
-        zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=1, initial=0.0) * step_scale
-        zero_excess, zero_spike_ratio = _zero_spike(c, holds_zero)
+        zero_bucket_width = np.where(holds_zero & occupied, width, 0.0).max(axis=0, initial=0.0) * step_scale
+        zero_excess, zero_spike_ratio = _zero_spike(c, holds_zero, b.weight)
         zero_excess_share = zero_excess / safe_weight
 
-        nonfinite = _nonfinite(series, rows, b.finite, counts, b.total)
+        nonfinite = _nonfinite(series, b.finite, b.total)
 
     for array in (
         mean_abs,
@@ -288,16 +317,18 @@ _T3_MASSES = _t3_bucket_masses()
 _SPIKE_MIN_SHARE = 0.5
 
 
-def _zero_spike(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """_zero_spike_fit on the steps whose zero bucket holds at least _SPIKE_MIN_SHARE of the entries;
-    (0, 0) elsewhere."""
-    excess, ratio = np.zeros(c.shape[0]), np.zeros(c.shape[0])
-    if not c.shape[0]:
+def _zero_spike(c: np.ndarray, holds_zero: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """_zero_spike_fit on the steps ([K, R], bucket-major; `weight`: [R] sums of c) whose zero bucket
+    holds at least _SPIKE_MIN_SHARE of the entries; (0, 0) elsewhere."""
+    excess, ratio = np.zeros(c.shape[1]), np.zeros(c.shape[1])
+    if not c.shape[1]:
         return excess, ratio
-    at_zero = np.where(holds_zero, c, -1.0).max(axis=1)
-    candidates = np.flatnonzero(at_zero >= _SPIKE_MIN_SHARE * c.sum(axis=1))
-    if candidates.size:
-        excess[candidates], ratio[candidates] = _zero_spike_fit(c[candidates], holds_zero[candidates])
+    at_zero = np.where(holds_zero, c, -1.0).max(axis=0)
+    candidates = np.flatnonzero(at_zero >= _SPIKE_MIN_SHARE * weight)
+    if candidates.size:  # the fit reads few steps, row by row
+        excess[candidates], ratio[candidates] = _zero_spike_fit(
+            c[:, candidates].T, holds_zero[:, candidates].T
+        )
     return excess, ratio
 
 
@@ -340,37 +371,41 @@ def _zero_spike_fit(c: np.ndarray, holds_zero: np.ndarray) -> tuple[np.ndarray, 
     return excess, ratio
 
 
-def _nonfinite(
-    series: HistogramBlock, rows: slice, finite: np.ndarray, counts: np.ndarray, total: np.ndarray
-) -> np.ndarray:
+def _nonfinite(series: _BucketMajor, finite: np.ndarray, total: np.ndarray) -> np.ndarray:
     """NaN/Inf shows differently per writer: TF2 turns every edge to NaN; legacy writers put it in
     the moments, or leave entries out of the buckets (num larger than the bucket total)."""
     if finite.all():
         bad_bucket = all_edges_nan = np.zeros(len(total), dtype=bool)
     else:
-        bad_bucket = (~finite & ((counts != 0) | ~np.isfinite(counts))).any(axis=1)
+        counts = series.counts
+        bad_bucket = (~finite & ((counts != 0) | ~np.isfinite(counts))).any(axis=0)
         # A TF2 histogram of NaN input: every edge NaN and every count 0.
-        left = series.left[rows]
-        all_edges_nan = np.isnan(left).all(axis=1) & (left.shape[1] > 0)
-    num = series.num[rows]
+        all_edges_nan = np.isnan(series.left).all(axis=0) & (series.left.shape[0] > 0)
+    num = series.num
     has_moments = np.isfinite(num)
-    bad_moments = has_moments & ~(np.isfinite(series.sum[rows]) & np.isfinite(series.sum_squares[rows]))
+    bad_moments = has_moments & ~(np.isfinite(series.sum) & np.isfinite(series.sum_squares))
     missing_entries = has_moments & (total < num - 0.5)
     return bad_bucket | all_edges_nan | bad_moments | missing_entries
 
 
 def abs_quantiles(series: HistogramBlock, rows: np.ndarray) -> np.ndarray:
     """Quantiles (QUANTILES) of |g| at the given rows (steps) of a series: [len(rows), 3], NaN for
-    a step with no entries. Buckets are folded onto |g|, sorted by their upper end, and interpolated
-    inside the bucket where the cumulative share crosses q: exact to within one bucket's width."""
-    b = _buckets(series.left[rows], series.right[rows], series.counts[rows])
-    count, k = b.c.shape
+    a step with no entries."""
+    return _abs_quantiles(_BucketMajor.of(series, rows))
+
+
+def _abs_quantiles(series: _BucketMajor) -> np.ndarray:
+    """Buckets are folded onto |g|, sorted by their upper end, and interpolated inside the bucket
+    where the cumulative share crosses q: exact to within one bucket's width."""
+    b = _buckets(series.left, series.right, series.counts)
+    abs_lo, abs_hi, c = b.abs_lo.T, b.abs_hi.T, b.c.T  # few steps: row by row
+    count, k = c.shape
     # Gathers through flat indices: take_along_axis builds a broadcast index per element, 7x slower.
     row_start = np.arange(count) * k
-    order = (np.argsort(b.abs_hi, axis=1, kind="stable") + row_start[:, None]).ravel()
-    lo = np.ravel(b.abs_lo).take(order)
-    hi = np.ravel(b.abs_hi).take(order)
-    mass = np.ravel(b.c).take(order)
+    order = (np.argsort(abs_hi, axis=1, kind="stable") + row_start[:, None]).ravel()
+    lo = np.ravel(abs_lo).take(order)
+    hi = np.ravel(abs_hi).take(order)
+    mass = np.ravel(c).take(order)
     cumulative = np.cumsum(mass.reshape(count, k), axis=1)
     out = np.full((count, len(QUANTILES)), np.nan)
     for j, q in enumerate(QUANTILES):
@@ -413,10 +448,13 @@ class RunStats:
         return [layer.tag for layer in self.layers]
 
 
-def reduce_blocks(blocks: list[tuple[str, HistogramBlock]]) -> list[LayerStats]:
+def reduce_blocks(
+    blocks: list[tuple[str, HistogramBlock]], thinning: Thinning | None = None
+) -> list[LayerStats]:
     """The statistics of each (tag, block), in one vectorised pass over every block's histograms
     (stacked, padded to one bucket count): per-block calls would spend their time in numpy's
-    per-call overhead. Each block's |g| quantiles are computed at its last step with a finite RMS."""
+    per-call overhead. Each block's |g| quantiles are computed at its last step with a finite RMS.
+    `thinning`: see reduce_stacked."""
     if not blocks:
         return []
     parts = [block for _, block in blocks]
@@ -426,33 +464,80 @@ def reduce_blocks(blocks: list[tuple[str, HistogramBlock]]) -> list[LayerStats]:
         width = max(b.counts.shape[1] for b in parts)
         fields = ("steps", "left", "right", "counts", "num", "sum", "sum_squares")
         stacked = HistogramBlock(*(stack_field(parts, name, width) for name in fields), "")
-    rows = len(stacked.steps)
-    passes = [
-        _block_stats(stacked, slice(start, start + _ROWS_PER_BLOCK))
-        for start in range(0, max(rows, 1), _ROWS_PER_BLOCK)
-    ]
+    return reduce_stacked(
+        [tag for tag, _ in blocks],
+        [len(b.steps) for b in parts],
+        stacked,
+        [b.encoding for b in parts],
+        thinning,
+    )
+
+
+@dataclass
+class Thinning:
+    """How sparsely each tag of a block is reduced ([T] arrays, one per tag): its steps on a grid of
+    `stride` logging intervals (see steps_worth_reducing)."""
+
+    interval: np.ndarray  # int: the tag's logging interval in steps (0: unknown, every row kept)
+    stride: np.ndarray  # int: 1 keeps every row
+    nonfinite_before: np.ndarray  # int8: the row before the block non-finite (1) or not (0); -1: none
+
+
+def reduce_stacked(
+    tags: list[str],
+    lengths: list[int],
+    stacked: HistogramBlock,
+    encodings: list[str],
+    thinning: Thinning | None = None,
+) -> list[LayerStats]:
+    """The statistics of the tags of a stacked block: tags[i] holds the next lengths[i] rows, in
+    the encoding encodings[i]. With `thinning`, only the rows that thinning will keep are reduced
+    (steps_worth_reducing); each tag's logged and non-finite steps still count all of its rows."""
+    bounds = np.cumsum([0, *lengths])
+    if thinning is None or (thinning.stride <= 1).all():
+        chunks = [
+            slice(start, start + _ROWS_PER_BLOCK) for start in range(0, max(bounds[-1], 1), _ROWS_PER_BLOCK)
+        ]
+        steps, logged, index = stacked.steps, [(-1, -1)] * len(tags), None
+    else:
+        kept, nonfinite = steps_worth_reducing(stacked, bounds, thinning)
+        index = np.flatnonzero(kept)
+        chunks = [
+            index[start : start + _ROWS_PER_BLOCK] for start in range(0, max(len(index), 1), _ROWS_PER_BLOCK)
+        ]
+        steps = stacked.steps[index]
+        logged = [
+            (int(end - start), int(np.count_nonzero(nonfinite[start:end])))
+            for start, end in zip(bounds, bounds[1:])
+        ]
+        bounds = np.searchsorted(index, bounds)  # the same tags' bounds among the kept rows
+    passes = [_block_stats(_BucketMajor.of(stacked, rows)) for rows in chunks]
     per_step = {name: np.concatenate([p[name] for p in passes]) for name in passes[0]}
-    bounds = np.cumsum([0] + [len(b.steps) for b in parts])
     last = np.array(
         [
-            _latest_finite(per_step["rms"][start:end], stacked.steps[start:end], start)
+            _latest_finite(per_step["rms"][start:end], steps[start:end], start)
             for start, end in zip(bounds, bounds[1:])
         ]
     )
-    quantiles = np.full((len(parts), len(QUANTILES)), np.nan)
+    quantiles = np.full((len(tags), len(QUANTILES)), np.nan)
     found = last >= 0
     if found.any():
-        quantiles[found] = abs_quantiles(stacked, last[found])
+        rows = last[found] if index is None else index[last[found]]
+        quantiles[found] = _abs_quantiles(_BucketMajor.of(stacked, rows))
     return [
         LayerStats(
             tag=tag,
-            steps=block.steps,
+            steps=steps[start:end],
             abs_quantiles_last=quantiles[i],
-            encodings=(block.encoding,) if block.encoding else (),
-            quantiles_step=int(stacked.steps[last[i]]) if found[i] else -1,
+            encodings=(encoding,) if encoding else (),
+            quantiles_step=int(steps[last[i]]) if found[i] else -1,
+            logged_steps=logged_steps,
+            logged_nonfinite=logged_nonfinite,
             **{name: values[start:end] for name, values in per_step.items()},
         )
-        for i, ((tag, block), start, end) in enumerate(zip(blocks, bounds, bounds[1:]))
+        for i, (tag, encoding, start, end, (logged_steps, logged_nonfinite)) in enumerate(
+            zip(tags, encodings, bounds, bounds[1:], logged)
+        )
     ]
 
 
@@ -517,6 +602,59 @@ def thinned(layer: LayerStats, kept_steps: int = KEPT_STEPS) -> LayerStats:
             break
         layer = layer.rows(keep)
     return layer
+
+
+def logging_interval(steps: np.ndarray) -> int:
+    """The interval a tag's steps are logged at: the greatest common divisor of their differences;
+    0 where fewer than two steps say."""
+    differences = np.diff(steps)
+    differences = differences[differences > 0]
+    return int(np.gcd.reduce(differences)) if differences.size else 0
+
+
+def final_stride(expected_steps: float, kept_steps: int = KEPT_STEPS) -> int:
+    """How sparse `thinned` leaves a tag that logs this many steps: the power of two that leaves
+    between kept_steps and 2 x kept_steps of them."""
+    stride = 1
+    while expected_steps / (2 * stride) >= kept_steps:
+        stride *= 2
+    return stride
+
+
+def steps_worth_reducing(
+    stacked: HistogramBlock, bounds: np.ndarray, thinning: Thinning
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of the tags of a stacked block (tag i: rows bounds[i] to bounds[i + 1]) thinning
+    will keep, so that only they are reduced to statistics: (kept, non-finite), per row. Kept: the
+    steps on the tag's grid (step // interval a multiple of stride: tags logged at the same steps
+    keep the same ones), each tag's last row, the rows either side of a change between finite and
+    non-finite gradients, also across the block's start, and each tag's last row with finite
+    entries, where its quantiles are read. Non-finite is found as the statistics find it, without
+    computing them."""
+    flags, has_entries = [], []
+    for start in range(0, len(stacked.steps), _ROWS_PER_BLOCK):
+        rows = _BucketMajor.of(stacked, slice(start, start + _ROWS_PER_BLOCK))
+        finite = (
+            np.isfinite(rows.left) & np.isfinite(rows.right) & np.isfinite(rows.counts) & (rows.counts >= 0)
+        )
+        total = np.where(finite, rows.counts, 0.0).sum(axis=0)
+        flags.append(_nonfinite(rows, finite, total))
+        has_entries.append(total > 0)
+    nonfinite = np.concatenate(flags)
+    starts, ends, lengths = bounds[:-1], bounds[1:] - 1, np.diff(bounds)
+    interval = np.repeat(np.where(thinning.interval > 0, thinning.interval, 1), lengths)
+    stride = np.repeat(np.where(thinning.interval > 0, thinning.stride, 1), lengths)
+    kept = (stacked.steps // interval) % stride == 0
+    kept[ends] = True
+    change = np.flatnonzero(nonfinite[1:] != nonfinite[:-1])
+    change = change[~np.isin(change + 1, starts)]  # not between one tag's last row and the next's first
+    kept[change] = kept[change + 1] = True
+    known = thinning.nonfinite_before >= 0
+    kept[starts[known & (nonfinite[starts] != thinning.nonfinite_before.astype(bool))]] = True
+    positions = np.where(np.concatenate(has_entries) & ~nonfinite, np.arange(len(nonfinite)), -1)
+    last_finite = np.maximum.reduceat(positions, starts)
+    kept[last_finite[last_finite >= starts]] = True
+    return kept, nonfinite
 
 
 def _latest_finite(values: np.ndarray, steps: np.ndarray, offset: int) -> int:

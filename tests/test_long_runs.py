@@ -174,3 +174,46 @@ def test_a_long_run_is_thinned_evenly_and_keeps_where_gradients_turned_non_finit
         note.startswith(f"a long run: of up to {steps:,} logged steps per tag") for note in result.notes
     )
     assert result.diagnosis.verdict == "exploding"  # the non-finite steps survive thinning
+
+
+def test_a_long_run_is_reduced_only_at_the_steps_thinning_keeps_spread_over_the_whole_run(
+    tmp_path, monkeypatch
+):
+    """TF2 histograms of three tags logged every 10 steps, 3,000 times, one gradient turning NaN for a
+    while, read a few steps at a time: the streaming reader reduces only the steps on the grid that
+    thinning ends at (and the protected ones), evenly over the whole run, tags alike; at those steps
+    its statistics are EventAccumulator's, and the counts of logged and non-finite steps are exact."""
+    logged, interval = 3000, 10
+    blow_up = set(range(1501, 1512))
+    rng = np.random.default_rng(11)
+    events = []
+    for index in range(logged):
+        for layer in range(3):
+            edges = np.linspace(-1.0, 1.0, 31) * 10 ** (-layer - index / logged)
+            counts = rng.integers(1, 50, size=30).astype(float)
+            histogram = np.column_stack([edges[:-1], edges[1:], counts])
+            if layer == 1 and index in blow_up:
+                histogram[:, :2] = np.nan  # TF2's histogram of NaN input
+            events.append(tf2_event(f"grad/layer{layer}", index * interval, histogram, first=index == 0))
+    write_events(tmp_path / "logs" / "long", events)
+    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 30 * 3 * 40)  # about 40 steps a buffer
+    run = _only_run(tmp_path / "logs")
+    streamed = read_run(run)
+    reference = {layer.tag: layer for layer in read_run(run, reader="tensorboard").layers}
+    for layer in streamed.layers:
+        assert KEPT_STEPS <= len(layer.steps) <= 2 * KEPT_STEPS
+        assert layer.logged_steps == logged
+        assert layer.logged_nonfinite == (len(blow_up) if layer.tag == "grad/layer1" else 0)
+        first_half = np.count_nonzero(layer.steps < logged * interval // 2)
+        assert abs(first_half - (len(layer.steps) - first_half)) <= 0.1 * len(layer.steps)  # even
+        other = reference[layer.tag]
+        common, here, there = np.intersect1d(layer.steps, other.steps, return_indices=True)
+        assert len(common) >= 100  # halving alone keeps the late steps densely, the early ones sparsely
+        for name in ("rms", "mean_abs", "max_abs", "zero_share", "nonfinite"):
+            np.testing.assert_array_equal(getattr(layer, name)[here], getattr(other, name)[there])
+    nan_layer = streamed.layers[1]
+    kept = set(nan_layer.steps.tolist())
+    assert {1500 * interval, 1501 * interval, 1511 * interval, 1512 * interval} <= kept
+    assert nan_layer.nonfinite[np.isin(nan_layer.steps, [s * interval for s in blow_up])].all()
+    shared = set.intersection(*(set(layer.steps.tolist()) for layer in streamed.layers))
+    assert all(len(shared) >= 0.95 * len(layer.steps) for layer in streamed.layers)  # aligned across depth
