@@ -19,9 +19,23 @@ The realistic suite trains models of the sizes people train on a CPU, each for 2
 the callback: a CNN (three conv blocks with BatchNorm, 32x32x3 inputs), an LSTM over an embedding of
 10,000 words, and a transformer block (multi-head attention, GELU feed-forward, layer norms) over an
 embedding of 8,000 words, on synthetic data with a learnable rule (no download), 128 batches of 64 per
-epoch, with a 256-sample probe. Each runs without the callback, with it at its default frequency and
-with it every 50 batches, in fresh processes, interleaved round by round; each overhead is paired
-with the training without the callback of the same round.
+epoch, with a probe of one training batch (64 samples; --probe-samples to change it). Each runs
+without the callback, with it at its default frequency and with it every 50 batches, in fresh
+processes, interleaved round by round; each overhead is paired with the training without the
+callback of the same round. The probe's forward and backward pass costs about what training on its
+samples costs, so the overhead is about (probe samples x probes) / samples trained: a 256-sample
+probe costs four times a 64-sample one.
+
+    python bench/callback_overhead.py --suite windows --batches 2000
+
+On a shared machine the same training takes from 11 to 30 s from one minute to the next, so whole
+trainings paired minutes apart give intervals of +-20 % around a cost of a few percent. The windows
+suite measures that cost inside one training of each realistic model: the callback probes every 50
+batches, so windows of 25 batches alternate between one with a probe running beside training (its
+snapshot included) and one without; each pair of adjacent windows, a second or two apart, gives the
+wall time one probe adds. From the median of those and the trace's time, the overhead of the
+realistic trainings is derived at each frequency: (probes x added time + trace) / training time,
+with the 95 % interval over the pairs. Probes of 64 and 256 samples (--probe-samples for one).
 """
 
 from __future__ import annotations
@@ -40,7 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> dict:
+def job(name: str, variant: str, epochs: int, every_n_batches: int | None, probe_samples: int = 256) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "sample_logs"))
@@ -101,7 +115,8 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None) -> di
             Timed.on_train_end = timed(GradientHistograms.on_train_end, "end")
             if variant == "trace only":  # the callback's fixed cost alone: its one trace, no probe
                 Timed._submit_probe = lambda self: None
-            callbacks.append(Timed(log_dir, probe=(x[:256], y[:256]), every_n_batches=every_n_batches))
+            probe = (x[:probe_samples], y[:probe_samples])
+            callbacks.append(Timed(log_dir, probe=probe, every_n_batches=every_n_batches))
         start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
         fit, cpu = time.perf_counter() - start, time.process_time() - cpu_start
@@ -133,25 +148,42 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--every-n-batches", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--suite", choices=("samples", "realistic", "interleaved"), default="samples")
+    parser.add_argument(
+        "--suite", choices=("samples", "realistic", "interleaved", "windows"), default="samples"
+    )
+    parser.add_argument("--batches", type=int, default=2000, help="windows suite: training batches per model")
+    parser.add_argument(
+        "--probe-samples",
+        type=int,
+        default=None,
+        help="samples in the probe batch (default: 256 for the sample models, as sample_logs/generate.py "
+        "writes them; 64, one training batch, for the realistic suite)",
+    )
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.job == "binning":
         print(json.dumps(binning_ns_per_entry()))
         return
+    if args.job and args.suite == "windows":
+        print(json.dumps(windows_job(args.job, args.batches, args.probe_samples or 64)))
+        return
     if args.job and args.suite == "interleaved":
         print(json.dumps(interleaved_job(args.job, args.rounds)))
         return
     if args.job:
-        print(json.dumps(job(args.job, args.variant, args.epochs, args.every_n_batches)))
+        probe_samples = args.probe_samples or (64 if args.job in REALISTIC_NAMES else 256)
+        print(json.dumps(job(args.job, args.variant, args.epochs, args.every_n_batches, probe_samples)))
         return
     if args.suite == "interleaved":
         interleaved(args.rounds)
         return
+    if args.suite == "windows":
+        windows(args.batches, [args.probe_samples] if args.probe_samples else [64, 256])
+        return
 
     if args.suite == "realistic":
-        realistic(args.rounds)
+        realistic(args.rounds, args.probe_samples or 64)
         return
     sys.path.insert(0, str(REPO / "sample_logs"))
     names = [
@@ -233,9 +265,12 @@ REALISTIC_NAMES = ("cnn", "lstm", "transformer")
 FREQUENCIES = (("every epoch (default)", None), ("every 50 batches", 50))
 
 
-def realistic(rounds: int) -> None:
+def realistic(rounds: int, probe_samples: int) -> None:
     """The realistic suite: per model and frequency, the overhead paired by round with its 95 % CI."""
-    print(f"realistic trainings (bench/realistic_models.py), {rounds} rounds, each a fresh process")
+    print(
+        f"realistic trainings (bench/realistic_models.py), probe of {probe_samples} samples, "
+        f"{rounds} rounds, each a fresh process"
+    )
     fits: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     probes: dict[tuple[str, str], list[float]] = {}
@@ -249,6 +284,8 @@ def realistic(rounds: int) -> None:
                     name,
                     "--variant",
                     "without" if label == "without" else "with",
+                    "--probe-samples",
+                    str(probe_samples),
                 ]
                 command += ["--every-n-batches", str(every)] if every else []
                 out = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -360,6 +397,124 @@ def interleaved(rounds: int) -> None:
             cells.append(f"{statistics.median(per_round):>12.1%} ({low:.1%} to {high:.1%})")
         print(f"{label_group:<14}{without:>14.1f}  " + "".join(f"{c:>40}" for c in cells))
     print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
+
+
+# Batches per window of the windows suite: the callback probes every 4 x WINDOW batches; the two
+# windows after a probe's start hold the probe (and whatever of it spills past the first), the two
+# before the next one none of it.
+WINDOW = 25
+
+
+def windows_job(name: str, batches: int, probe_samples: int) -> dict:
+    """One training of `batches` batches of 64 (one epoch of the realistic model's data, repeated),
+    with the callback probing every 4 x WINDOW batches: the wall time of each window of WINDOW
+    batches, and the time the callback's first hook took (its trace)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "bench"))
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from realistic_models import REALISTIC
+
+    from analyzer.callback import GradientHistograms
+
+    keras.utils.set_random_seed(7)
+    build, _ = REALISTIC[name]
+    model, optimizer, loss, x, y = build(np.random.default_rng(7))
+    model.compile(optimizer=optimizer, loss=loss)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
+    marks: list[float] = []
+    trace = {}
+
+    class Marks(keras.callbacks.Callback):
+        """Before the callback in the list: a window's end is marked before the probe it submits
+        takes its snapshot, so the snapshot counts in the window the probe runs in."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            marks.append(time.perf_counter())
+
+    class Traced(GradientHistograms):
+        def on_train_begin(self, logs=None):
+            start = time.perf_counter()
+            super().on_train_begin(logs)
+            trace["s"] = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        probe = (x[:probe_samples], y[:probe_samples])
+        callback = Traced(log_dir, probe=probe, every_n_batches=4 * WINDOW)
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0, callbacks=[Marks(), callback])
+        total = time.perf_counter() - start
+    ends = marks[WINDOW - 1 :: WINDOW]  # the end of each window: after batches 25, 50, 75, ...
+    epochs = REALISTIC[name][1]  # of the realistic suite's training, whose overheads are derived
+    return {"windows": list(np.diff(ends)), "trace": trace["s"], "total": total, "epochs": epochs}
+
+
+def windows(batches: int, probe_sizes: list[int]) -> None:
+    """The windows suite: the wall time a probe adds to the training it runs beside, from adjacent
+    half-periods of 2 x WINDOW batches with and without a probe, seconds apart, within one training;
+    from it, the overhead at every 50 batches and at the default frequency of the realistic
+    trainings."""
+    print(
+        f"realistic models, one training of {batches} batches each; the callback probes every "
+        f"{4 * WINDOW} batches; the {2 * WINDOW} batches from a probe's start are paired with the "
+        f"{2 * WINDOW} before the next probe"
+    )
+    print(
+        f"{'model':<13}{'probe':>6}{'batch ms':>10}{'per probe ms (95 % CI)':>26}"
+        f"{'every 50 batches (95 % CI)':>30}{'default frequency (95 % CI)':>31}{'trace ms':>10}"
+    )
+    summed: dict[int, dict[str, list[float]]] = {}
+    for probe_samples in probe_sizes:
+        for name in REALISTIC_NAMES:
+            command = [sys.executable, __file__, "--suite", "windows", "--job", name]
+            command += ["--batches", str(batches), "--probe-samples", str(probe_samples)]
+            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            measured = json.loads(out.stdout.splitlines()[-1])
+            # windows[j] is window j + 1 (batches 25 (j + 1) to 25 (j + 2) - 1). Windows 0-3 hold
+            # Keras's first steps and the probe before training; the next probe starts as window 4
+            # does (after batch 100), in windows[3]: periods start there.
+            times = measured["windows"][3:]
+            pairs = [
+                (times[k] + times[k + 1], times[k + 2] + times[k + 3]) for k in range(0, len(times) - 3, 4)
+            ]
+            added = [with_ - without for with_, without in pairs]
+            batch = [without / (2 * WINDOW) for _, without in pairs]
+            added = [with_ - without for with_, without in pairs]
+            batch = [without / WINDOW for _, without in pairs]
+            # Derived for the realistic suite's training of the model (its epochs of 128 batches):
+            # probes before training and after each epoch (default) or every 50 batches, and the
+            # trace once.
+            epochs, trace = measured["epochs"], measured["trace"]
+            trained = epochs * 128
+            every_50, default = (
+                [(probes * a + trace) / (trained * b) for a, b in zip(added, batch)]
+                for probes in (trained // 50 + 1, epochs + 1)
+            )
+            cells = [
+                f"{statistics.median(batch) * 1000:>10.1f}",
+                _median_cell([a * 1000 for a in added], "{:.0f}", 26),
+                _median_cell(every_50, "{:.1%}", 30),
+                _median_cell(default, "{:.1%}", 31),
+                f"{trace * 1000:>10.0f}",
+            ]
+            print(f"{name:<13}{probe_samples:>6}" + "".join(cells))
+            summed.setdefault(probe_samples, {}).setdefault("50", []).append(statistics.median(every_50))
+            summed[probe_samples].setdefault("default", []).append(statistics.median(default))
+    for probe_samples, medians in summed.items():
+        print(
+            f"probe of {probe_samples}: the three models' medians average "
+            f"{statistics.mean(medians['default']):.1%} at the default frequency and "
+            f"{statistics.mean(medians['50']):.1%} every 50 batches"
+        )
+    print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
+
+
+def _median_cell(values: list[float], form: str, width: int) -> str:
+    low, high = median_interval(values)
+    text = f"{form.format(statistics.median(values))} ({form.format(low)} to {form.format(high)})"
+    return f"{text:>{width}}"
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
