@@ -53,8 +53,9 @@ class GradientHistograms(keras.callbacks.Callback):
         log_dir: folder for the event files (one run). Created if missing.
         probe: the probe batch, ``(x, y)`` or ``(x, y, sample_weight)`` (arrays, tensors or dicts of
             them for multi-input/-output models), or a ``tf.data.Dataset`` whose first batch is used.
-            Keras 3 callbacks never see the training batches, so the probe must be given; 64–256
-            samples from the validation set are typical.
+            Keras 3 callbacks never see the training batches, so the probe must be given. One
+            training batch of validation samples (64) is enough: a probe's forward and backward pass
+            costs about what training on as many samples costs, so 256 samples cost nearly 4 times.
         every_n_batches: log every N training batches (and once before training); ``None`` (the
             default) logs at the end of every epoch.
         tag_prefix: prefix of every tag, default ``"gradients/"``; the analyzer's default tag
