@@ -57,12 +57,13 @@ class RecordReader:
     def __iter__(self) -> Iterator[memoryview]:
         # masked_crc32c is written out inline below: two Python calls per record cost more than
         # the C CRC itself on small records.
-        crc, unpack_header = crc32c.crc32c, _HEADER.unpack_from
+        crc, unpack_header, unpack_footer = crc32c.crc32c, _HEADER.unpack_from, _FOOTER.unpack_from
+        stop_at, size = self._stop_at, self._size
         buffer, pos, offset = bytearray(), 0, self._start  # offset: where buffer[pos] is in the file
         view = memoryview(buffer)
         while True:
             self.end = offset
-            if offset >= self._stop_at:
+            if offset >= stop_at:
                 return
             if len(buffer) - pos < 12:
                 buffer, pos = self._refill(buffer[pos:], 12), 0
@@ -80,7 +81,7 @@ class RecordReader:
             if (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF != length_crc:
                 self._stop(offset, "a record header failed its CRC check (corrupt)")
                 return
-            if length > self._size - offset - 16:
+            if length > size - offset - 16:
                 self._stop(
                     offset, f"the file ends in a truncated record ({length:,} bytes announced)", at_end=True
                 )
@@ -95,9 +96,7 @@ class RecordReader:
                     return
             payload = view[pos + 12 : end - 4]
             c = crc(payload)
-            if (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF != _FOOTER.unpack_from(buffer, end - 4)[
-                0
-            ]:
+            if (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF != unpack_footer(buffer, end - 4)[0]:
                 self._stop(offset, "a record failed its CRC check (corrupt)")
                 return
             offset += end - pos
