@@ -10,9 +10,9 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field, fields
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,13 @@ class RunOutput:
     page: tuple[str, str] | None  # (path relative to the output folder, HTML)
     problems: list[Problem] = field(default_factory=list)
     from_cache: bool = False
+    # The document as one line of JSON, encoded once, where the run was analysed: the JSON output
+    # and the cache write it as it is (a re-run of a sweep spent a seventh of its time encoding).
+    document_line: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.document_line:
+            self.document_line = json.dumps(self.document, allow_nan=False)
 
     @property
     def verdict(self) -> str:
@@ -77,7 +84,13 @@ def process_runs(
     processes = workers or os.cpu_count() or 1
     workers = min(processes, max(1, len(todo)))
     local = executor is None and not scheduler
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and local else None
+    pool = None
+    if workers > 1 and local:
+        # Imported here: a re-run whose runs are all cached starts no process (multiprocessing's
+        # import is a tenth of such a run's start-up).
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers)
     # Fewer runs than processes: the runs are analysed here, one by one, and processes started for
     # each large file read its byte ranges in parallel.
     reading_processes = processes if len(todo) < processes and local else 1
@@ -176,7 +189,7 @@ class RunCache:
                 files.append((path, st.st_size, st.st_mtime_ns))
             except OSError:
                 files.append((path, None, None))  # unreadable now: never a hit
-        described = [__version__, run.name, run.directory, files, asdict(options)]
+        described = [__version__, run.name, run.directory, files, _described(options)]
         return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
     def get(self, key: str) -> RunOutput | None:
@@ -185,7 +198,7 @@ class RunCache:
         JSON, every field checked, and anything damaged or crafted a miss. Nothing in it can run."""
         try:
             with open(self.folder / key, "rb") as f:
-                output = _output_from_json(json.loads(f.read()))
+                output = _output_from_json(f.read())
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
         if output.page is not None and not self.holds_page(output.page[0]):
@@ -193,7 +206,7 @@ class RunCache:
         return output
 
     def put(self, key: str, output: RunOutput) -> None:
-        write_atomic(self.folder / key, json.dumps(_output_to_json(output)).encode())
+        write_atomic(self.folder / key, _output_to_json(output))
 
     def forget_all_but(self, keys: list[str | None]) -> None:
         keep = set(keys)
@@ -203,22 +216,40 @@ class RunCache:
                     entry.unlink(missing_ok=True)
 
 
-def _output_to_json(output: RunOutput) -> dict:
+@lru_cache(maxsize=8)
+def _described(options: BatchOptions) -> dict:
+    """The options as plain data, once per options (asdict copies every threshold: a tenth of a
+    cached re-run when made per run)."""
+    return asdict(options)
+
+
+def _output_to_json(output: RunOutput) -> bytes:
+    """Two lines of JSON: what the index and the terminal need of the run, then its document."""
     row = asdict(output.row) if output.row else None
     if row:
         del row["sparkline"]  # drawn again from its numbers: no markup is read back
-    return {
+    head = {
         "name": output.name,
-        "document": output.document,
         "row": row,
         "page": output.page[0] if output.page else None,
         "problems": [[p.path, p.message] for p in output.problems],
     }
+    return f"{json.dumps(head)}\n{output.document_line}".encode()
 
 
-def _output_from_json(data: dict) -> RunOutput:
-    """Raises TypeError or KeyError on anything but what _output_to_json writes."""
-    name, document = data["name"], data["document"]
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _output_from_json(entry: bytes) -> RunOutput:
+    """Raises ValueError, TypeError or KeyError on anything but what _output_to_json writes."""
+    head_line, _, document_line = entry.partition(b"\n")
+    if b"\n" in document_line:  # the JSON output writes it as one line
+        raise ValueError("not one line")
+    data = json.loads(head_line)
+    # NaN and Infinity are no JSON: the output, which writes the line as it is, must stay JSON.
+    document = json.loads(document_line, parse_constant=_not_json)
+    name = data["name"]
     if not isinstance(name, str) or not isinstance(document, dict):
         raise TypeError("not a cached run")
     for field_name, kind in (("verdict", str), ("reason", str), ("findings", list), ("layers", list)):
@@ -230,7 +261,9 @@ def _output_from_json(data: dict) -> RunOutput:
     if page is not None and page != f"runs/{run_page_name(name)}":
         raise TypeError("page")
     problems = [Problem(str(path), str(message)) for path, message in data["problems"]]
-    return RunOutput(name, document, _row_from_json(data["row"]), (page, "") if page else None, problems)
+    row = _row_from_json(data["row"])
+    page_and_html = (page, "") if page else None
+    return RunOutput(name, document, row, page_and_html, problems, document_line=document_line.decode())
 
 
 def _row_from_json(row: dict | None) -> IndexRow | None:

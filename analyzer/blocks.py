@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
 
 from .problems import Problem
+
+if TYPE_CHECKING:  # at run time imported where a tensor is copied: a cached re-run reads no event
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
 
 _DT_FLOAT, _DT_DOUBLE = 1, 2
 
@@ -75,6 +78,8 @@ class TensorHistograms:
         return self._add_other(step, tensor, content)
 
     def _add_other(self, step: int, tensor: tensor_pb2.TensorProto, content: bytes) -> int:
+        from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2
+
         if self._shape is None:
             self._shape = tensor_shape_pb2.TensorShapeProto()
             self._shape.CopyFrom(tensor.tensor_shape)

@@ -173,7 +173,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         loss_pattern=args.loss_tags if args.loss_tags is not None else DEFAULT_LOSS_PATTERN,
         norm_pattern=args.norm_tags if args.norm_tags is not None else DEFAULT_NORM_PATTERN,
     )
-    documents, rows, kinds, counts = [], [], set(), {}
+    documents, lines, rows, kinds, counts = [], [], [], set(), {}
     folder = None
     try:
         folder = ReportFolder(out_dir) if out_dir else None
@@ -187,6 +187,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
             for problem in output.problems:
                 print(f"gradaudit: {problem}", file=sys.stderr)
             documents.append(output.document)
+            lines.append(output.document_line)
             kinds |= output.finding_kinds
             counts[output.verdict] = counts.get(output.verdict, 0) + 1
             if folder and output.page:
@@ -196,7 +197,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
             folder.write("index.html", render_index(rows, discovery.problems))
             folder.close()
         if args.json:
-            write_json_file(args.json, document_text(document(documents, discovery.problems)))
+            write_json_file(args.json, document_text(document(documents, discovery.problems), lines))
     except (AnalyzerError, OSError) as err:
         if isinstance(err, AnalyzerError):
             print(f"gradaudit: error: {err}", file=sys.stderr)

@@ -29,16 +29,20 @@ def document(run_documents: list[dict], problems: list[Problem]) -> dict:
     }
 
 
-def document_text(doc: dict) -> str:
+def document_text(doc: dict, run_lines: list[str] | None = None) -> str:
     """The document as JSON text with one run (or error) per line: readable and diffable, and written
-    by json's C encoder, which indent= would replace by its pure-Python one (10x slower on sweeps)."""
+    by json's C encoder, which indent= would replace by its pure-Python one (10x slower on sweeps).
+    `run_lines`: the runs already encoded, one line each (RunOutput.document_line)."""
 
     def encode(value) -> str:
         return json.dumps(value, allow_nan=False)
 
     members = []
     for key, value in doc.items():
-        if isinstance(value, list) and value:
+        if key == "runs" and run_lines is not None and run_lines:
+            items = ",\n  ".join(run_lines)
+            members.append(f" {encode(key)}: [\n  {items}\n ]")
+        elif isinstance(value, list) and value:
             items = ",\n  ".join(encode(item) for item in value)
             members.append(f" {encode(key)}: [\n  {items}\n ]")
         else:

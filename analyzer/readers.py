@@ -19,13 +19,13 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tensorboard.compat.proto import event_pb2
 
 from .blocks import LegacyHistograms, ScalarBlock, Scalars, TensorHistograms
 from .problems import Problem
@@ -42,12 +42,16 @@ from .stats import (
     thinned,
 )
 
+if TYPE_CHECKING:  # at run time imported where a file is read: a cached re-run reads none
+    from tensorboard.compat.proto import event_pb2
+
 TF2_HISTOGRAM_PLUGIN = "histograms"
 TF2_SCALAR_PLUGIN = "scalars"
 # The model's JSON config: Keras's TensorBoard callback (and gradaudit's) write it under the tag
 # "keras" with this plugin; gradaudit's callback writes a subclassed model's layer list with the other.
 MODEL_CONFIG_PLUGINS = ("graph_keras_model", "gradaudit_model")
 READERS = ("streaming", "tensorboard")
+_SESSION_START = 1  # event_pb2.SessionLog.START: a restart
 TRUNCATED_END = "truncated_end"  # Problem.kind of a file that ends in a partial record
 
 
@@ -89,6 +93,8 @@ def read_file(
         starts = [size * k // count for k in range(count)]
         stops = starts[1:] + [size]
         ranges = [(path, start, stop, size, selected, start > 0) for start, stop in zip(starts, stops)]
+        from concurrent.futures import ProcessPoolExecutor  # only for a file this large
+
         with ProcessPoolExecutor(processes) as pool:
             contents = _join(path, _in_order(pool, ranges))
         if contents is not None:
@@ -124,6 +130,8 @@ def _in_order(pool: Executor, ranges: list[tuple]) -> Iterator[_Part]:
 
 def _file_version_at_start(path: str) -> float:
     """The file version its first record states; -1 if it states none."""
+    from tensorboard.compat.proto import event_pb2
+
     try:
         with _open(path) as stream:
             for payload in RecordReader(stream, _size_of(path)):
@@ -326,6 +334,8 @@ def _read_part(
 ) -> _Part:
     """The records that start in [start, stop); `mid_file`: `start` is anywhere, not a record's
     start, and the file is of version 2 (its first range has said so)."""
+    from tensorboard.compat.proto import event_pb2
+
     problems: list[Problem] = []
     store = _HistogramStore(path, selected)
     accumulator = _StreamingAccumulator(store, file_version_2=mid_file)
@@ -539,7 +549,7 @@ class _StreamingAccumulator:
                 self._purge_legacy([value.tag for value in event.summary.value], event.step)
             else:
                 self._most_recent_step = event.step
-        elif what == "session_log" and event.session_log.status == event_pb2.SessionLog.START:
+        elif what == "session_log" and event.session_log.status == _SESSION_START:
             self._purge_legacy(list(self.histograms.legacy) + list(self.simple_scalars), event.step)
             self.restart_step = min(
                 event.step, self.restart_step if self.restart_step is not None else event.step

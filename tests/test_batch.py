@@ -138,12 +138,21 @@ def test_a_planted_pickle_in_every_cache_entry_runs_nothing_and_changes_nothing(
     marker = tmp_path / "payload-ran"
     for entry in entries:  # the cache's own file names, as an attacker who knows the key would
         entry.write_bytes(pickle.dumps(_Payload(marker)))
-    # A crafted JSON entry too: a page outside runs/ and markup where the sparkline's numbers go.
-    crafted = json.loads(json.dumps({"name": "x", "document": {}, "row": None, "page": "../evil.html"}))
-    (out / ".gradaudit-cache" / entries[0].name).write_text(json.dumps(crafted))
+    # Crafted entries too: a page outside runs/; a document the JSON output would write as it is,
+    # holding NaN (no JSON) or spread over lines.
+    document = {"verdict": "healthy", "reason": "", "findings": [], "layers": []}
+    head = {"name": "x", "row": None, "page": "../evil.html", "problems": []}
+    crafted = [
+        json.dumps(head) + "\n" + json.dumps(document),
+        json.dumps({**head, "page": None}) + "\n" + json.dumps({**document, "reason": float("nan")}),
+        json.dumps({**head, "page": None}) + "\n" + json.dumps(document, indent=1),
+    ]
+    for entry, text in zip(entries, crafted):
+        entry.write_text(text)
     second = run_json([logs], tmp_path, "-o", str(out))
     assert not marker.exists()
     assert second == first  # every run analysed again, to the same result
     assert not (tmp_path / "evil.html").exists()
-    for entry in (out / ".gradaudit-cache").iterdir():  # rewritten, as plain JSON
-        assert json.loads(entry.read_text())["name"]
+    for entry in (out / ".gradaudit-cache").iterdir():  # rewritten, as plain JSON: a head, a document
+        head_line, document_line = entry.read_text().split("\n")
+        assert json.loads(head_line)["name"] and json.loads(document_line)["verdict"]
