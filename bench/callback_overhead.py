@@ -329,12 +329,8 @@ def _print_overheads(measure: str, times: dict, probes: dict, rounds: int) -> No
 INTERLEAVED_EPOCHS = 2
 
 
-def interleaved_job(name: str, rounds: int) -> dict:
-    """One process per model: after a warm-up fit, fits of INTERLEAVED_EPOCHS epochs without the
-    callback, with it at its default frequency and every 50 batches, in rotating order, `rounds`
-    times. Pairs seconds apart, not minutes: this machine's speed drifts by tens of percent from one
-    minute to the next, more than the overhead measured. Each fit with the callback traces its
-    gradient function again (30-60 ms; a training pays it once): an upper bound."""
+def _realistic_model(name: str):
+    """A realistic model (bench/realistic_models.py), seeded and compiled, and its data: (model, x, y)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
@@ -342,12 +338,22 @@ def interleaved_job(name: str, rounds: int) -> dict:
     import numpy as np
     from realistic_models import REALISTIC
 
-    from analyzer.callback import GradientHistograms
-
     keras.utils.set_random_seed(7)
     build, _ = REALISTIC[name]
     model, optimizer, loss, x, y = build(np.random.default_rng(7))
     model.compile(optimizer=optimizer, loss=loss)
+    return model, x, y
+
+
+def interleaved_job(name: str, rounds: int) -> dict:
+    """One process per model: after a warm-up fit, fits of INTERLEAVED_EPOCHS epochs without the
+    callback, with it at its default frequency and every 50 batches, in rotating order, `rounds`
+    times. Pairs seconds apart, not minutes: this machine's speed drifts by tens of percent from one
+    minute to the next, more than the overhead measured. Each fit with the callback traces its
+    gradient function again (30-60 ms; a training pays it once): an upper bound."""
+    model, x, y = _realistic_model(name)
+    from analyzer.callback import GradientHistograms
+
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # Keras traces its own step here, once
     times: dict[str, list[float]] = {label: [] for label in ("without", *(f for f, _ in FREQUENCIES))}
     variants = [("without", None), *FREQUENCIES]
@@ -409,9 +415,7 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
     """One training of `batches` batches of 64 (one epoch of the realistic model's data, repeated),
     with the callback probing every 4 x WINDOW batches: the wall time of each window of WINDOW
     batches, and the time the callback's first hook took (its trace)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(REPO))
-    sys.path.insert(0, str(REPO / "bench"))
+    model, x, y = _realistic_model(name)
     import keras
     import numpy as np
     import tensorflow as tf
@@ -419,10 +423,6 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
 
     from analyzer.callback import GradientHistograms
 
-    keras.utils.set_random_seed(7)
-    build, _ = REALISTIC[name]
-    model, optimizer, loss, x, y = build(np.random.default_rng(7))
-    model.compile(optimizer=optimizer, loss=loss)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
     marks: list[float] = []
     trace = {}
