@@ -481,8 +481,6 @@ def windows(batches: int, probe_sizes: list[int]) -> None:
             ]
             added = [with_ - without for with_, without in pairs]
             batch = [without / (2 * WINDOW) for _, without in pairs]
-            added = [with_ - without for with_, without in pairs]
-            batch = [without / WINDOW for _, without in pairs]
             # Derived for the realistic suite's training of the model (its epochs of 128 batches):
             # probes before training and after each epoch (default) or every 50 batches, and the
             # trace once.
