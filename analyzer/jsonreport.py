@@ -39,11 +39,9 @@ def document_text(doc: dict, run_lines: list[str] | None = None) -> str:
 
     members = []
     for key, value in doc.items():
-        if key == "runs" and run_lines is not None and run_lines:
-            items = ",\n  ".join(run_lines)
-            members.append(f" {encode(key)}: [\n  {items}\n ]")
-        elif isinstance(value, list) and value:
-            items = ",\n  ".join(encode(item) for item in value)
+        if isinstance(value, list) and value:
+            lines = run_lines if key == "runs" and run_lines else [encode(item) for item in value]
+            items = ",\n  ".join(lines)
             members.append(f" {encode(key)}: [\n  {items}\n ]")
         else:
             members.append(f" {encode(key)}: {encode(value)}")

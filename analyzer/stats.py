@@ -643,7 +643,7 @@ def steps_worth_reducing(
     nonfinite = np.concatenate(flags)
     starts, ends, lengths = bounds[:-1], bounds[1:] - 1, np.diff(bounds)
     interval = np.repeat(np.where(thinning.interval > 0, thinning.interval, 1), lengths)
-    stride = np.repeat(np.where(thinning.interval > 0, thinning.stride, 1), lengths)
+    stride = np.repeat(thinning.stride, lengths)  # 1 where the interval is unknown
     kept = (stacked.steps // interval) % stride == 0
     kept[ends] = True
     change = np.flatnonzero(nonfinite[1:] != nonfinite[:-1])
