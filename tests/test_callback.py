@@ -10,7 +10,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from analyzer.callback import LOSS_TAG, GradientHistograms, _histograms, bucket_limits  # noqa: E402
+from analyzer.callback import LOSS_TAG, GradientHistograms, _Binning, bucket_limits  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
 
@@ -358,6 +358,34 @@ def test_bucket_limits_isolate_exact_zero():
     assert limits[-1] > np.finfo(np.float32).max
 
 
+@pytest.mark.parametrize("buckets_per_decade", [1, 10, 37])
+def test_float32_buckets_by_table_are_the_buckets_binary_search_gives(buckets_per_decade):
+    """The table lookup against numpy.searchsorted on float32 values of every kind: a sweep of all
+    bit patterns, each limit and its float32 neighbours, zeros of both signs, subnormals, extremes."""
+    limits = bucket_limits(buckets_per_decade)
+    patterns = np.arange(-(1 << 31), 1 << 31, 1009, dtype=np.int64).astype(np.int32).view(np.float32)
+    finite_limits = limits[np.abs(limits) < np.finfo(np.float32).max].astype(np.float32)
+    tiny = np.finfo(np.float32).smallest_subnormal
+    values = np.concatenate(
+        [
+            patterns,
+            finite_limits,
+            np.nextafter(finite_limits, np.float32(np.inf)),
+            np.nextafter(finite_limits, np.float32(-np.inf)),
+            np.array([0.0, -0.0, tiny, -tiny, 2 * tiny, np.finfo(np.float32).tiny], dtype=np.float32),
+            np.array([np.finfo(np.float32).max, np.finfo(np.float32).min], dtype=np.float32),
+            np.arange(1, 70_000, dtype=np.int32).view(np.float32),  # the subnormal cells, searched
+        ]
+    )
+    values = values[np.isfinite(values)]
+    binning = _Binning(limits)  # more values than a chunk: arrays made for the call
+    by_chunk = _Binning(limits, chunk_entries=values.size)  # the arrays it keeps and reuses
+    for signed in (values, -values):
+        expected = np.searchsorted(limits, signed.astype(np.float64), side="right")
+        np.testing.assert_array_equal(binning.bucket_index(signed), expected)
+        np.testing.assert_array_equal(by_chunk.bucket_index(signed), expected)
+
+
 def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     """Every logged bucket [previous limit, limit) against the true gradients binned here."""
     from tensorboard.compat.proto import event_pb2
@@ -429,8 +457,8 @@ def test_gradients_binned_together_get_the_histograms_each_would_get_alone():
         (rng.normal(size=3000) * 1e-8).astype(np.float32),
         rng.normal(size=(2, 2)).astype(np.float32),
     ]
-    for group_entries in (1, 64, 600, 1 << 20):
-        histograms = list(_histograms(gradients, limits, group_entries))
+    for chunk_entries in (1, 64, 600, 1 << 20):
+        histograms = list(_Binning(limits, chunk_entries).histograms(gradients))
         assert len(histograms) == len(gradients)
         for histogram, gradient in zip(histograms, gradients):
             values = gradient.astype(np.float64).ravel()
