@@ -57,4 +57,6 @@ def transformer(rng: np.random.Generator):
     return keras.Model(inputs, outputs), keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", x, y
 
 
-REALISTIC = {"cnn": (cnn, 4), "lstm": (lstm, 2), "transformer": (transformer, 2)}
+# Epochs for 20 s or more of training on this machine, even in its fast spells (an epoch of the
+# cnn takes 5-8 s, of the lstm 5-9 s, of the transformer 7-16 s).
+REALISTIC = {"cnn": (cnn, 4), "lstm": (lstm, 4), "transformer": (transformer, 3)}
