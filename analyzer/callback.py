@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import socket
 import time
@@ -117,6 +118,7 @@ class GradientHistograms(keras.callbacks.Callback):
             # The backend's tf.Variables: reading them directly is the cheapest snapshot.
             self._backend_variables = [v.value for v in trainable + non_trainable]
             self._tags = [self.tag_prefix + v.path for v in trainable]
+            self._sizes = [math.prod(v.shape) for v in trainable]
             self._gradient_function = self._trace_gradient_function(trainable, non_trainable)
             self._model_event = _model_config_event(model)
         self._prober = _ProbeThread(self._write_probe)
@@ -186,7 +188,7 @@ class GradientHistograms(keras.callbacks.Callback):
                     loss = model.compute_loss(
                         x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
                     )
-            gradients = [_dense(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
+            gradients = [_entries(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
             return [tf.cast(loss, tf.float64), *gradients]
 
         # wrap_function, not tf.function: the same graph for one fixed signature, without
@@ -209,7 +211,10 @@ class GradientHistograms(keras.callbacks.Callback):
             model_event, self._model_event = self._model_event, None
             self._write_event(model_event)
         summary = summary_pb2.Summary()
-        for tag, histogram in zip(self._tags, self._binning.histograms([g.numpy() for g in gradients])):
+        # A sparse gradient comes as the rows the probe touched: the others are zeros, counted.
+        entries = [g.numpy() for g in gradients]
+        untouched = [size - e.size for size, e in zip(self._sizes, entries)]
+        for tag, histogram in zip(self._tags, self._binning.histograms(entries, untouched)):
             histogram.fill(summary.value.add(tag=tag).histo)
         # The probe's loss: the second symptom the analyzer's verdicts read beside the gradients.
         summary.value.add(tag=LOSS_TAG, simple_value=float(loss.numpy()))
@@ -330,11 +335,17 @@ def _check_probe_fits(model, x):
             )
 
 
-def _dense(gradient, weight):
-    if gradient is None:  # a weight the loss does not depend on: report all-zero gradients
-        return tf.zeros_like(weight)
+def _entries(gradient, weight):
+    """A gradient's entries, dense, or for a sparse (IndexedSlices) gradient, as an embedding's is,
+    the sums of the rows the probe touched: the rows it did not touch are zeros, and the histogram
+    counts them without making them (a 50,000-word embedding of width 768 is 38 M entries, a probe
+    of 64 sequences touches a few thousand rows of it). A weight the loss does not depend on has
+    no entries here: all of its gradient is zeros."""
+    if gradient is None:
+        return tf.zeros([0], weight.dtype)
     if isinstance(gradient, tf.IndexedSlices):
-        return tf.convert_to_tensor(gradient)
+        rows, position = tf.unique(gradient.indices)  # a row met twice has the sum of its slices
+        return tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
     return gradient
 
 
@@ -420,20 +431,25 @@ class _Binning:
         self._chunk = chunk_entries
         self._arrays: dict[str, np.ndarray] = {}
 
-    def histograms(self, gradients: list[np.ndarray]):
-        """The _Histogram of each gradient, in order."""
-        group, entries = [], 0
-        for gradient in gradients:
+    def histograms(self, gradients: list[np.ndarray], zeros: list[int] | None = None):
+        """The _Histogram of each gradient, in order, with as many more zeros in each as `zeros`
+        says (the entries of a sparse gradient that are not given)."""
+        zeros = zeros or [0] * len(gradients)
+        group, group_zeros, entries = [], [], 0
+        for gradient, more_zeros in zip(gradients, zeros, strict=True):
             if group and entries + gradient.size > self._chunk:
-                yield from self._histograms_of(self._tally_group(group))
-                group, entries = [], 0
+                yield from self._histograms_of(self._tally_group(group).plus_zeros(group_zeros, self._zero))
+                group, group_zeros, entries = [], [], 0
             if gradient.size > self._chunk:
-                yield from self._histograms_of(self._tally_large(gradient))
+                yield from self._histograms_of(
+                    self._tally_large(gradient).plus_zeros([more_zeros], self._zero)
+                )
             else:
                 group.append(gradient)
+                group_zeros.append(more_zeros)
                 entries += gradient.size
         if group:
-            yield from self._histograms_of(self._tally_group(group))
+            yield from self._histograms_of(self._tally_group(group).plus_zeros(group_zeros, self._zero))
 
     def bucket_index(self, values: np.ndarray) -> np.ndarray:
         """The bucket of each value (float32 by table, any other dtype by search). Up to a chunk of
@@ -576,6 +592,23 @@ class _Tally:
     total_squares: np.ndarray
     minimum: np.ndarray  # +inf where no entry is finite
     maximum: np.ndarray  # -inf where no entry is finite
+
+    def plus_zeros(self, zeros: list[int], zero_bucket: int) -> _Tally:
+        """This tally with as many more zero entries in each row as `zeros` says."""
+        zeros = np.asarray(zeros)
+        if not zeros.any():
+            return self
+        counts = self.counts.copy()
+        counts[:, zero_bucket] += zeros
+        some = zeros > 0
+        return _Tally(
+            counts=counts,
+            sizes=self.sizes + zeros,
+            total=self.total,
+            total_squares=self.total_squares,
+            minimum=np.where(some, np.minimum(self.minimum, 0.0), self.minimum),
+            maximum=np.where(some, np.maximum(self.maximum, 0.0), self.maximum),
+        )
 
     @staticmethod
     def added(tallies: list[_Tally]) -> _Tally:

@@ -55,7 +55,7 @@ def _assert_rms_close(actual, true):
 def _true_gradients(model, x, y):
     with tf.GradientTape() as tape:
         loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=False), training=False)
-    return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
+    return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, model.trainable_variables)]
 
 
 def _sequential():
@@ -388,10 +388,6 @@ def test_float32_buckets_by_table_are_the_buckets_binary_search_gives(buckets_pe
 
 def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     """Every logged bucket [previous limit, limit) against the true gradients binned here."""
-    from tensorboard.compat.proto import event_pb2
-
-    from analyzer.records import RecordReader
-
     keras.backend.clear_session()
     x, y = _data()
     model = keras.Sequential(
@@ -399,14 +395,7 @@ def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     )
     model.compile(optimizer="sgd", loss="mse")
     probe = (x[:64] - 3.0, y[:64])  # most ReLU units off: many exact zeros in the first kernel
-    callback = GradientHistograms(tmp_path / "run", probe=probe)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.on_train_end()
-    [path] = (tmp_path / "run").iterdir()
-    with open(path, "rb") as f:
-        events = [event_pb2.Event.FromString(p) for p in RecordReader(f, path.stat().st_size)]
-    values = [value for e in events if e.HasField("summary") for value in e.summary.value]
+    values = _probed_once(model, probe, tmp_path / "run")
     logged = [value.histo for value in values if value.HasField("histo")]
     [loss] = [value.simple_value for value in values if value.tag == LOSS_TAG]
     assert loss == pytest.approx(float(np.mean((model(probe[0]).numpy() - probe[1]) ** 2)), rel=1e-5)
@@ -420,6 +409,52 @@ def test_buckets_hold_exactly_the_gradient_entries_they_cover(tmp_path):
     assert (
         logged[0].bucket[list(logged[0].bucket_limit).index(limits[np.flatnonzero(limits == 0)[0] + 1])] > 0
     )
+
+
+def test_sparse_gradients_are_binned_as_their_dense_gradients(tmp_path):
+    """An embedding's gradient comes as the rows the probe touched, some of them by several tokens:
+    its histogram must be the dense gradient's, the untouched rows' zeros included."""
+    keras.backend.clear_session()
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 200, size=(64, 6))
+    tokens[:, 0] = 7  # a row every sequence touches
+    probe = (tokens, rng.normal(size=(64, 1)).astype("float32"))
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(200, 4),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    values = _probed_once(model, probe, tmp_path / "run")
+    logged = [value.histo for value in values if value.HasField("histo")]
+    gradients = _true_gradients(model, *probe)
+    untouched = 200 - len(np.unique(tokens))
+    assert untouched > 0 and np.count_nonzero(~gradients[0].any(axis=1)) == untouched
+    for histo, grad in zip(logged, gradients, strict=True):
+        g = grad.astype(np.float64).ravel()
+        _assert_buckets_hold(list(histo.bucket_limit), list(histo.bucket), g, bucket_limits())
+        assert (histo.num, histo.min, histo.max) == (g.size, g.min(), g.max())
+        assert histo.sum == pytest.approx(g.sum(), rel=1e-5, abs=1e-9)
+        assert histo.sum_squares == pytest.approx(np.sum(g * g), rel=1e-5)
+
+
+def _probed_once(model, probe, folder):
+    """The summary values of one probe of the model, before any training."""
+    from tensorboard.compat.proto import event_pb2
+
+    from analyzer.records import RecordReader
+
+    callback = GradientHistograms(folder, probe=probe)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_train_end()
+    [path] = folder.iterdir()
+    with open(path, "rb") as f:
+        events = [event_pb2.Event.FromString(p) for p in RecordReader(f, path.stat().st_size)]
+    return [value for e in events if e.HasField("summary") for value in e.summary.value]
 
 
 def _assert_buckets_hold(bucket_limit, bucket, values, limits):
