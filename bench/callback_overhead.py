@@ -15,27 +15,26 @@ Figures are printed, never asserted.
 
     python bench/callback_overhead.py --suite realistic --rounds 10
 
-The realistic suite trains models of the sizes people train on a CPU, each for 20 s or more without
-the callback: a CNN (three conv blocks with BatchNorm, 32x32x3 inputs), an LSTM over an embedding of
-10,000 words, and a transformer block (multi-head attention, GELU feed-forward, layer norms) over an
-embedding of 8,000 words, on synthetic data with a learnable rule (no download), 128 batches of 64 per
-epoch, with a probe of one training batch (64 samples; --probe-samples to change it). Each runs
-without the callback, with it at its default frequency and with it every 50 batches, in fresh
-processes, interleaved round by round; each overhead is paired with the training without the
-callback of the same round. The probe's forward and backward pass costs about what training on its
-samples costs, so the overhead is about (probe samples x probes) / samples trained: a 256-sample
-probe costs four times a 64-sample one.
+The realistic suite trains models of the sizes people train on a CPU: a CNN (three conv blocks with
+BatchNorm, 32x32x3 inputs), an LSTM over an embedding of 10,000 words, and a transformer block
+(multi-head attention, GELU feed-forward, layer norms) over an embedding of 8,000 words, on synthetic
+data with a learnable rule (no download), in epochs of the datasets they stand for (CIFAR-10: 782
+batches of 64; IMDB: 391), 45 s or more each without the callback, with a probe of one training batch
+(64 samples; --probe-samples to change it). Each runs without the callback, with it at its default
+frequency and with it every 50 batches, in fresh processes, interleaved round by round; each overhead
+is paired with the training without the callback of the same round.
 
-    python bench/callback_overhead.py --suite windows --batches 2000
+    python bench/callback_overhead.py --suite windows --batches 2000 --probe-samples 64
 
 On a shared machine the same training takes from 11 to 30 s from one minute to the next, so whole
 trainings paired minutes apart give intervals of +-20 % around a cost of a few percent. The windows
-suite measures that cost inside one training of each realistic model: the callback probes every 50
-batches, so windows of 25 batches alternate between one with a probe running beside training (its
-snapshot included) and one without; each pair of adjacent windows, a second or two apart, gives the
-wall time one probe adds. From the median of those and the trace's time, the overhead of the
-realistic trainings is derived at each frequency: (probes x added time + trace) / training time,
-with the 95 % interval over the pairs. Probes of 64 and 256 samples (--probe-samples for one).
+suite measures the cost of a probe inside one training of each realistic model: the callback probes
+every 20 batches, and each window of 10 batches that starts with a probe is compared with the mean of
+the windows before and after it, a second apart. Every fifth probe is fresh, as at the start of a
+training: a new trace, then a first call that instantiates it. From the medians of both (the fresh
+probe's as the fixed cost), the overhead of the realistic trainings is derived at each frequency,
+with an interval from the ends of both intervals; also at the default frequency for trainings of
+epochs of 128 batches (the sample data's size), which probe three to six times as often.
 """
 
 from __future__ import annotations
@@ -61,15 +60,20 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None, probe
     sys.path.insert(0, str(REPO / "bench"))
     import keras
     import numpy as np
+    import tensorflow as tf
     from generate import RUNS, SEED
     from realistic_models import REALISTIC
 
     keras.utils.set_random_seed(SEED)
     if name in REALISTIC:
-        build, epochs = REALISTIC[name]
-        model, optimizer, loss, x, y = build(np.random.default_rng(SEED))
+        training = REALISTIC[name]
+        model, optimizer, loss, x, y = training.build(np.random.default_rng(SEED))
+        # The sample data repeated into epochs of the dataset the model stands for.
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
+        fit = {"x": data, "epochs": training.epochs, "steps_per_epoch": training.batches_per_epoch}
     else:
         model, optimizer, loss, x, y = RUNS[name]()
+        fit = {"x": x, "y": y, "batch_size": 64, "epochs": epochs}
     model.compile(optimizer=optimizer, loss=loss)
     hooks = {"all": 0.0, "end": 0.0, "first probe": 0.0, "probes": 0.0}
     marks = {}
@@ -118,7 +122,7 @@ def job(name: str, variant: str, epochs: int, every_n_batches: int | None, probe
             probe = (x[:probe_samples], y[:probe_samples])
             callbacks.append(Timed(log_dir, probe=probe, every_n_batches=every_n_batches))
         start, cpu_start = time.perf_counter(), time.process_time()
-        model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
+        model.fit(**fit, verbose=0, callbacks=callbacks)
         fit, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     ops = len(callbacks[-1]._gradient_function.graph.get_operations()) if variant != "without" else 0
     return {"fit": fit, "cpu": cpu, "first batch": marks["first batch"], "ops": ops, **hooks}
@@ -339,8 +343,7 @@ def _realistic_model(name: str):
     from realistic_models import REALISTIC
 
     keras.utils.set_random_seed(7)
-    build, _ = REALISTIC[name]
-    model, optimizer, loss, x, y = build(np.random.default_rng(7))
+    model, optimizer, loss, x, y = REALISTIC[name].build(np.random.default_rng(7))
     model.compile(optimizer=optimizer, loss=loss)
     return model, x, y
 
@@ -405,16 +408,22 @@ def interleaved(rounds: int) -> None:
     print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
 
 
-# Batches per window of the windows suite: the callback probes every 4 x WINDOW batches; the two
-# windows after a probe's start hold the probe (and whatever of it spills past the first), the two
-# before the next one none of it.
-WINDOW = 25
+# Batches per window of the windows suite: the callback probes every 2 x WINDOW batches, so windows
+# alternate between one that starts with a probe (its snapshot, its forward and backward pass beside
+# training, binning and writing: 2-3 batches' time on its thread) and one without.
+WINDOW = 10
+# Windows suite: the periods left out at the start (Keras's first steps, the probe before training).
+SETTLING_PERIODS = 3
+# Windows suite: every FRESH_EVERY-th probe starts as a training does, with a new trace (on the
+# training thread) and a first call that instantiates the new function (on the probe thread).
+FRESH_EVERY = 5
 
 
 def windows_job(name: str, batches: int, probe_samples: int) -> dict:
     """One training of `batches` batches of 64 (one epoch of the realistic model's data, repeated),
-    with the callback probing every 4 x WINDOW batches: the wall time of each window of WINDOW
-    batches, the time the callback's first hook took (its trace) and each probe's time on its thread."""
+    with the callback probing every 2 x WINDOW batches, every FRESH_EVERY-th probe with a new trace:
+    the wall and CPU time of each window of WINDOW batches, the time the callback's first hook took
+    (its trace) and each probe's time on its thread."""
     model, x, y = _realistic_model(name)
     import keras
     import numpy as np
@@ -424,7 +433,7 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
     from analyzer.callback import GradientHistograms
 
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(64, drop_remainder=True).repeat()
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     trace = {}
     probe_times: list[float] = []
 
@@ -433,7 +442,7 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
         takes its snapshot, so the snapshot counts in the window the probe runs in."""
 
         def on_train_batch_end(self, batch, logs=None):
-            marks.append(time.perf_counter())
+            marks.append((time.perf_counter(), time.process_time()))
 
     class Traced(GradientHistograms):
         def on_train_begin(self, logs=None):
@@ -446,42 +455,79 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
             super()._write_probe(*args)
             probe_times.append(time.perf_counter() - start)
 
+        def _submit_probe(self):
+            submitted = getattr(self, "_submitted", 0) + 1
+            self._submitted = submitted
+            if submitted > 1 and submitted % FRESH_EVERY == 0:  # as when a training starts
+                variables = list(self.model.trainable_variables), list(self.model.non_trainable_variables)
+                self._gradient_function = self._trace_gradient_function(*variables)
+            super()._submit_probe()
+
     with tempfile.TemporaryDirectory() as log_dir:
         probe = (x[:probe_samples], y[:probe_samples])
-        callback = Traced(log_dir, probe=probe, every_n_batches=4 * WINDOW)
-        start = time.perf_counter()
+        callback = Traced(log_dir, probe=probe, every_n_batches=2 * WINDOW)
         model.fit(data, steps_per_epoch=batches, epochs=1, verbose=0, callbacks=[Marks(), callback])
-        total = time.perf_counter() - start
-    ends = marks[WINDOW - 1 :: WINDOW]  # the end of each window: after batches 25, 50, 75, ...
-    epochs = REALISTIC[name][1]  # of the realistic suite's training, whose overheads are derived
+    ends = np.array(marks[WINDOW - 1 :: WINDOW])  # the end of each window: after batches 10, 20, ...
+    wall, cpu = np.diff(ends, axis=0).T
     return {
-        "windows": list(np.diff(ends)),
+        "windows": wall.tolist(),
+        "cpu windows": cpu.tolist(),
         "trace": trace["s"],
         "probe times": probe_times,
-        "total": total,
-        "epochs": epochs,
+        # The realistic training whose overheads are derived.
+        "epochs": REALISTIC[name].epochs,
+        "batches per epoch": REALISTIC[name].batches_per_epoch,
     }
 
 
-def windows(batches: int, probe_sizes: list[int]) -> None:
-    """The windows suite: the wall time a probe adds to the training it runs beside, from adjacent
-    half-periods of 2 x WINDOW batches with and without a probe, seconds apart, within one training;
-    from it, the overhead at every 50 batches and at the default frequency of the realistic
-    trainings.
+def added_per_probe(windows: list[float]) -> tuple[list[float], list[float], list[float]]:
+    """From a windows job's window times: what each probe adds (its window against the mean of the
+    windows before and after it, which cancels a steady drift of the machine's speed), apart for the
+    fresh probes (a new trace and its first call), and the time of a batch without a probe (from the
+    window after it).
 
-    Their fixed cost is the trace and what the probe before training takes beyond a later one (its
-    graph is instantiated and optimised then). That probe runs on its own thread while Keras traces
-    its own step, a Python task that leaves the second core mostly idle; its extra time is counted
-    in full all the same: the derived overheads are upper bounds of that part."""
+    windows[j] runs from the end of batch 10 (j + 1) to the end of batch 10 (j + 2). The callback
+    probes before training and after every 20th batch, so the windows that start with a probe are
+    the odd ones, window j with probe (j + 1) / 2 + 1."""
+    added, fresh, batch = [], [], []
+    for j in range(2 * SETTLING_PERIODS + 1, len(windows) - 1, 2):
+        probe = (j + 1) // 2 + 1
+        (fresh if probe % FRESH_EVERY == 0 else added).append(
+            windows[j] - (windows[j - 1] + windows[j + 1]) / 2
+        )
+        batch.append(windows[j + 1] / WINDOW)
+    return added, fresh, batch
+
+
+# The trainings of the first measurements (issue 18): as many epochs of the sample data's 128
+# batches as make 20 s or more here. The default frequency probes six times as often in them as in
+# an epoch of CIFAR-10 or three times as often as in one of IMDB.
+SHORT_EPOCHS = {"cnn": 4, "lstm": 4, "transformer": 3}
+
+
+def windows(batches: int, probe_sizes: list[int]) -> None:
+    """The windows suite: the wall time a probe adds to the training it runs beside, from windows of
+    WINDOW batches with and without a probe within one training, seconds apart; the same for a fresh
+    probe (a new trace and its first call), the fixed cost; from both, the overhead at every 50
+    batches and at the default frequency of the realistic trainings.
+
+    A training's own fixed cost is its trace and its probe before training, which runs while Keras
+    traces its own step (a Python task that leaves the second core mostly idle). A fresh probe runs
+    beside steady training instead, so its cost bounds that from above. Two other measures were
+    tried and left: fits of fresh models with and without the callback, paired within processes
+    (-62, 348 and 335 ms, with 95 % intervals 700 to 2,000 ms wide: Keras's own trace varies by
+    more), and the trace plus all of the first probe's time on its thread as if training waited
+    for it (410-513 ms for the lstm and the transformer, most of it waiting beside Keras's trace)."""
     print(
         f"realistic models, one training of {batches} batches each; the callback probes every "
-        f"{4 * WINDOW} batches; the {2 * WINDOW} batches from a probe's start are paired with the "
-        f"{2 * WINDOW} before the next probe"
+        f"{2 * WINDOW} batches, every {FRESH_EVERY}th probe with a new trace; each window of {WINDOW} "
+        f"batches that starts with a probe is paired with the mean of the windows before and after it"
     )
+    print(f"{'':<89}{'trainings of the datasets epochs':>58}{'epochs of 128 batches':>28}")
     print(
-        f"{'model':<13}{'probe':>6}{'batch ms':>10}{'per probe ms (95 % CI)':>26}"
-        f"{'every 50 batches (95 % CI)':>30}{'default frequency (95 % CI)':>31}{'trace ms':>10}"
-        f"{'first probe +ms':>17}{'training s':>12}"
+        f"{'model':<13}{'probe':>6}{'batch ms':>10}{'per probe ms (95 % CI)':>26}{'CPU ms':>8}"
+        f"{'fresh probe ms (95 % CI)':>26}{'training s':>12}{'every 50 batches':>23}{'default':>23}"
+        f"{'training s':>12}{'default':>23}"
     )
     summed: dict[int, dict[str, list[float]]] = {}
     for probe_samples in probe_sizes:
@@ -490,50 +536,50 @@ def windows(batches: int, probe_sizes: list[int]) -> None:
             command += ["--batches", str(batches), "--probe-samples", str(probe_samples)]
             out = subprocess.run(command, capture_output=True, text=True, check=True)
             measured = json.loads(out.stdout.splitlines()[-1])
-            # windows[j] is window j + 1 (batches 25 (j + 1) to 25 (j + 2) - 1). Windows 0-3 hold
-            # Keras's first steps and the probe before training; the next probe starts as window 4
-            # does (after batch 100), in windows[3]: periods start there.
-            times = measured["windows"][3:]
-            pairs = [
-                (times[k] + times[k + 1], times[k + 2] + times[k + 3]) for k in range(0, len(times) - 3, 4)
-            ]
-            added = [with_ - without for with_, without in pairs]
-            batch = [without / (2 * WINDOW) for _, without in pairs]
-            # Derived for the realistic suite's training of the model (its epochs of 128 batches):
-            # probes before training and after each epoch (default) or every 50 batches, the trace
-            # once, and the first probe's time beyond a later one's.
-            epochs, trace, probe_times = measured["epochs"], measured["trace"], measured["probe times"]
-            first_extra = max(0.0, probe_times[0] - statistics.median(probe_times[1:]))
-            trained = epochs * 128
-            every_50, default = (
-                [(probes * a + trace + first_extra) / (trained * b) for a, b in zip(added, batch)]
-                for probes in (trained // 50 + 1, epochs + 1)
-            )
+            added, fresh, batch = added_per_probe(measured["windows"])
+            cpu_added, _, _ = added_per_probe(measured["cpu windows"])
+            per_probe, fixed = (median_and_interval(values) for values in (added, fresh))
+            batch_s = statistics.median(batch)
             cells = [
-                f"{statistics.median(batch) * 1000:>10.1f}",
-                _median_cell([a * 1000 for a in added], "{:.0f}", 26),
-                _median_cell(every_50, "{:.1%}", 30),
-                _median_cell(default, "{:.1%}", 31),
-                f"{trace * 1000:>10.0f}",
-                f"{first_extra * 1000:>17.0f}",
-                f"{trained * statistics.median(batch):>12.1f}",
+                f"{batch_s * 1000:>10.1f}",
+                f"{_ms(per_probe):>26}",
+                f"{statistics.median(cpu_added) * 1000:>8.0f}",
+                f"{_ms(fixed):>26}",
             ]
+            # Derived: the fixed cost (a fresh probe, as the probe before training), then a probe
+            # every 50 batches or after each epoch (default); each with the ends of their intervals.
+            trainings = [
+                ("", measured["epochs"], measured["batches per epoch"], ("50", "default")),
+                (" (128)", SHORT_EPOCHS[name], 128, ("default",)),
+            ]
+            for suffix, epochs, per_epoch, frequencies in trainings:
+                trained = epochs * per_epoch
+                training = trained * batch_s
+                cells.append(f"{training:>12.1f}")
+                for key in frequencies:
+                    probes = trained // 50 if key == "50" else epochs
+                    shares = [(f + probes * a) / training for f, a in zip(fixed, per_probe)]
+                    cells.append(f"{f'{shares[0]:.1%} ({shares[1]:.1%} to {shares[2]:.1%})':>23}")
+                    summed.setdefault(probe_samples, {}).setdefault(key + suffix, []).append(shares[0])
             print(f"{name:<13}{probe_samples:>6}" + "".join(cells))
-            summed.setdefault(probe_samples, {}).setdefault("50", []).append(statistics.median(every_50))
-            summed[probe_samples].setdefault("default", []).append(statistics.median(default))
     for probe_samples, medians in summed.items():
         print(
-            f"probe of {probe_samples}: the three models' medians average "
+            f"probe of {probe_samples}, the three models' medians averaged: "
             f"{statistics.mean(medians['default']):.1%} at the default frequency and "
-            f"{statistics.mean(medians['50']):.1%} every 50 batches"
+            f"{statistics.mean(medians['50']):.1%} every 50 batches on the trainings of the datasets' "
+            f"epochs; {statistics.mean(medians['default (128)']):.1%} at the default frequency on "
+            "epochs of 128 batches"
         )
     print("goal: median overhead <= 2 % at the default frequency, <= 5 % every 50 batches")
 
 
-def _median_cell(values: list[float], form: str, width: int) -> str:
-    low, high = median_interval(values)
-    text = f"{form.format(statistics.median(values))} ({form.format(low)} to {form.format(high)})"
-    return f"{text:>{width}}"
+def median_and_interval(values: list[float]) -> tuple[float, float, float]:
+    return (statistics.median(values), *median_interval(values))
+
+
+def _ms(estimate: tuple[float, float, float]) -> str:
+    median, low, high = (value * 1000 for value in estimate)
+    return f"{median:.0f} ({low:.0f} to {high:.0f})"
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
