@@ -56,8 +56,8 @@ class GradientHistograms(keras.callbacks.Callback):
             them for multi-input/-output models), or a ``tf.data.Dataset`` whose first batch is used.
             Keras 3 callbacks never see the training batches, so the probe must be given. One
             training batch of validation samples (64) is enough: a probe's forward and backward pass
-            costs about what training on as many samples costs (256 samples cost 1.6-3.3 times 64 in
-            bench/callback_overhead.py, a probe also having fixed work).
+            costs about what a training step on as many samples costs (256 samples cost 2.0-2.8
+            times 64 beside training in bench/callback_overhead.py, a probe also having fixed work).
         every_n_batches: log every N training batches (and once before training); ``None`` (the
             default) logs at the end of every epoch.
         tag_prefix: prefix of every tag, default ``"gradients/"``; the analyzer's default tag
