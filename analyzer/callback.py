@@ -435,21 +435,23 @@ class _Binning:
         """The _Histogram of each gradient, in order, with as many more zeros in each as `zeros`
         says (the entries of a sparse gradient that are not given)."""
         zeros = zeros or [0] * len(gradients)
-        group, group_zeros, entries = [], [], 0
-        for gradient, more_zeros in zip(gradients, zeros, strict=True):
-            if group and entries + gradient.size > self._chunk:
-                yield from self._histograms_of(self._tally_group(group).plus_zeros(group_zeros, self._zero))
-                group, group_zeros, entries = [], [], 0
-            if gradient.size > self._chunk:
-                yield from self._histograms_of(
-                    self._tally_large(gradient).plus_zeros([more_zeros], self._zero)
-                )
-            else:
-                group.append(gradient)
-                group_zeros.append(more_zeros)
-                entries += gradient.size
-        if group:
-            yield from self._histograms_of(self._tally_group(group).plus_zeros(group_zeros, self._zero))
+        for start, stop in self._groups([g.size for g in gradients]):
+            group = gradients[start:stop]
+            large = group[0].size > self._chunk  # alone in its group
+            tally = self._tally_large(group[0]) if large else self._tally_group(group)
+            yield from self._histograms_of(tally.plus_zeros(zeros[start:stop], self._zero))
+
+    def _groups(self, sizes: list[int]):
+        """(start, stop) of consecutive gradients of up to a chunk's entries in all; a gradient
+        larger than a chunk alone."""
+        start, entries = 0, 0
+        for i, size in enumerate(sizes):
+            if i > start and (entries + size > self._chunk or size > self._chunk):
+                yield start, i
+                start, entries = i, 0
+            entries += size
+        if sizes:
+            yield start, len(sizes)
 
     def bucket_index(self, values: np.ndarray) -> np.ndarray:
         """The bucket of each value (float32 by table, any other dtype by search). Up to a chunk of
@@ -506,11 +508,8 @@ class _Binning:
             flat = flat.astype(np.float64, copy=False)
         elif flat.dtype != np.float32:
             flat = flat.astype(np.float32)
-        tallies = [
-            self._tally(flat[start : start + self._chunk], np.array([min(self._chunk, flat.size - start)]))
-            for start in range(0, flat.size, self._chunk)
-        ]
-        return _Tally.added(tallies)
+        pieces = (flat[start : start + self._chunk] for start in range(0, flat.size, self._chunk))
+        return _Tally.added([self._tally(piece, np.array([piece.size])) for piece in pieces])
 
     def _tally(self, flat: np.ndarray, sizes: np.ndarray) -> _Tally:
         """The bucket counts and moments of consecutive gradients of the given sizes, flat."""

@@ -455,10 +455,11 @@ def windows_job(name: str, batches: int, probe_samples: int) -> dict:
             super()._write_probe(*args)
             probe_times.append(time.perf_counter() - start)
 
+        _submitted = 0
+
         def _submit_probe(self):
-            submitted = getattr(self, "_submitted", 0) + 1
-            self._submitted = submitted
-            if submitted > 1 and submitted % FRESH_EVERY == 0:  # as when a training starts
+            self._submitted += 1
+            if self._submitted > 1 and self._submitted % FRESH_EVERY == 0:  # as when a training starts
                 variables = list(self.model.trainable_variables), list(self.model.non_trainable_variables)
                 self._gradient_function = self._trace_gradient_function(*variables)
             super()._submit_probe()
