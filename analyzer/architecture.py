@@ -12,20 +12,31 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .stats import parameter_name
+from .tags import layer_path
 
 # Where the layers came from.
 FROM_CONFIG = "the model config the run logged"
+
+
 FROM_PARAMETER_NAMES = "parameter names (the run logged no model config)"
+
 
 # Activations whose derivative is at most 0.25 (sigmoid) or 1 near zero only (tanh): stacked, they
 # shrink the backward signal.
 SATURATING = frozenset({"sigmoid", "tanh", "hard_sigmoid", "softsign", "hard_tanh"})
+
+
 # Activations whose units die: zero output and zero gradient for every negative input (relu6 and
 # ThresholdedReLU are read as relu).
 DYING = frozenset({"relu"})
+
+
 _RECURRENT = frozenset({"LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "RNN"})
+
+
 _GATED_RECURRENT = frozenset({"LSTM", "GRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+
+
 # Layers that are an activation of the layer before them.
 _ACTIVATION_LAYERS = {
     "ReLU": "relu",
@@ -35,38 +46,16 @@ _ACTIVATION_LAYERS = {
     "Softmax": "softmax",
     "ThresholdedReLU": "relu",
 }
+
+
 # Layers an activation layer looks through to the layer it activates: they change no sign.
 _PASS_THROUGH = re.compile(r"Normalization|Dropout|GaussianNoise|ActivityRegularization|Reshape|Flatten")
+
+
 _RESIDUAL = frozenset({"Add", "Residual"})
+
+
 _MODELS = frozenset({"Sequential", "Functional", "Model"})
-
-# The parameter's own name at the end of a tag's parameter name: a kernel and its bias are one layer.
-# Keras (kernel, bias, recurrent_kernel, depthwise_kernel, embeddings, gamma, beta, moving_mean, and
-# tf.keras 2's kernel_0), PyTorch (weight, bias, weight_ih_l0, in_proj_weight).
-_PARAMETER = re.compile(
-    r"[/.](((depthwise|pointwise|recurrent)_)?kernel|bias|weight|gamma|beta|embeddings|moving_mean|"
-    r"moving_variance|running_mean|running_var|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)(_\d+)?$"
-)
-
-
-def layer_path(tag: str) -> str:
-    """The layer a tag belongs to, with its model scope (``gradients/sequential/dense_1/kernel`` and
-    ``…/bias`` → ``sequential/dense_1``; ``grad/encoder.layers.1.linear1.weight`` →
-    ``encoder.layers.1.linear1``)."""
-    return _PARAMETER.sub("", parameter_name(tag))
-
-
-_GRADIENT = re.compile(r"(?i)grad")
-# Statistics a layer keeps, not parameters training moves: never read as weights.
-_RUNNING_STATISTICS = re.compile(r"(?i)moving_(mean|variance)|running_(mean|var)|num_batches_tracked")
-
-
-def is_weight_histogram(tag: str) -> bool:
-    """A histogram of a parameter's values, not of its gradient: Keras's ``dense/kernel_0/histogram``
-    and ``dense/kernel/histogram``, PyTorch-style ``weights/fc1.weight`` or ``fc1.weight``."""
-    if _GRADIENT.search(tag) or _RUNNING_STATISTICS.search(tag):
-        return False
-    return bool(_PARAMETER.search(parameter_name(tag)))
 
 
 @dataclass

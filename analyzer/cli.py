@@ -9,11 +9,11 @@ import sys
 
 # Exit codes, in one place.
 OK, FOUND, ERROR = 0, 1, 2
-FINDING_KINDS = ("vanishing", "exploding", "dead_units")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .vocabulary import ALL_KINDS
 
     parser = argparse.ArgumentParser(
         prog="gradaudit",
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND[,KIND]",
         default="",
         help=f"exit with {FOUND} when a run has a finding of these kinds "
-        f"({', '.join(FINDING_KINDS)}, or 'any'); findings the loss gate kept at low severity do not count",
+        f"({', '.join(ALL_KINDS)}, or 'any'); findings the loss gate kept at low severity do not count",
     )
     report.add_argument(
         "-j",
@@ -134,22 +134,25 @@ def _with_progress(outputs, total: int, quiet: bool):
 
 
 def _parse_fail_on(text: str) -> set[str]:
+    from .vocabulary import ALL_KINDS
+
     kinds = {k.strip() for k in text.split(",") if k.strip()}
     if "any" in kinds:
-        return set(FINDING_KINDS)
-    unknown = kinds - set(FINDING_KINDS)
+        return set(ALL_KINDS)
+    unknown = kinds - set(ALL_KINDS)
     if unknown:
         raise ValueError(
-            f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(FINDING_KINDS)}"
+            f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(ALL_KINDS)}"
         )
     return kinds
 
 
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
-    from .batch import BatchOptions, RunCache, process_runs
-    from .events import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN
+    from .batch import BatchOptions, process_runs
+    from .cache import RunCache
     from .jsonreport import document, document_text
+    from .options import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN
     from .outdir import ReportFolder, write_json_file
     from .problems import AnalyzerError
     from .report import render_index

@@ -25,7 +25,8 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from .batch import BatchOptions, RunCache, RunOutput, process_runs
+from .batch import BatchOptions, process_runs
+from .cache import RunCache, RunOutput
 from .outdir import write_atomic
 from .problems import Problem
 from .report import render_index, template_text

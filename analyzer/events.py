@@ -15,23 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blocks import ScalarBlock
+from .options import DEFAULT_READ_OPTIONS, LIGHTNING_NORM, PARAMETER_NORM, ReadOptions
 from .problems import Problem
-from .readers import READERS, TRUNCATED_END, read_file
+from .readers import read_file
+from .reduction import merge_pieces, thinned
 from .runs import SPLIT_FOLDERS, Run
-from .stats import LIGHTNING_NORM, LayerStats, merge_pieces, parameter_name, thinned
+from .stats import LayerStats
+from .store import TRUNCATED_END
+from .tags import parameter_name
 
-# The default choice of gradient tags: any tag that mentions a gradient ("grad", "gradient", "Grad").
-DEFAULT_TAG_PATTERN = r"(?i)grad"
-# The default choice of loss scalars: a tag with "loss" as a word of its own (Keras's epoch_loss and
-# batch_loss, gradaudit's probe/loss, PyTorch users' loss, Loss/train, train/loss, train_loss).
-DEFAULT_LOSS_PATTERN = r"(?i)(^|[/_. -])loss($|[/_. -])"
-# Gradient norms logged as scalars, by the conventions of the tools that write them: PyTorch
-# Lightning's grad_norm() (grad_2.0_norm_total, grad_2.0_norm/<parameter>), Hugging Face's Trainer
-# (train/grad_norm), and hand-written loops (grad_norm, grad/norm, gradient_norm, grads/<parameter>).
-_TOTAL_NORM = rf"(^|[/_. -])(grad(ient)?[_/ ]norm|{LIGHTNING_NORM}_total)$"
-_PARAMETER_NORM = rf"^({LIGHTNING_NORM}|grads)/(?P<parameter>.+)$"
-DEFAULT_NORM_PATTERN = rf"(?i){_TOTAL_NORM}|{_PARAMETER_NORM}"
-_PARAMETER_NORM_TAG = re.compile(rf"(?i){_PARAMETER_NORM}")
+_PARAMETER_NORM_TAG = re.compile(rf"(?i){PARAMETER_NORM}")
 _NORM_TYPE = re.compile(rf"(?i){LIGHTNING_NORM}")
 # A run still being written: its newest file (in each folder) ends in a partial record and changed
 # less than this long ago. A partial record that stays longer is a killed writer, and an error.
@@ -106,18 +99,11 @@ class RunData:
         return max(steps) if steps else None
 
 
-def read_run(
-    run: Run,
-    tag_pattern: str = DEFAULT_TAG_PATTERN,
-    reader: str = READERS[0],
-    loss_pattern: str = DEFAULT_LOSS_PATTERN,
-    processes: int = 1,
-    norm_pattern: str = DEFAULT_NORM_PATTERN,
-) -> RunData:
+def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
     """Read every event file of a run in name order; a later file's value for a step wins. With
-    several `processes`, a large file's byte ranges are read in parallel."""
-    selected = re.compile(tag_pattern)
-    is_loss, is_norm = re.compile(loss_pattern), re.compile(norm_pattern)
+    several processes, a large file's byte ranges are read in parallel."""
+    selected = re.compile(options.tag_pattern)
+    is_loss, is_norm = re.compile(options.loss_pattern), re.compile(options.norm_pattern)
     loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     norm_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     layers: dict[str, LayerStats] = {}
@@ -127,7 +113,7 @@ def read_run(
     model_config = None
     restarted = False
     for path in run.event_files:
-        contents = read_file(path, reader, selected.search, processes)
+        contents = read_file(path, options, selected.search)
         problems.extend(contents.problems)
         hparams.update(contents.hparams)
         model_config = model_config or contents.model_config
@@ -169,7 +155,9 @@ def parameter_norms(norms: list[NormSeries]) -> list[NormSeries]:
     return [n for n in parameters if n.norm_type == parameters[0].norm_type]
 
 
-def parameter_sizes(data: RunData, parameters: set[str], reader: str = READERS[0]) -> dict[str, int]:
+def parameter_sizes(
+    data: RunData, parameters: set[str], options: ReadOptions = DEFAULT_READ_OPTIONS
+) -> dict[str, int]:
     """The entry count of each of `parameters` (names without their writers' wrappers) that the run
     logged a weight histogram of: a second read of its files, for those tags only, and only where
     such tags exist."""
@@ -178,7 +166,7 @@ def parameter_sizes(data: RunData, parameters: set[str], reader: str = READERS[0
     if not wanted:
         return sizes
     for path in data.run.event_files:
-        for tag, layer in read_file(path, reader, wanted.__contains__).layers.items():
+        for tag, layer in read_file(path, options, wanted.__contains__, processes=1).layers.items():
             if layer.size:
                 name = parameter_name(tag)
                 sizes[name] = max(sizes.get(name, 0), layer.size)

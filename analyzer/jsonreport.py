@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from . import __version__
+from . import __version__, wording
+from .facts import shown
+from .findings import Finding
 from .pipeline import RunResult, layer_summary, model_layer_summaries
 from .problems import Problem
 
@@ -78,7 +80,7 @@ def run_document(result: RunResult) -> dict:
             "run": result.run.name,
             "path": result.run.directory,
             "verdict": result.diagnosis.verdict,
-            "reason": result.diagnosis.reason,
+            "reason": wording.run_reason(result.diagnosis, result.notes),
             "steps": [int(s) for s in stats.steps],
             "encodings": result.encodings,
             "hparams": result.hparams,
@@ -89,28 +91,32 @@ def run_document(result: RunResult) -> dict:
             "loss": _loss_document(result),
             "sparse_layers": [t for t, sparse in zip(stats.tags, stats.sparse) if sparse],
             "findings": [
-                {
-                    "kind": f.kind,
-                    "severity": f.severity,
-                    "summary": f.summary,
-                    "layers": f.layers,
-                    "steps": f.steps,
-                    "evidence": f.evidence,
-                    "threshold": f.threshold,
-                    "evidence_source": f.evidence_source,
-                    "model_layers": f.model_layers,
-                    "gated": f.gated,
-                    "remedies": [r.action for r in remedies],
-                }
+                _finding_document(result, f, remedies)
                 for f, remedies in zip(result.diagnosis.findings, result.remedies)
             ],
             "layers": [_layer_document(result, i) for i in range(len(stats.layers))],
             "architecture": _architecture_document(result),
             "other_histogram_tags": result.other_histogram_tags,
-            "notes": result.notes,
+            "notes": wording.run_notes(result.notes),
             "errors": [str(p) for p in result.problems],
         }
     )
+
+
+def _finding_document(result: RunResult, f: Finding, remedies: list) -> dict:
+    return {
+        "kind": f.kind,
+        "severity": f.severity,
+        "summary": wording.summary(f),
+        "layers": f.tags,
+        "steps": f.steps,
+        "evidence": {item.name: item.value for item in shown(f.facts)},
+        "threshold": {limit.name: limit.value for limit in wording.thresholds_of(f)},
+        "evidence_source": f.evidence_source,
+        "model_layers": result.model_layers_of(f),
+        "gated": f.gated,
+        "remedies": [r.action for r in remedies],
+    }
 
 
 def _layer_document(result: RunResult, i: int) -> dict:

@@ -1,47 +1,47 @@
-"""One run from files to diagnosis: read → statistics → trends → diagnosis → remedies."""
+"""One run from files to diagnosis: read → statistics → trends → the rules of each kind of evidence
+it holds → remedies."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .architecture import Architecture, is_weight_histogram, read_architecture
-from .diagnosis import (
-    ALL_KINDS,
-    DEFAULT_THRESHOLDS,
-    GRADIENT_HISTOGRAMS,
-    GRADIENT_NORM,
-    GRADIENT_NORMS,
-    NORM_KINDS,
-    PARAMETER_NORM_KINDS,
-    WEIGHT_HISTOGRAMS,
-    WEIGHT_KINDS,
-    Diagnosis,
-    Thresholds,
-    diagnose,
-    diagnose_norm,
-    diagnose_weights,
-    joined,
-)
+from . import facts as F
+from .architecture import Architecture, read_architecture
 from .events import (
-    DEFAULT_LOSS_PATTERN,
-    DEFAULT_NORM_PATTERN,
-    DEFAULT_TAG_PATTERN,
     LossSeries,
+    NormSeries,
     RunData,
     parameter_norm_layers,
     parameter_norms,
     parameter_sizes,
     read_run,
 )
+from .findings import Diagnosis, Finding, joined, not_judged
+from .options import DEFAULT_READ_OPTIONS, ReadOptions
 from .problems import Problem
-from .readers import READERS
 from .remedies import Remedy, remedies_for
+from .rules.gradients import diagnose
+from .rules.norms import diagnose_norm
+from .rules.weights import diagnose_weights
 from .runs import Run
-from .stats import RunStats, parameter_name, run_stats
+from .runstats import RunStats, run_stats
+from .tags import is_weight_histogram, parameter_name
+from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 from .trends import NormTrend, RunTrends, norm_trend, run_trends
+from .vocabulary import (
+    ALL_KINDS,
+    NORM_KINDS,
+    PARAMETER_NORM_KINDS,
+    WEIGHT_KINDS,
+    Evidence,
+    Kind,
+    Measure,
+    Source,
+    Verdict,
+)
 
 
 @dataclass
@@ -56,138 +56,85 @@ class RunResult:
     encodings: list[str]
     other_histogram_tags: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list = field(default_factory=list)  # facts (analyzer.facts) the wording turns into notes
     hparams: dict[str, str] = field(default_factory=dict)  # from folder names, then as logged
     losses: list[LossSeries] = field(default_factory=list)  # training and validation, never spliced
     norm: NormTrend | None = None  # the global gradient norm logged as a scalar, where it was
-    judged: tuple[str, ...] = ALL_KINDS  # the finding kinds the run's evidence can show
+    judged: tuple[Kind, ...] = ALL_KINDS  # the finding kinds the run's evidence can show
     # Per-parameter norms judged beside histograms (of the parameters they do not describe)
     norm_layers: RunStats | None = None
     norm_layer_trends: RunTrends | None = None
     norms_sized: bool = False  # per-parameter norms were divided by their sizes: their magnitudes are RMS
     architecture: Architecture | None = None  # the model's layers holding the tags
-    # What the verdict rests on: gradient histograms, per-parameter gradient norms (or both, each for
-    # its parameters), a gradient norm, or nothing.
-    evidence: str = "none"
+    evidence: Evidence = Evidence.NONE  # what the verdict rests on
+
+    def model_layers_of(self, finding: Finding) -> list[str]:
+        """The paths of the model's layers holding a finding's tags."""
+        if self.architecture is None:
+            return []
+        return [layer.path for layer in self.architecture.layers_of(finding.tags)]
+
+
+@dataclass
+class _Judged:
+    """What one kind of evidence made of a run."""
+
+    diagnosis: Diagnosis
+    judged: tuple[Kind, ...]
+    evidence: Evidence
+    stats: RunStats
+    trends: RunTrends
+    norm_layers: RunStats | None = None
+    norm_layer_trends: RunTrends | None = None
 
 
 def analyse_run(
-    run: Run,
-    tag_pattern: str = DEFAULT_TAG_PATTERN,
-    limits: Thresholds = DEFAULT_THRESHOLDS,
-    reader: str = READERS[0],
-    loss_pattern: str = DEFAULT_LOSS_PATTERN,
-    processes: int = 1,
-    norm_pattern: str = DEFAULT_NORM_PATTERN,
+    run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS, limits: Thresholds = DEFAULT_THRESHOLDS
 ) -> RunResult:
-    """`processes`: how many may read a large file's byte ranges in parallel. Gradient histograms are
-    the evidence where a run has them; a gradient norm logged as a scalar where it has only that."""
-    data, from_weights = _read_evidence(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
+    """Gradient histograms are the evidence where a run has them; per-parameter norms of the
+    parameters without histograms beside them, or alone; a global norm where it has only that;
+    weight histograms where it has no gradient evidence at all."""
+    options = replace(options, zero_spike_fit_share=limits.zero_spike_fit_share)
+    data, from_weights = _read_evidence(run, options)
     hparams = {**run.hparams, **data.hparams}
     optimizer = optimizer_of(hparams)
-    norm = norm_trend(data.norms)
-    stats = run_stats(data.layers, limits.exact_zero_resolution)
-    trends = run_trends(stats, data.losses)
-    # The evidence, richest first: gradient histograms; per-parameter norms (two or more, read as
-    # layers by the depth and growth rules) of the parameters without histograms; a global norm alone.
+    norm = norm_trend(data.norms, limits)
+    stats = run_stats(data.layers, limits)
+    trends = run_trends(stats, data.losses, limits)
     with_histograms = {parameter_name(layer.tag) for layer in data.layers}
     norms = parameter_norms(data.norms)
     beside_histograms = [n for n in norms if parameter_name(n.tag) in with_histograms]
     norms_alone = [n for n in norms if parameter_name(n.tag) not in with_histograms]
     norms_alone = norms_alone if len(norms_alone) >= 2 and not from_weights else []
-    sizes = parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, reader) if norms_alone else {}
+    sizes = (
+        parameter_sizes(data, {parameter_name(n.tag) for n in norms_alone}, options) if norms_alone else {}
+    )
     sized = all(parameter_name(n.tag) in sizes for n in norms_alone)
+
     if from_weights:
         diagnosis = diagnose_weights(stats, trends.loss, optimizer, limits)
-        judged, evidence = WEIGHT_KINDS, WEIGHT_HISTOGRAMS
+        judged = _Judged(diagnosis, WEIGHT_KINDS, Evidence.WEIGHT_HISTOGRAMS, stats, trends)
+    elif data.layers:
+        diagnosis = diagnose(stats, trends, limits)
+        judged = _Judged(diagnosis, ALL_KINDS, Evidence.GRADIENT_HISTOGRAMS, stats, trends)
+    elif not norms_alone and norm is not None:
+        diagnosis = diagnose_norm(norm, trends.loss, limits)
+        judged = _Judged(diagnosis, NORM_KINDS, Evidence.GRADIENT_NORM, stats, trends)
+    elif not norms_alone:
+        basis = F.NoGradients(data.other_histogram_tags, options.tag_pattern)
+        judged = _Judged(not_judged(basis, 0), (), Evidence.NONE, stats, trends)
     else:
-        diagnosis, judged = diagnose(stats, trends, limits), ALL_KINDS
-        evidence = GRADIENT_HISTOGRAMS if data.layers else "none"
-    norm_layers, norm_layer_trends = None, None
+        judged = _Judged(diagnose(stats, trends, limits), ALL_KINDS, Evidence.NONE, stats, trends)
     if norms_alone:
-        norm_stats = run_stats(parameter_norm_layers(norms_alone, sizes), limits.exact_zero_resolution)
-        norm_trends = run_trends(norm_stats, data.losses)
-        if sized:
-            norm_diagnosis = diagnose(norm_stats, norm_trends, limits, GRADIENT_NORMS)
-        else:
-            norm_limits = limits.for_norms()
-            norm_diagnosis = diagnose(norm_stats, norm_trends, norm_limits, GRADIENT_NORMS, "gradient norm")
-        if data.layers:
-            diagnosis = joined(diagnosis, norm_diagnosis)
-            norm_layers, norm_layer_trends = norm_stats, norm_trends
-            evidence = f"{GRADIENT_HISTOGRAMS} and {GRADIENT_NORMS}"
-        else:
-            stats, trends, diagnosis = norm_stats, norm_trends, norm_diagnosis
-            judged, evidence = PARAMETER_NORM_KINDS, GRADIENT_NORMS
-    elif not data.layers and norm is not None:
-        diagnosis, judged, evidence = diagnose_norm(norm, trends.loss, limits), NORM_KINDS, GRADIENT_NORM
-    notes = []
-    if data.restarted:
-        notes.append(
-            "the run restarted: a later event file went back to earlier steps; "
-            "for each step the later file's histogram was used"
-        )
-    for path, age in data.live.items():
-        notes.append(
-            f"still being written: read up to step {data.last_step}; {path} ends in a partial record "
-            f"(changed {age:.0f} s ago), as a writer mid-record leaves it"
-        )
-    thinned = [layer for layer in data.layers if layer.logged_steps > len(layer.steps)]
-    if thinned:
-        logged = max(layer.logged_steps for layer in thinned)
-        kept = min(len(layer.steps) for layer in thinned)
-        notes.append(
-            f"a long run: of up to {logged:,} logged steps per tag, the statistics of {kept:,} or more, "
-            "evenly spread, were kept (with every change between finite and non-finite gradients)"
-        )
-    if norms_alone:
-        how = (
-            "each norm divided by the square root of its parameter's size (from its weight histogram)"
-            if sized
-            else f"the depth rules ask {limits.norm_size_decades:g} decade more of norms, which carry "
-            "their layers' sizes (the run logs no sizes)"
-        )
-        said = (
-            f"per-parameter gradient norms of {len(norms_alone)} parameters without gradient histograms "
-            f"judged for vanishing and exploding beside the histograms ({how})"
-            if data.layers
-            else f"from per-parameter gradient norms, judged for vanishing and exploding (norms show no "
-            f"dead units; {how})"
-        )
-        if data.layers:
-            notes.append(said)
-        elif diagnosis.verdict == "healthy":
-            diagnosis.reason += f"; {said}"
-    if beside_histograms:
-        notes.append(
-            f"gradient norms of {len(beside_histograms)} parameters were logged beside their "
-            "histograms; the histograms were used for them"
-        )
-    if from_weights:
-        notes.append(
-            "no gradient histograms: the verdict reads the weights, whose changes are symptoms of the "
-            "gradients, not measurements of them; optimizer: "
-            + (optimizer or "not logged (under Adam or RMSprop, small gradients still move weights)")
-        )
-    elif data.layers and norm is not None:
-        notes.append(f"a gradient norm was logged too ({norm.series}); the verdict rests on the histograms")
-    if not data.layers and norm is None:
-        diagnosis.reason = _no_gradients_reason(data.other_histogram_tags, tag_pattern)
-        judged = ()
-    measured = [stats] + ([norm_layers] if norm_layers is not None else [])
-    # Sizes from histogram counts; norms have a size only where weight histograms gave it.
-    counted = [m for m in measured if sized or (m is stats and evidence != GRADIENT_NORMS)]
-    architecture = read_architecture(
-        data.model_config,
-        [tag for m in measured for tag in m.tags],
-        {layer.tag: layer.size for m in counted for layer in m.layers},
-    )
-    for finding in diagnosis.findings:
-        finding.model_layers = [layer.path for layer in architecture.layers_of(finding.layers)]
+        judged = _with_parameter_norms(judged, norms_alone, sizes, sized, data, limits)
+
+    notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
+    architecture = _architecture(data, judged, sized)
+    diagnosis = judged.diagnosis
     return RunResult(
         run=run,
-        stats=stats,
-        trends=trends,
+        stats=judged.stats,
+        trends=judged.trends,
         diagnosis=diagnosis,
         remedies=[remedies_for(f, architecture) for f in diagnosis.findings],
         encodings=sorted({e for layer in data.layers for e in layer.encodings}),
@@ -197,26 +144,93 @@ def analyse_run(
         hparams=hparams,
         losses=data.losses,
         norm=norm,
-        judged=judged,
-        evidence=evidence,
-        norm_layers=norm_layers,
-        norm_layer_trends=norm_layer_trends,
+        judged=judged.judged,
+        evidence=judged.evidence,
+        norm_layers=judged.norm_layers,
+        norm_layer_trends=judged.norm_layer_trends,
         norms_sized=bool(norms_alone) and sized,
         architecture=architecture,
     )
 
 
-def _read_evidence(
-    run: Run, tag_pattern: str, reader: str, loss_pattern: str, processes: int, norm_pattern: str
-) -> tuple[RunData, bool]:
+def _with_parameter_norms(
+    judged: _Judged,
+    norms: list[NormSeries],
+    sizes: dict[str, int],
+    sized: bool,
+    data: RunData,
+    limits: Thresholds,
+) -> _Judged:
+    """Per-parameter norms (two or more) read as layers by the depth and growth rules: beside the
+    histograms, of the parameters these do not describe, or as the run's only evidence. Norms not
+    divided by their sizes carry them: the depth rules ask more of them."""
+    stats = run_stats(parameter_norm_layers(norms, sizes), limits)
+    trends = run_trends(stats, data.losses, limits)
+    if sized:
+        diagnosis = diagnose(stats, trends, limits, Source.PARAMETER_NORMS)
+    else:
+        diagnosis = diagnose(stats, trends, limits.for_norms(), Source.PARAMETER_NORMS, Measure.NORM)
+    if data.layers:
+        both = joined(judged.diagnosis, diagnosis)
+        return _Judged(
+            both, judged.judged, Evidence.HISTOGRAMS_AND_NORMS, judged.stats, judged.trends, stats, trends
+        )
+    return _Judged(diagnosis, PARAMETER_NORM_KINDS, Evidence.PARAMETER_NORMS, stats, trends)
+
+
+def _notes(
+    data: RunData,
+    norm: NormTrend | None,
+    beside_histograms: list[NormSeries],
+    norms_alone: list[NormSeries],
+    sized: bool,
+    from_weights: bool,
+    optimizer: str | None,
+    limits: Thresholds,
+) -> list:
+    notes: list = []
+    if data.restarted:
+        notes.append(F.Restarted())
+    for path, age in data.live.items():
+        notes.append(F.StillWritten(path, age, data.last_step))
+    thinned = [layer for layer in data.layers if layer.logged_steps > len(layer.steps)]
+    if thinned:
+        logged = max(layer.logged_steps for layer in thinned)
+        notes.append(F.Thinned(logged, min(len(layer.steps) for layer in thinned)))
+    if norms_alone:
+        notes.append(F.NormsJudged(len(norms_alone), sized, limits.norm_size_decades, bool(data.layers)))
+    if beside_histograms:
+        notes.append(F.NormsBesideHistograms(len(beside_histograms)))
+    if from_weights:
+        notes.append(F.FromWeights(optimizer))
+    elif data.layers and norm is not None:
+        notes.append(F.GlobalNormBeside(norm.series))
+    return notes
+
+
+def _architecture(data: RunData, judged: _Judged, sized: bool) -> Architecture:
+    """The model's layers holding the run's tags, with their sizes from histogram counts (norms have
+    a size only where weight histograms gave it)."""
+    measured = [judged.stats] + ([judged.norm_layers] if judged.norm_layers is not None else [])
+    counted = [
+        m for m in measured if sized or (m is judged.stats and judged.evidence != Evidence.PARAMETER_NORMS)
+    ]
+    return read_architecture(
+        data.model_config,
+        [tag for m in measured for tag in m.tags],
+        {layer.tag: layer.size for m in counted for layer in m.layers},
+    )
+
+
+def _read_evidence(run: Run, options: ReadOptions) -> tuple[RunData, bool]:
     """The run's files, and whether its histograms are weights. A run with no gradient evidence but
     weight histograms (Keras's TensorBoard(histogram_freq=1)) is read again for those. Weights, chosen
     here or by --tags, are judged by the weight rules; beside gradients (--tags matching both), the
     gradients are the evidence and the weights are listed as other tags."""
-    data = read_run(run, tag_pattern, reader, loss_pattern, processes, norm_pattern)
+    data = read_run(run, options)
     weight_tags = [tag for tag in data.other_histogram_tags if is_weight_histogram(tag)]
     if not data.layers and not data.norms and weight_tags:
-        data = read_run(run, _exactly(weight_tags), reader, loss_pattern, processes, norm_pattern)
+        data = read_run(run, replace(options, tag_pattern=_exactly(weight_tags)))
     weights = [layer for layer in data.layers if is_weight_histogram(layer.tag)]
     from_weights = bool(weights) and len(weights) == len(data.layers)
     if weights and not from_weights:
@@ -278,18 +292,18 @@ class ModelLayerSummary:
     activation: str
     parameters: int | None
     tags: list[str]
-    verdict: str  # the kind of the worst verdict-setting finding holding one of its tags, or healthy
+    verdict: Verdict  # the kind of the worst verdict-setting finding holding one of its tags, or healthy
 
 
 def model_layer_summaries(result: RunResult) -> list[ModelLayerSummary]:
     if result.architecture is None:
         return []
-    counting = [f for f in result.diagnosis.findings if not f.gated]
-    judged = result.diagnosis.verdict != "insufficient_data"
+    counting = result.diagnosis.counting
+    judged = result.diagnosis.verdict.judged
     out = []
     for layer in result.architecture.layers:
-        hit = next((f.kind for f in counting if set(f.layers) & set(layer.tags)), None)
-        verdict = hit or ("healthy" if judged else "insufficient_data")
+        hit = next((f.kind for f in counting if set(f.tags) & set(layer.tags)), None)
+        verdict = Verdict(hit) if hit else (Verdict.HEALTHY if judged else Verdict.INSUFFICIENT_DATA)
         out.append(
             ModelLayerSummary(
                 layer.name,
@@ -314,13 +328,3 @@ def optimizer_of(hparams: dict[str, str]) -> str | None:
 
 def _exactly(tags: list[str]) -> str:
     return "^(?:" + "|".join(re.escape(tag) for tag in tags) + ")$"
-
-
-def _no_gradients_reason(other_tags: list[str], tag_pattern: str) -> str:
-    if not other_tags:
-        return "no histograms and no gradient-norm scalars in this run's event files"
-    shown = ", ".join(other_tags[:5]) + (f" and {len(other_tags) - 5} more" if len(other_tags) > 5 else "")
-    return (
-        f"no gradient histograms (no tag matches {tag_pattern!r}); histogram tags found: {shown}; "
-        "pass --tags REGEX to analyse them"
-    )

@@ -12,7 +12,9 @@ from .architecture import (
     Architecture,
     ModelLayer,
 )
-from .diagnosis import Finding
+from .facts import shown
+from .findings import Finding
+from .vocabulary import Kind
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,8 @@ def remedies_for(finding: Finding, model: Architecture | None = None) -> list[Re
 
 
 def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
-    decades = _finite(finding.evidence.get("median_depth_log10_ratio"))
-    per_layer = _finite(finding.evidence.get("decades_per_layer"))
+    decades = _finite(_fact(finding, "median_depth_log10_ratio"))
+    per_layer = _finite(_fact(finding, "decades_per_layer"))
     loss = (
         f"{-decades:.1f} decades between first and last layer"
         if decades is not None
@@ -97,9 +99,7 @@ def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
 
 
 def _exploding(finding: Finding, model: Architecture) -> list[Remedy]:
-    norm = _finite(finding.evidence.get("early_global_norm")) or _finite(
-        finding.evidence.get("last_finite_global_norm")
-    )
+    norm = _finite(_fact(finding, "early_global_norm")) or _finite(_fact(finding, "last_finite_global_norm"))
     clip = _suggested_clip_norm(norm)
     clip_text = f"clipnorm={clip:g}" if clip else "a global-norm clip near the healthy early norm"
     out = [
@@ -139,15 +139,15 @@ def _exploding(finding: Finding, model: Architecture) -> list[Remedy]:
 
 
 def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
-    share = _finite(finding.evidence.get("worst_zero_share"))
-    how = "an estimated" if finding.evidence.get("zero_share_estimated") else ""
+    share = _finite(_fact(finding, "worst_zero_share"))
+    how = "an estimated" if _fact(finding, "zero_share_estimated") else ""
     if share is None:
         zeros = "many gradient entries are zero"
     elif how:
         zeros = f"an estimated {share:.0%} of the gradient entries are zero"
     else:
         zeros = f"{share:.0%} of the gradient entries are exactly zero"
-    affected = model.layers_of(finding.layers)
+    affected = model.layers_of(finding.tags)
     dying = [layer for layer in affected if layer.activation in DYING]
     out = []
     if not affected or not model.known:
@@ -190,6 +190,11 @@ def _named(layers: list[ModelLayer]) -> str:
     return f"{names[0]} … {names[-1]} ({len(names)} layers)"
 
 
+def _fact(finding: Finding, name: str):
+    """A value of the finding's evidence as shown (rounded), None where its rule measures no such thing."""
+    return next((item.value for item in shown(finding.facts) if item.name == name), None)
+
+
 def _finite(value: object) -> float | None:
     """A number fit to print: evidence may hold NaN or infinities (a run that blew up)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -205,4 +210,4 @@ def _suggested_clip_norm(norm: object) -> float | None:
     return math.ceil(norm / 10**exponent) * 10**exponent
 
 
-_BY_KIND = {"vanishing": _vanishing, "exploding": _exploding, "dead_units": _dead_units}
+_BY_KIND = {Kind.VANISHING: _vanishing, Kind.EXPLODING: _exploding, Kind.DEAD_UNITS: _dead_units}

@@ -7,14 +7,15 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from .diagnosis import ALL_KINDS, SEVERITY_RANK, triage_rank
+from .vocabulary import Severity, Verdict, triage_rank
+from .wording import judged_words
 
 _COLOUR = {
-    "exploding": "31",
-    "vanishing": "35",
-    "dead_units": "33",
-    "insufficient_data": "2",
-    "healthy": "32",
+    Verdict.EXPLODING: "31",
+    Verdict.VANISHING: "35",
+    Verdict.DEAD_UNITS: "33",
+    Verdict.INSUFFICIENT_DATA: "2",
+    Verdict.HEALTHY: "32",
 }
 
 
@@ -23,7 +24,7 @@ def worst_first(documents: list[dict]) -> list[dict]:
 
     def rank(doc: dict) -> tuple:
         ranked = [f["severity"] for f in doc["findings"] if not f["gated"]]
-        worst = max(ranked, key=SEVERITY_RANK.__getitem__, default=None)
+        worst = max(ranked, key=lambda s: Severity(s).rank, default=None)
         return (*triage_rank(doc["verdict"], worst), doc["run"])
 
     return sorted(documents, key=rank)
@@ -40,7 +41,7 @@ def verdict_line(doc: dict, colour: bool) -> str:
         verdict = f"\033[{_COLOUR.get(doc['verdict'], '0')}m{verdict}\033[0m"
     problems = f"  [{len(doc['errors'])} read problem(s)]" if doc["errors"] else ""
     judged = doc.get("judged") or []
-    only = f" ({' and '.join(judged)} only)" if judged and not set(ALL_KINDS) <= set(judged) else ""
+    only = f" ({judged_words(judged)})" if judged and judged_words(judged) else ""
     return f"{verdict}{only}  {doc['run']}  — {doc['reason']}{problems}"
 
 
@@ -53,7 +54,7 @@ def tripped(documents: list[dict], fail_on: set[str]) -> list[dict]:
 
 def judged_nothing(documents: list[dict]) -> bool:
     """No run had gradient evidence to judge: a gate that passed would have passed on nothing."""
-    return all(d["verdict"] == "insufficient_data" for d in documents)
+    return all(d["verdict"] == Verdict.INSUFFICIENT_DATA for d in documents)
 
 
 def file_link(index: str) -> str:

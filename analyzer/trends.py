@@ -15,14 +15,13 @@ from functools import lru_cache
 import numpy as np
 
 from .events import LossSeries, NormSeries
-from .stats import RunStats
+from .runstats import RunStats
+from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
-CONFIDENCE = 0.95
-MIN_POINTS_FOR_FIT = 3
 # Theil–Sen costs n² pair slopes: above this many logged steps, fit the medians of this many bins of
 # consecutive steps instead (robust still, and the interval is honest for the binned points).
 MAX_POINTS_FOR_FIT = 100
-_Z = 1.959963984540054  # standard normal quantile at 0.975
+_Z_95 = 1.959963984540054  # standard normal quantile at 0.975
 
 
 @dataclass
@@ -58,9 +57,9 @@ class LossTrend:
     points (decades per 1,000 of its own steps, 95 % interval), and its change over the whole run."""
 
     series: str  # which loss series: its folder and tag
-    later_half: TimeTrend | None  # None with fewer than MIN_POINTS_FOR_FIT positive finite points
+    later_half: TimeTrend | None  # None with too few positive finite points to fit
     first: float  # the loss at its first logged point
-    last: float  # the median of its last quarter of points
+    last: float  # the median of its last points (Thresholds.loss_end_share of them)
     nonfinite_points: int  # NaN/Inf values logged
     points: int
 
@@ -81,11 +80,7 @@ class NormTrend:
     steps: np.ndarray  # int64 [S]
     values: np.ndarray  # float64 [S], NaN/Inf as logged
     trend: TimeTrend | None  # Theil–Sen over its positive finite points
-    spikes: int  # points more than SPIKE_DECADES above the median of the SPIKE_WINDOW before them
-
-
-SPIKE_DECADES = 1.0
-SPIKE_WINDOW = 10
+    spikes: int  # points more than Thresholds.spike_decades above the median of the spike_window before them
 
 
 def global_norm_series(norms: list[NormSeries]) -> tuple[str, np.ndarray, np.ndarray] | None:
@@ -109,19 +104,20 @@ def global_norm_series(norms: list[NormSeries]) -> tuple[str, np.ndarray, np.nda
     return f"the {len(parameters)} per-parameter norms combined", steps, np.sqrt(squares)
 
 
-def norm_trend(norms: list[NormSeries]) -> NormTrend | None:
+def norm_trend(norms: list[NormSeries], limits: Thresholds = DEFAULT_THRESHOLDS) -> NormTrend | None:
     found = global_norm_series(norms)
     if found is None:
         return None
     name, steps, values = found
     log_norm = log10_positive(values)
+    window = limits.spike_window
     spikes = 0
-    for i in range(SPIKE_WINDOW, len(values)):
-        before = log_norm[i - SPIKE_WINDOW : i]
+    for i in range(window, len(values)):
+        before = log_norm[i - window : i]
         before = before[np.isfinite(before)]
-        if before.size and log_norm[i] > np.median(before) + SPIKE_DECADES:
+        if before.size and log_norm[i] > np.median(before) + limits.spike_decades:
             spikes += 1
-    return NormTrend(name, steps, values, theil_sen(steps, log_norm), spikes)
+    return NormTrend(name, steps, values, theil_sen(steps, log_norm, limits), spikes)
 
 
 @dataclass
@@ -139,11 +135,15 @@ def log10_positive(values: np.ndarray) -> np.ndarray:
         return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
 
 
-def theil_sen(steps: np.ndarray, log10_values: np.ndarray) -> TimeTrend | None:
-    return theil_sen_rows(steps, np.atleast_2d(log10_values))[0]
+def theil_sen(
+    steps: np.ndarray, log10_values: np.ndarray, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> TimeTrend | None:
+    return theil_sen_rows(steps, np.atleast_2d(log10_values), limits)[0]
 
 
-def theil_sen_rows(steps: np.ndarray, log10_rows: np.ndarray) -> list[TimeTrend | None]:
+def theil_sen_rows(
+    steps: np.ndarray, log10_rows: np.ndarray, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> list[TimeTrend | None]:
     """Theil–Sen fit of every row of `log10_rows` [R, T] against steps [T]; NaN points are left out.
 
     Slopes of all point pairs (x in thousands of steps), their median, and Sen's (1968) interval:
@@ -154,7 +154,8 @@ def theil_sen_rows(steps: np.ndarray, log10_rows: np.ndarray) -> list[TimeTrend 
     if x.size > MAX_POINTS_FOR_FIT:
         x, rows = _bin_medians(x, rows, MAX_POINTS_FOR_FIT)
     out: list[TimeTrend | None] = [None] * rows.shape[0]
-    if x.size < MIN_POINTS_FOR_FIT:
+    min_points, z = limits.min_points_for_fit, _z(limits.confidence)
+    if x.size < min_points:
         return out
     i, j = np.triu_indices(x.size, k=1)
     dx = x[j] - x[i]
@@ -165,11 +166,13 @@ def theil_sen_rows(steps: np.ndarray, log10_rows: np.ndarray) -> list[TimeTrend 
         # order statistics (the same n, pair count and σ), so those rows are fitted in one pass.
         together = finite.all(axis=1)
         together[together] = (np.diff(np.sort(rows[together], axis=1), axis=1) != 0).all(axis=1)
-        for r, trend in zip(np.flatnonzero(together), _theil_sen_complete_rows(x, rows[together], i, j, dx)):
+        for r, trend in zip(
+            np.flatnonzero(together), _theil_sen_complete_rows(x, rows[together], i, j, dx, z)
+        ):
             out[r] = trend
     # At most ~2M pair slopes at a time, so a run with thousands of tags stays small in memory.
     chunk = max(1, 2_000_000 // max(1, i.size))
-    rest = np.flatnonzero(~together & (finite.sum(axis=1) >= MIN_POINTS_FOR_FIT))
+    rest = np.flatnonzero(~together & (finite.sum(axis=1) >= min_points))
     for start in range(0, rest.size, chunk):
         block = rest[start : start + chunk]
         with np.errstate(invalid="ignore"):
@@ -177,16 +180,16 @@ def theil_sen_rows(steps: np.ndarray, log10_rows: np.ndarray) -> list[TimeTrend 
         valid = np.isfinite(slopes).sum(axis=1)
         for k in np.flatnonzero(valid > 0):
             r = block[k]
-            out[r] = _theil_sen_row(x, rows[r], finite[r], slopes[k], int(valid[k]))
+            out[r] = _theil_sen_row(x, rows[r], finite[r], slopes[k], int(valid[k]), z)
     return out
 
 
 def _theil_sen_complete_rows(
-    x: np.ndarray, rows: np.ndarray, i: np.ndarray, j: np.ndarray, dx: np.ndarray
+    x: np.ndarray, rows: np.ndarray, i: np.ndarray, j: np.ndarray, dx: np.ndarray, z: float
 ) -> list[TimeTrend]:
     """_theil_sen_row for rows with every point finite and no ties in y, vectorised over the rows."""
     n, pairs = x.size, i.size
-    lower, upper, middle = _order_statistics(pairs, math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0))
+    lower, upper, middle = _order_statistics(pairs, math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0), z)
     out: list[TimeTrend] = []
     chunk = max(1, 2_000_000 // max(1, pairs))
     for start in range(0, rows.shape[0], chunk):
@@ -204,10 +207,10 @@ def _theil_sen_complete_rows(
     return out
 
 
-def _order_statistics(pairs: int, sigma: float) -> tuple[int, int, list[int]]:
+def _order_statistics(pairs: int, sigma: float, z: float) -> tuple[int, int, list[int]]:
     """Positions in the sorted pair slopes of the interval's ends and of the median (Sen 1968)."""
-    upper = min(int(np.round((pairs + _Z * sigma) / 2.0)), pairs - 1)
-    lower = max(int(np.round((pairs - _Z * sigma) / 2.0)) - 1, 0)
+    upper = min(int(np.round((pairs + z * sigma) / 2.0)), pairs - 1)
+    lower = max(int(np.round((pairs - z * sigma) / 2.0)) - 1, 0)
     return lower, upper, sorted({(pairs - 1) // 2, pairs // 2})
 
 
@@ -234,7 +237,7 @@ def _nanmedian_last_axis(a: np.ndarray) -> np.ndarray:
 
 
 def _theil_sen_row(
-    x: np.ndarray, y: np.ndarray, finite: np.ndarray, slopes: np.ndarray, nt: int
+    x: np.ndarray, y: np.ndarray, finite: np.ndarray, slopes: np.ndarray, nt: int, z: float
 ) -> TimeTrend:
     xs, ys = x[finite], y[finite]
     n = xs.size
@@ -243,7 +246,7 @@ def _theil_sen_row(
     sigma = math.sqrt(
         (n * (n - 1) * (2 * n + 5) - float((y_ties * (y_ties - 1) * (2 * y_ties + 5)).sum())) / 18.0
     )
-    lower, upper, middle = _order_statistics(nt, sigma)
+    lower, upper, middle = _order_statistics(nt, sigma, z)
     kth = sorted({lower, upper, *middle})
     ordered = np.partition(np.where(np.isfinite(slopes), slopes, np.inf), kth)
     slope = float(ordered[middle].mean())
@@ -260,11 +263,15 @@ def _r2(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> float:
     return 1.0 - float(((y - (intercept + slope * x)) ** 2).sum()) / total
 
 
-def fit_depth(step: int, depth: np.ndarray, log10_rms: np.ndarray) -> DepthFit | None:
-    return fit_depth_columns(np.array([step]), depth, log10_rms[:, None])[0]
+def fit_depth(
+    step: int, depth: np.ndarray, log10_rms: np.ndarray, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> DepthFit | None:
+    return fit_depth_columns(np.array([step]), depth, log10_rms[:, None], limits)[0]
 
 
-def fit_depth_columns(steps: np.ndarray, depth: np.ndarray, log10_rms: np.ndarray) -> list[DepthFit | None]:
+def fit_depth_columns(
+    steps: np.ndarray, depth: np.ndarray, log10_rms: np.ndarray, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> list[DepthFit | None]:
     """Least squares of each column of `log10_rms` [D, T] against `depth` [D], NaN points left out."""
     w = np.isfinite(log10_rms)
     y = np.where(w, log10_rms, 0.0)
@@ -280,10 +287,10 @@ def fit_depth_columns(steps: np.ndarray, depth: np.ndarray, log10_rms: np.ndarra
         stderr = np.sqrt(residual / (n - 2) / sxx)
     fits: list[DepthFit | None] = []
     for t, step in enumerate(steps):
-        if n[t] < MIN_POINTS_FOR_FIT or not sxx[t] > 0:
+        if n[t] < limits.min_points_for_fit or not sxx[t] > 0:
             fits.append(None)
             continue
-        half = student_t_quantile(0.5 + CONFIDENCE / 2, int(n[t]) - 2) * stderr[t]
+        half = student_t_quantile(0.5 + limits.confidence / 2, int(n[t]) - 2) * stderr[t]
         fits.append(
             DepthFit(
                 int(step),
@@ -306,7 +313,7 @@ def student_t_quantile(p: float, df: int) -> float:
         return math.tan(math.pi * (p - 0.5))
     if df == 2:
         return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    z = _Z if p == 0.975 else _normal_quantile(p)
+    z = _z(2 * p - 1)
     t = z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
     log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
 
@@ -320,6 +327,12 @@ def student_t_quantile(p: float, df: int) -> float:
         cdf = 0.5 + float((weights * density(grid)).sum()) * t / 6000
         t -= (cdf - p) / float(density(np.array(t)))
     return t
+
+
+@lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    """The standard normal quantile that bounds a two-sided interval at `confidence`."""
+    return _Z_95 if confidence == 0.95 else _normal_quantile(0.5 + confidence / 2)
 
 
 def _normal_quantile(p: float) -> float:
@@ -344,29 +357,31 @@ def training_loss(losses: list[LossSeries]) -> LossSeries | None:
     return max(training, key=lambda s: int(np.isfinite(s.values).sum()))
 
 
-def loss_trend(series: LossSeries | None) -> LossTrend | None:
+def loss_trend(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> LossTrend | None:
     if series is None:
         return None
     finite = np.isfinite(series.values)
     steps, values = series.steps[finite], series.values[finite]
     if not len(values):
         return LossTrend(series.name, None, float("nan"), float("nan"), int((~finite).sum()), 0)
-    later = slice(len(values) // 2, None)
-    later_half = theil_sen(steps[later], log10_positive(values[later]))
-    last = float(np.median(values[-max(1, len(values) // 4) :]))
+    later = slice(int(len(values) * limits.loss_later_from), None)
+    later_half = theil_sen(steps[later], log10_positive(values[later]), limits)
+    last = float(np.median(values[-max(1, int(len(values) * limits.loss_end_share)) :]))
     return LossTrend(series.name, later_half, float(values[0]), last, int((~finite).sum()), len(values))
 
 
-def run_trends(stats: RunStats, losses: list[LossSeries] | None = None) -> RunTrends:
+def run_trends(
+    stats: RunStats, losses: list[LossSeries] | None = None, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> RunTrends:
     log_rms = log10_positive(stats.rms)
-    layer_trends = theil_sen_rows(stats.steps, log_rms) if len(stats.layers) else []
+    layer_trends = theil_sen_rows(stats.steps, log_rms, limits) if len(stats.layers) else []
     with np.errstate(invalid="ignore", over="ignore"):
         squares = np.where(np.isfinite(stats.rms), stats.rms**2 * stats.count, np.nan)
         norm = np.sqrt(np.nansum(squares, axis=0)) if len(stats.layers) else np.zeros(len(stats.steps))
     norm[(stats.nonfinite | stats.missing).any(axis=0)] = np.nan  # a norm of what is left is no norm
     if len(stats.layers):
         norm[np.isnan(squares).all(axis=0)] = np.nan
-    global_trend = theil_sen(stats.steps, log10_positive(norm))
+    global_trend = theil_sen(stats.steps, log10_positive(norm), limits)
 
     depth_log = log_rms[stats.depth_layers]
     ratio = np.full(len(stats.steps), np.nan)
@@ -377,5 +392,7 @@ def run_trends(stats: RunStats, losses: list[LossSeries] | None = None) -> RunTr
         last = depth_log.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
         columns = np.arange(len(stats.steps))
         ratio = np.where(has_two, depth_log[first, columns] - depth_log[last, columns], np.nan)
-    fits = fit_depth_columns(stats.steps, np.arange(len(stats.depth_layers)), depth_log)
-    return RunTrends(layer_trends, norm, global_trend, ratio, fits, loss_trend(training_loss(losses or [])))
+    fits = fit_depth_columns(stats.steps, np.arange(len(stats.depth_layers)), depth_log, limits)
+    return RunTrends(
+        layer_trends, norm, global_trend, ratio, fits, loss_trend(training_loss(losses or []), limits)
+    )

@@ -134,11 +134,11 @@ def binning_ns_per_entry(entries: int = 25_000_000) -> float:
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from analyzer.callback import _Binning, bucket_limits
+    from analyzer.binning import Binning, bucket_limits
 
     gradient = (np.random.default_rng(0).standard_normal(entries) * 1e-3).astype(np.float32)
     start = time.perf_counter()
-    list(_Binning(bucket_limits()).histograms([gradient]))
+    list(Binning(bucket_limits()).histograms([gradient]))
     return (time.perf_counter() - start) / entries * 1e9
 
 

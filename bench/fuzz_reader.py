@@ -25,11 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 with atheris.instrument_imports():
-    from analyzer.diagnosis import diagnose
     from analyzer.events import read_run
+    from analyzer.options import ReadOptions
     from analyzer.records import masked_crc32c
+    from analyzer.rules.gradients import diagnose
     from analyzer.runs import Run
-    from analyzer.stats import run_stats
+    from analyzer.runstats import run_stats
+    from analyzer.thresholds import DEFAULT_THRESHOLDS
     from analyzer.trends import run_trends
 
 RUN_DIR = Path(
@@ -42,9 +44,9 @@ RUN = Run("fuzz", str(RUN_DIR), [str(EVENT_FILE)])
 def analyse(data: bytes) -> None:
     EVENT_FILE.write_bytes(data[1:] if not data or data[0] % 2 == 0 else _framed(data[1:]))
     for reader in ("streaming", "tensorboard"):
-        run_data = read_run(RUN, tag_pattern=".", reader=reader)
+        run_data = read_run(RUN, ReadOptions(tag_pattern=".", reader=reader))
         stats = run_stats(run_data.layers)
-        diagnose(stats, run_trends(stats))
+        diagnose(stats, run_trends(stats), DEFAULT_THRESHOLDS)
 
 
 def _framed(payloads: bytes) -> bytes:

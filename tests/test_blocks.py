@@ -6,7 +6,8 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
 from analyzer.blocks import HistogramBlock, LegacyHistograms
-from analyzer.stats import abs_quantiles, layer_stats
+from analyzer.reduction import layer_stats
+from analyzer.stats import abs_quantiles
 
 
 def _histogram(limits, counts, low, high):

@@ -10,7 +10,8 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from analyzer.callback import LOSS_TAG, GradientHistograms, _Binning, bucket_limits  # noqa: E402
+from analyzer.binning import Binning, bucket_limits  # noqa: E402
+from analyzer.callback import LOSS_TAG, GradientHistograms  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
 
@@ -378,8 +379,8 @@ def test_float32_buckets_by_table_are_the_buckets_binary_search_gives(buckets_pe
         ]
     )
     values = values[np.isfinite(values)]
-    binning = _Binning(limits)  # more values than a chunk: arrays made for the call
-    by_chunk = _Binning(limits, chunk_entries=values.size)  # the arrays it keeps and reuses
+    binning = Binning(limits)  # more values than a chunk: arrays made for the call
+    by_chunk = Binning(limits, chunk_entries=values.size)  # the arrays it keeps and reuses
     for signed in (values, -values):
         expected = np.searchsorted(limits, signed.astype(np.float64), side="right")
         np.testing.assert_array_equal(binning.bucket_index(signed), expected)
@@ -493,7 +494,7 @@ def test_gradients_binned_together_get_the_histograms_each_would_get_alone():
         rng.normal(size=(2, 2)).astype(np.float32),
     ]
     for chunk_entries in (1, 64, 600, 1 << 20):
-        histograms = list(_Binning(limits, chunk_entries).histograms(gradients))
+        histograms = list(Binning(limits, chunk_entries).histograms(gradients))
         assert len(histograms) == len(gradients)
         for histogram, gradient in zip(histograms, gradients):
             values = gradient.astype(np.float64).ravel()

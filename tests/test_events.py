@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, SAMPLE_LOGS, left_long_ago, raw_histograms
 
 from analyzer.events import read_run
+from analyzer.options import ReadOptions
 from analyzer.runs import find_runs
 from analyzer.stats import abs_quantiles
 
@@ -115,7 +116,7 @@ def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request
         data = read_run(run)
         assert data.layers == [] and data.problems == []
         assert any(t.endswith("kernel_0/histogram") for t in data.other_histogram_tags)
-        weights = read_run(run, tag_pattern=r"kernel_0/histogram")
+        weights = read_run(run, ReadOptions(tag_pattern=r"kernel_0/histogram"))
         assert len(weights.layers) == 2 and all(len(layer.steps) >= 10 for layer in weights.layers)
 
 
@@ -168,16 +169,19 @@ def test_streaming_reader_matches_event_accumulator_on_every_corpus(make_run, rn
     assert len(runs) >= 13
     for run in runs:
         for pattern in (r"(?i)grad", r"."):
-            _assert_same_run_data(read_run(run, pattern, "streaming"), read_run(run, pattern, "tensorboard"))
+            _assert_same_run_data(
+                read_run(run, ReadOptions(pattern, reader="streaming")),
+                read_run(run, ReadOptions(pattern, reader="tensorboard")),
+            )
 
 
 def test_damage_in_the_middle_is_reported_by_both_readers(make_run, rng, tmp_path):
     _, truncated, bad_crc = _damaged_copies(make_run, rng, tmp_path)
     for reader in ("streaming", "tensorboard"):
-        data = read_run(_only_run(bad_crc), reader=reader)
+        data = read_run(_only_run(bad_crc), ReadOptions(reader=reader))
         assert len(data.problems) == 1 and "CRC" in data.problems[0].message
         assert 0 < len(data.layers[0].steps) < 6
-        assert "truncated" in read_run(_only_run(truncated), reader=reader).problems[0].message
+        assert "truncated" in read_run(_only_run(truncated), ReadOptions(reader=reader)).problems[0].message
 
 
 def _two_file_run(run_dir):
@@ -193,6 +197,7 @@ def _two_file_run(run_dir):
 
 
 def test_a_run_still_being_written_is_noted_quietly_and_a_cut_older_file_is_an_error(tmp_path):
+    from analyzer import wording
     from analyzer.pipeline import analyse_run
 
     # The newest file cut mid-record, as a live writer leaves it between flushes.
@@ -201,7 +206,7 @@ def test_a_run_still_being_written_is_noted_quietly_and_a_cut_older_file_is_an_e
     data = read_run(_only_run(tmp_path / "live"))
     assert data.problems == []
     assert list(data.live) == [str(newest)] and data.last_step == 8
-    [note] = analyse_run(_only_run(tmp_path / "live")).notes
+    [note] = wording.run_notes(analyse_run(_only_run(tmp_path / "live")).notes)
     assert note.startswith("still being written: read up to step 8;") and str(newest) in note
     # The same cut, left for an hour: a killed writer, and an error.
     left_long_ago(newest)

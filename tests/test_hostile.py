@@ -17,6 +17,7 @@ from conftest import REPO, SAMPLE_LOGS
 
 from analyzer.cli import ERROR, OK, main
 from analyzer.events import read_run
+from analyzer.options import ReadOptions
 from analyzer.runs import find_runs
 
 
@@ -124,7 +125,7 @@ def test_a_valid_record_that_is_not_an_event_is_reported(tmp_path):
     )
     (run / "events.out.tfevents.9999999999.bad").write_bytes(record)
     for reader in ("streaming", "tensorboard"):
-        data = read_run(find_runs([str(run)]).runs[0], reader=reader)
+        data = read_run(find_runs([str(run)]).runs[0], ReadOptions(reader=reader))
         assert len(data.layers) == 8
         assert len(data.problems) == 1 and "unreadable record" in data.problems[0].message
 
@@ -253,7 +254,7 @@ def test_duplicate_steps_in_one_file_keep_the_last(tmp_path):
     ]
     write_events(tmp_path / "logs" / "dup", events)
     for reader in ("streaming", "tensorboard"):
-        data = read_run(find_runs([str(tmp_path / "logs")]).runs[0], reader=reader)
+        data = read_run(find_runs([str(tmp_path / "logs")]).runs[0], ReadOptions(reader=reader))
         layer = data.layers[0]  # the second step-5 event: sum of squares 4 over one entry
         assert list(layer.steps) == [5, 6] and list(layer.rms) == [2.0, 2.0] and layer.rms_exact.all()
 

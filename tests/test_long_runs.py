@@ -7,12 +7,13 @@ import re
 import numpy as np
 from test_hostile import legacy_event, tf2_event, write_events
 
-from analyzer import readers
+from analyzer import readers, store, wording
 from analyzer.events import read_run
+from analyzer.options import ReadOptions
 from analyzer.pipeline import analyse_run
 from analyzer.records import first_record_at_or_after
+from analyzer.reduction import KEPT_STEPS
 from analyzer.runs import find_runs
-from analyzer.stats import KEPT_STEPS
 
 
 def _only_run(folder):
@@ -69,10 +70,10 @@ def test_reducing_a_few_histograms_at_a_time_changes_nothing(tmp_path, monkeypat
     write_events(tmp_path / "logs" / "run", _mixed_events(np.random.default_rng(3)))
     run = _only_run(tmp_path / "logs")
     at_once = read_run(run)
-    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 100)
+    monkeypatch.setattr(store, "BUFFERED_BUCKETS", 100)
     in_pieces = read_run(run)
     _assert_same_layers(at_once.layers, in_pieces.layers)
-    _assert_same_layers(at_once.layers, read_run(run, reader="tensorboard").layers)
+    _assert_same_layers(at_once.layers, read_run(run, ReadOptions(reader="tensorboard")).layers)
     assert [p.message for p in at_once.problems] == [p.message for p in in_pieces.problems]
     assert len(at_once.problems) == 1 and "not a [k, 3] histogram" in at_once.problems[0].message
     legacy = at_once.layers[1]
@@ -129,7 +130,9 @@ def test_a_large_file_read_in_byte_ranges_by_several_processes_reads_as_one(tmp_
         # do not meet, and the file is read again, whole.
         assert joined[-3:] == [1, ranges, 1] if file == damaged[0] else joined[-2:] == [1, ranges]
         if file == path:
-            _assert_same_file(whole, readers.read_file(str(file), "tensorboard", gradients))
+            _assert_same_file(
+                whole, readers.read_file(str(file), ReadOptions(reader="tensorboard"), gradients)
+            )
             assert list(whole.layers["grad/legacy0"].steps) == list(range(90))
             assert list(whole.scalars) == ["epoch_loss", "train_loss"]
             assert len(whole.scalars["train_loss"].steps) == 90  # the orphaned steps 40-59 purged
@@ -171,7 +174,8 @@ def test_a_long_run_is_thinned_evenly_and_keeps_where_gradients_turned_non_finit
     np.testing.assert_array_equal(data.layers[0].steps, data.layers[1].steps)  # aligned across depth
     result = analyse_run(run)
     assert any(
-        note.startswith(f"a long run: of up to {steps:,} logged steps per tag") for note in result.notes
+        note.startswith(f"a long run: of up to {steps:,} logged steps per tag")
+        for note in wording.run_notes(result.notes)
     )
     assert result.diagnosis.verdict == "exploding"  # the non-finite steps survive thinning
 
@@ -196,10 +200,10 @@ def test_a_long_run_is_reduced_only_at_the_steps_thinning_keeps_spread_over_the_
                 histogram[:, :2] = np.nan  # TF2's histogram of NaN input
             events.append(tf2_event(f"grad/layer{layer}", index * interval, histogram, first=index == 0))
     write_events(tmp_path / "logs" / "long", events)
-    monkeypatch.setattr(readers, "_BUFFERED_BUCKETS", 30 * 3 * 40)  # about 40 steps a buffer
+    monkeypatch.setattr(store, "BUFFERED_BUCKETS", 30 * 3 * 40)  # about 40 steps a buffer
     run = _only_run(tmp_path / "logs")
     streamed = read_run(run)
-    reference = {layer.tag: layer for layer in read_run(run, reader="tensorboard").layers}
+    reference = {layer.tag: layer for layer in read_run(run, ReadOptions(reader="tensorboard")).layers}
     for layer in streamed.layers:
         assert KEPT_STEPS <= len(layer.steps) <= 2 * KEPT_STEPS
         assert layer.logged_steps == logged

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from analyzer.readers import _event_accumulator_module
+from analyzer.accumulator import _event_accumulator_module
 from analyzer.records import RecordReader
 
 

@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.blocks import HistogramBlock
-from analyzer.stats import abs_quantiles, layer_stats, run_stats
+from analyzer.reduction import layer_stats
+from analyzer.runstats import run_stats
+from analyzer.stats import abs_quantiles
 
 
 def series(left, right, counts, num=None, total=None, squares=None) -> HistogramBlock:

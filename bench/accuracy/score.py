@@ -31,9 +31,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from analyzer.architecture import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 from analyzer.batch import BatchOptions, process_runs  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
+from analyzer.tags import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 
 CLASSES = ["healthy", "vanishing", "exploding", "dead_units"]
 SPLITS = ("held_back", "dev")

@@ -4,9 +4,9 @@
 
 For each run that logged Keras's weight histograms beside the true gradients (score.WEIGHT_WRITERS),
 read from its weight tags alone: how many decades less the input-side weight layer moved than the
-layer that moved most (diagnosis.weight_movement), and the most any weight layer's RMS grew from its
+layer that moved most (rules.weights.weight_movement), and the most any weight layer's RMS grew from its
 first to its last finite logged step. Then, per label, the range of each: the figures the weight
-thresholds (diagnosis.Thresholds.weight_still_decades, weight_growth_decades) were set between.
+thresholds (thresholds.Thresholds.weight_still_decades, weight_growth_decades) were set between.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ sys.path[:0] = [str(HERE), str(HERE.parent.parent)]
 
 import score  # noqa: E402
 
-from analyzer.diagnosis import weight_movement  # noqa: E402
 from analyzer.events import read_run  # noqa: E402
+from analyzer.options import ReadOptions  # noqa: E402
+from analyzer.rules.weights import weight_movement  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
-from analyzer.stats import run_stats  # noqa: E402
+from analyzer.runstats import run_stats  # noqa: E402
 from analyzer.trends import log10_positive  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def figures(folder: Path) -> tuple[float, float, bool]:
     """(decades the input-side layer moved below the most-moving one, largest growth in decades,
     whether any weight turned NaN/Inf)."""
     [run] = find_runs([str(folder)]).runs
-    stats = run_stats(read_run(run, score.WEIGHT_TAGS).layers)
+    stats = run_stats(read_run(run, ReadOptions(tag_pattern=score.WEIGHT_TAGS)).layers)
     depth = stats.depth_layers
     movement = weight_movement(stats)[depth]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,4 +1,5 @@
-"""Verdicts on runs written by real writers, including the traps that must stay healthy."""
+"""Verdicts of the whole pipeline on runs written by real writers, including the traps that must stay
+healthy. The rules themselves are tested on hand-built statistics in test_rules.py."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_LOGS, shrinking_series
 
-from analyzer.diagnosis import Thresholds
+from analyzer import facts, wording
+from analyzer.findings import Finding
 from analyzer.pipeline import analyse_run
+from analyzer.remedies import remedies_for
 from analyzer.runs import find_runs
+from analyzer.thresholds import Thresholds
+from analyzer.vocabulary import Kind, Severity
 
 
 def verdict_of(folder, **kwargs):
@@ -30,7 +35,9 @@ def test_sample_runs_get_their_intended_verdict(name, verdict):
     assert result.diagnosis.verdict == verdict
     if verdict != "healthy":
         finding = result.diagnosis.findings[0]
-        assert finding.layers and finding.steps and finding.evidence and finding.threshold
+        assert (
+            finding.tags and finding.steps and facts.shown(finding.facts) and wording.thresholds_of(finding)
+        )
         assert result.remedies[0]
 
 
@@ -39,8 +46,8 @@ def test_vanishing_names_the_input_side_layers(make_run, rng):
     result = verdict_of(make_run("tbx", series, [0, 10, 20, 30, 40]))
     [finding] = result.diagnosis.findings
     assert finding.kind == "vanishing"
-    assert finding.layers == ["grad/layer0", "grad/layer1", "grad/layer2"]  # >= 3 decades below the last
-    assert finding.evidence["decades_per_layer"] == pytest.approx(1.2, abs=0.05)
+    assert finding.tags == ["grad/layer0", "grad/layer1", "grad/layer2"]  # >= 3 decades below the last
+    assert finding.facts.decades_per_layer == pytest.approx(1.2, abs=0.05)
 
 
 def test_gradients_shrinking_over_time_while_converging_are_healthy(make_run, rng):
@@ -64,7 +71,7 @@ def test_sustained_growth_is_exploding_but_a_single_spike_is_not(make_run, rng):
     growing = {"grad/w": [rng.normal(scale=10 ** (0.5 * k), size=300) for k in steps]}
     result = verdict_of(make_run("tbx", growing, steps, "growing"))
     assert result.diagnosis.verdict == "exploding"
-    assert result.diagnosis.findings[0].evidence["rise_decades_per_1k_steps"] == pytest.approx(500, rel=0.05)
+    assert result.diagnosis.findings[0].facts.rise_decades_per_1k_steps == pytest.approx(500, rel=0.05)
     spike = {"grad/w": [rng.normal(scale=1e3 if k == 6 else 1.0, size=300) for k in steps]}
     assert verdict_of(make_run("tbx", spike, steps, "spike")).diagnosis.verdict == "healthy"
 
@@ -92,8 +99,8 @@ def test_dead_units_from_exact_zeros_or_from_the_zero_spike_of_coarse_buckets(ma
     for writer in ("tbx", "tf2"):  # exact zero bucket / 30 even buckets
         result = verdict_of(make_run(writer, dead, steps, f"dead_{writer}"))
         assert result.diagnosis.verdict == "dead_units", writer
-        assert result.diagnosis.findings[0].layers == ["grad/hidden"]
-        assert result.diagnosis.findings[0].evidence["worst_zero_share"] == pytest.approx(0.8, abs=0.06)
+        assert result.diagnosis.findings[0].tags == ["grad/hidden"]
+        assert result.diagnosis.findings[0].facts.worst_zero_share == pytest.approx(0.8, abs=0.06)
     # heavy tails pile mass into the zero bucket of even buckets, but with no step at zero
     heavy = {f"grad/l{i}": [layer(0.3, heavy=True) for _ in steps] for i in range(3)}
     assert verdict_of(make_run("tf2", heavy, steps, "heavy")).diagnosis.verdict == "healthy"
@@ -102,7 +109,7 @@ def test_dead_units_from_exact_zeros_or_from_the_zero_spike_of_coarse_buckets(ma
 def test_one_step_is_insufficient_data(make_run, rng):
     result = verdict_of(make_run("tbx", {"grad/w": [rng.normal(size=10)]}, [0]))
     assert result.diagnosis.verdict == "insufficient_data"
-    assert "1 logged step" in result.diagnosis.reason
+    assert "1 logged step" in wording.reason(result.diagnosis)
 
 
 def test_thresholds_can_be_overridden(make_run, rng):
@@ -113,20 +120,18 @@ def test_thresholds_can_be_overridden(make_run, rng):
     assert verdict_of(folder, limits=strict).diagnosis.verdict == "vanishing"
 
 
-@pytest.mark.parametrize("kind", ["vanishing", "exploding", "dead_units"])
-def test_remedies_never_print_a_number_the_evidence_lacks(kind):
-    from analyzer.diagnosis import Finding
-    from analyzer.remedies import remedies_for
+NAN, INF = float("nan"), float("inf")
+EVIDENCE_WITHOUT_NUMBERS = {
+    Kind.VANISHING: facts.DepthDecay(NAN, NAN, 0.5, INF, NAN, NAN, NAN),
+    Kind.EXPLODING: facts.NonFiniteGradients(0, 1, 0, 2, NAN, -INF, tags=1),
+    Kind.DEAD_UNITS: facts.ZeroGradients(NAN, NAN, False),
+}
 
-    nan = float("nan")
-    evidence = {
-        "median_depth_log10_ratio": nan,
-        "decades_per_layer": float("inf"),
-        "early_global_norm": nan,
-        "last_finite_global_norm": float("-inf"),
-        "worst_zero_share": nan,
-    }
-    for remedy in remedies_for(Finding(kind, "high", ["t"], [0], "s", evidence=evidence)):
+
+@pytest.mark.parametrize("kind", list(EVIDENCE_WITHOUT_NUMBERS))
+def test_remedies_never_print_a_number_the_evidence_lacks(kind):
+    finding = Finding(kind, Severity.HIGH, ["t"], [0], EVIDENCE_WITHOUT_NUMBERS[kind])
+    for remedy in remedies_for(finding):
         text = f"{remedy.action} {remedy.why}".lower()
         assert "nan" not in text.replace("finite", "") and "inf" not in text.replace("infinit", "")
         assert remedy.action.strip() and remedy.why.strip()

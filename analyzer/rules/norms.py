@@ -1,0 +1,112 @@
+"""Rules on a gradient norm over steps: its rise above its early level (shared with the histogram
+rules, which read the global norm their layers make), and a run whose only evidence is one global
+norm logged as a scalar, judged for exploding only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..facts import HealthyNorm, NonFiniteNorm, NormRise, TooFewSteps
+from ..findings import Diagnosis, Finding, not_judged, verdict_of
+from ..thresholds import Thresholds
+from ..trends import LossTrend, NormTrend, log10_positive, theil_sen
+from ..vocabulary import Kind, Severity, Source
+from . import loss as loss_rules
+
+
+def early_log10(norm: np.ndarray, limits: Thresholds) -> float:
+    """log10 of a norm's early level: the median of its first finite points (Thresholds.early_points)."""
+    log_norm = log10_positive(norm)
+    finite = log_norm[np.isfinite(log_norm)]
+    head = limits.early_points(len(finite))
+    return float(np.median(finite[:head])) if len(finite) else np.nan
+
+
+def norm_rise(
+    steps: np.ndarray, norm: np.ndarray, layers: Callable[[], list[str]], limits: Thresholds
+) -> Finding | None:
+    """The norm rose by the growth threshold over its early level on enough logged steps, or to the
+    last finite one (a rise cut short by NaN is no spike). `layers()`: the tags to name."""
+    log_norm = log10_positive(norm)
+    early = early_log10(norm, limits)
+    if not np.isfinite(early):
+        return None
+    above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
+    finite = np.flatnonzero(np.isfinite(log_norm))
+    # A rise that lasts until the gradients stop being finite or logged is not a spike.
+    cut_short = (
+        len(above) > 0
+        and above[-1] == finite[-1]
+        and log_norm[above[-1]] >= early + limits.exploding_cut_short_decades
+    )
+    if len(above) < limits.exploding_min_steps and not cut_short:
+        return None
+    peak = int(np.nanargmax(log_norm))
+    rise = theil_sen(steps[: peak + 1], log_norm[: peak + 1], limits)
+    facts = NormRise(
+        growth_decades=float(log_norm[peak] - early),
+        early_global_norm=float(10**early),
+        peak_global_norm=float(norm[peak]),
+        steps_above_threshold=int(len(above)),
+        rise_decades_per_1k_steps=rise.decades_per_1k_steps if rise else None,
+        rise_ci_low=rise.ci_low if rise else None,
+        rise_ci_high=rise.ci_high if rise else None,
+        peak_step=int(steps[peak]),
+    )
+    return Finding(Kind.EXPLODING, Severity.HIGH, layers(), [int(s) for s in steps[above]], facts, limits)
+
+
+def diagnose_norm(norm: NormTrend, loss: LossTrend | None, limits: Thresholds) -> Diagnosis:
+    """A run whose only gradient evidence is a global norm logged as a scalar: judged for exploding
+    only. Non-finite values are never excused by the loss: Hugging Face's Trainer leaves NaN/Inf
+    out of the loss it logs (logging_nan_inf_filter) while the norm shows them."""
+    if len(norm.values) < limits.min_steps:
+        return not_judged(
+            TooFewSteps(len(norm.values), limits.min_steps, Source.GRADIENT_NORM, norm.series), 0
+        )
+    finite = np.isfinite(norm.values)
+    findings = []
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        before = norm.values[: bad[0]][finite[: bad[0]]]
+        facts = NonFiniteNorm(
+            first_nonfinite_step=int(norm.steps[bad[0]]),
+            nonfinite_steps=int(len(bad)),
+            logged_steps=int(len(norm.values)),
+            last_finite_global_norm=float(before[-1]) if before.size else float("nan"),
+            series=norm.series,
+        )
+        steps = [int(s) for s in norm.steps[bad]]
+        findings.append(
+            Finding(
+                Kind.EXPLODING,
+                Severity.CRITICAL,
+                [norm.series],
+                steps,
+                facts,
+                limits,
+                Source.GRADIENT_NORM,
+                gateable=False,
+            )
+        )
+    rise = norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda: [norm.series], limits)
+    if rise is not None:
+        rise.source = Source.GRADIENT_NORM
+        rise.facts.spikes = norm.spikes or None
+        findings.append(rise)
+    loss_state = loss_rules.loss_state_of(loss, limits)
+    loss_rules.apply_gate(findings, loss_state)
+    trend = norm.trend
+    basis = HealthyNorm(
+        series=norm.series,
+        points=len(norm.values),
+        trend_decades_per_1k_steps=trend.decades_per_1k_steps if trend else None,
+        trend_ci=(trend.ci_low, trend.ci_high) if trend else None,
+        spikes=norm.spikes,
+        spike_decades=limits.spike_decades,
+        spike_window=limits.spike_window,
+        gated=bool(findings),
+    )
+    return verdict_of(findings, [], loss_state, basis)

@@ -1,0 +1,311 @@
+"""The rules on statistics built by hand: for every field of Thresholds, one run whose measure sits
+between two values of that field, judged once with each. Moving the field across the run's edge
+must change the outcome, and nothing else differs between the two."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+from handmade import decaying, fitted, judged, judged_weights, layer, loss
+
+from analyzer import facts, wording
+from analyzer.events import NormSeries
+from analyzer.rules.loss import loss_state_of
+from analyzer.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from analyzer.trends import norm_trend, theil_sen
+from analyzer.vocabulary import Kind, LossState, Severity, Verdict
+
+NAN = float("nan")
+
+
+def verdict(diagnosis) -> Verdict:
+    return diagnosis.verdict
+
+
+def severity(diagnosis) -> Severity | None:
+    return diagnosis.findings[0].severity if diagnosis.findings else None
+
+
+def three(tag="grad/l{}/kernel", steps=10, **hidden) -> list:
+    """Input, hidden and output layers of RMS 1; the hidden one with `hidden`'s zeros."""
+    return [
+        layer(tag.format(0), [1.0] * steps),
+        layer(tag.format(1), [1.0] * steps, **hidden),
+        layer(tag.format(2), [1.0] * steps),
+    ]
+
+
+def flat_then(values_after: list[float], before: int = 10, width: int = 3) -> list:
+    """`width` layers of RMS 1 for `before` steps, then the RMS given for each later step."""
+    rms = [1.0] * before + values_after
+    return [layer(f"grad/l{i}/kernel", rms) for i in range(width)]
+
+
+def growing(decades_over_run: float, steps: int = 10, width: int = 3) -> list:
+    rms = [10 ** (decades_over_run * k / (steps - 1)) for k in range(steps)]
+    return [layer(f"grad/l{i}/kernel", rms) for i in range(width)]
+
+
+def early_step_up() -> list:
+    """RMS 1 on 3 steps, 100 on 3, then 10^2.5: 2.5 decades above an early level of the first three
+    steps, 0.8 above one of the first six."""
+    return flat_then([100.0] * 3 + [10**2.5] * 14, before=3)
+
+
+def with_loss(values) -> dict:
+    return {"losses": [loss(values)]}
+
+
+# (field, value on the side that fires, value on the side that does not, the run, what is read,
+#  expected where it fires, expected where it does not, extra arguments for the judge)
+GRADIENT_EDGES = [
+    ("vanishing_depth_decades", 3.4, 3.6, decaying(4, 10, 3.5), verdict, "vanishing", "healthy"),
+    (
+        "vanishing_step_share",
+        0.55,
+        0.65,
+        [layer("grad/l0/kernel", [10**-3.5] * 6 + [1.0] * 4)]
+        + [layer(f"grad/l{i}/kernel", [1.0] * 10) for i in (1, 2)],
+        verdict,
+        "vanishing",
+        "healthy",
+    ),
+    ("vanishing_critical_factor", 2.0, 2.5, decaying(4, 10, 7.0), severity, "critical", "high"),
+    ("exploding_depth_decades", 3.4, 3.6, decaying(4, 10, -3.5), verdict, "exploding", "healthy"),
+    (
+        "exploding_growth_decades",
+        2.4,
+        2.6,
+        flat_then([10**2.5] * 5, before=5),
+        verdict,
+        "exploding",
+        "healthy",
+    ),
+    ("exploding_min_steps", 3, 4, flat_then([1e3] * 3 + [1.0] * 2), verdict, "exploding", "healthy"),
+    ("exploding_cut_short_decades", 4.4, 4.6, flat_then([10**4.5] * 2), verdict, "exploding", "healthy"),
+    ("early_min_points", 3, 6, early_step_up(), verdict, "exploding", "healthy"),
+    ("dead_zero_share", 0.55, 0.65, three(zero=0.6), verdict, "dead_units", "healthy"),
+    (
+        "dead_step_share",
+        0.55,
+        0.65,
+        three(zero=[0] * 5 + [0.8] * 3 + [0] * 2),
+        verdict,
+        "dead_units",
+        "healthy",
+    ),
+    ("dead_late_from", 0.7, 0.2, three(zero=[0] * 7 + [0.8] * 3), verdict, "dead_units", "healthy"),
+    ("dead_high_share", 0.75, 0.85, three(zero=0.8), severity, "high", "medium"),
+    ("exact_zero_resolution", 1e-4, 1e-6, three(zero=0.8, zero_width=1e-5), verdict, "dead_units", "healthy"),
+    (
+        "coarse_zero_spike_ratio",
+        5,
+        7,
+        three(zero=0.9, exact=False, spike=6, excess=0.8),
+        verdict,
+        "dead_units",
+        "healthy",
+    ),
+    (
+        "coarse_dead_zero_share",
+        0.75,
+        0.85,
+        three(zero=0.9, exact=False, spike=6, excess=0.8),
+        verdict,
+        "dead_units",
+        "healthy",
+    ),
+    ("min_steps", 2, 3, decaying(4, 2, 3.5), verdict, "vanishing", "insufficient_data"),
+]
+
+# The loss's thresholds: a vanishing run whose loss falls is kept low (healthy); where it does not, it
+# is vanishing.
+LOSS_EDGES = [
+    ("loss_converged_decades", 1.1, 1.3, [10.0] * 5 + [10**-0.2] * 5),
+    ("loss_fall_decades", 0.4, 0.5, [10 ** (-0.05 * k) for k in range(10)]),
+    ("loss_later_from", 0.0, 0.5, [10 ** (-0.1 * k) for k in range(5)] + [10**-0.5] * 5),
+    ("loss_end_share", 0.25, 0.6, [1.0] * 15 + [0.1] * 5),
+]
+
+LOSS_RISES = [
+    ("exploding_loss_decades", 2.4, 2.6, flat_then([], before=10), [1.0] * 5 + [10**2.5] * 5),
+    ("exploding_loss_with_norm_decades", 0.4, 0.6, growing(0.45), [1.0] * 5 + [10**0.5] * 5),
+]
+
+WEIGHT_EDGES = [
+    (
+        "weight_growth_decades",
+        1.4,
+        1.6,
+        [layer("l0/kernel", [1.0] * 5 + [10**1.5] * 5), layer("l1/kernel", [1.0] * 10)],
+        "exploding",
+    ),
+    (
+        "weight_still_decades",
+        2.4,
+        2.6,
+        [
+            layer("l0/kernel", [1.0] + [10 ** (4 * 10**-2.5)] * 4),
+            layer("l1/kernel", [1.0, 10.0, 1.0, 10.0, 1.0]),
+        ],
+        "vanishing",
+    ),
+    (
+        "weight_moving_decades",
+        3.9,
+        4.1,
+        [
+            layer("l0/kernel", [1.0] + [10 ** (4 * 10**-3)] * 4),
+            layer("l1/kernel", [1.0, 10.0, 1.0, 10.0, 1.0]),
+        ],
+        "vanishing",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "field, fires, quiet, layers, read, expected, otherwise",
+    GRADIENT_EDGES,
+    ids=[e[0] for e in GRADIENT_EDGES],
+)
+def test_a_gradient_threshold_moved_across_the_run_changes_the_outcome(
+    field, fires, quiet, layers, read, expected, otherwise
+):
+    assert read(judged(layers, replace(DEFAULT_THRESHOLDS, **{field: fires}))) == expected
+    assert read(judged(layers, replace(DEFAULT_THRESHOLDS, **{field: quiet}))) == otherwise
+
+
+def test_early_share_sets_how_many_points_make_the_early_level():
+    base = replace(DEFAULT_THRESHOLDS, early_min_points=1)
+    assert judged(early_step_up(), replace(base, early_share=0.15)).verdict == "exploding"  # 3 points
+    assert judged(early_step_up(), replace(base, early_share=0.3)).verdict == "healthy"  # 6 points
+
+
+def test_norm_size_decades_asks_more_of_unsized_norms():
+    layers = decaying(4, 10, 3.5)
+    assert (
+        judged(layers, replace(DEFAULT_THRESHOLDS, norm_size_decades=0.4).for_norms()).verdict == "vanishing"
+    )
+    assert judged(layers, replace(DEFAULT_THRESHOLDS, norm_size_decades=0.6).for_norms()).verdict == "healthy"
+
+
+@pytest.mark.parametrize("field, falls, stalls, values", LOSS_EDGES, ids=[e[0] for e in LOSS_EDGES])
+def test_a_loss_threshold_moved_across_the_loss_changes_the_gate(field, falls, stalls, values):
+    layers = decaying(4, 10, 3.5)
+    falling = replace(DEFAULT_THRESHOLDS, **{field: falls})
+    stalling = replace(DEFAULT_THRESHOLDS, **{field: stalls})
+    assert loss_state_of(fitted(layers, falling, [loss(values)])[1].loss, falling) is LossState.FALLS
+    assert loss_state_of(fitted(layers, stalling, [loss(values)])[1].loss, stalling) is LossState.STALLED
+    kept_low = judged(layers, falling, [loss(values)])
+    assert kept_low.verdict == "healthy" and kept_low.findings[0].gated
+    assert kept_low.findings[0].severity is Severity.LOW
+    raised = judged(layers, stalling, [loss(values)])
+    assert raised.verdict == "vanishing" and raised.findings[0].severity is Severity.CRITICAL  # high, raised
+
+
+@pytest.mark.parametrize("field, fires, quiet, layers, values", LOSS_RISES, ids=[e[0] for e in LOSS_RISES])
+def test_a_diverging_loss_threshold_moved_across_the_loss_changes_the_verdict(
+    field, fires, quiet, layers, values
+):
+    fired = judged(layers, replace(DEFAULT_THRESHOLDS, **{field: fires}), [loss(values)])
+    assert fired.verdict == "exploding" and isinstance(fired.findings[0].facts, facts.LossDivergence)
+    assert fired.findings[0].evidence_source == "gradients and loss" and not fired.findings[0].gateable
+    assert judged(layers, replace(DEFAULT_THRESHOLDS, **{field: quiet}), [loss(values)]).verdict == "healthy"
+
+
+@pytest.mark.parametrize("field, fires, quiet, layers, kind", WEIGHT_EDGES, ids=[e[0] for e in WEIGHT_EDGES])
+def test_a_weight_threshold_moved_across_the_run_changes_the_verdict(field, fires, quiet, layers, kind):
+    assert judged_weights(layers, replace(DEFAULT_THRESHOLDS, **{field: fires})).verdict == kind
+    assert judged_weights(layers, replace(DEFAULT_THRESHOLDS, **{field: quiet})).verdict == "healthy"
+
+
+def test_sparse_shares_decide_which_input_layer_is_sparse():
+    def sparse_first(zero, **limits):
+        layers = [layer("grad/l0/kernel", [1.0] * 10, zero=zero)] + three()[1:]
+        stats, _ = fitted(layers, replace(DEFAULT_THRESHOLDS, **limits))
+        return bool(stats.sparse[0])
+
+    assert sparse_first(0.7, sparse_zero_share=0.65) and not sparse_first(0.7, sparse_zero_share=0.75)
+    mostly = [0.7] * 8 + [0.0] * 2
+    assert sparse_first(mostly, sparse_step_share=0.75) and not sparse_first(mostly, sparse_step_share=0.85)
+
+
+def test_spike_limits_count_the_spikes_of_a_logged_norm():
+    values = np.array([1.0] * 5 + [10**1.5] + [1.0] * 4)
+    norms = [NormSeries("grad_norm", "", np.arange(10), values)]
+
+    def spikes(**limits):
+        return norm_trend(norms, replace(DEFAULT_THRESHOLDS, **limits)).spikes
+
+    assert (spikes(spike_decades=1.4, spike_window=5), spikes(spike_decades=1.6, spike_window=5)) == (1, 0)
+    assert (spikes(spike_window=5), spikes(spike_window=6)) == (1, 0)
+
+
+def test_fits_need_their_points_and_widen_with_confidence():
+    steps, values = np.arange(3), np.array([0.0, 1.0, 2.0])
+    assert theil_sen(steps, values, replace(DEFAULT_THRESHOLDS, min_points_for_fit=3)) is not None
+    assert theil_sen(steps, values, replace(DEFAULT_THRESHOLDS, min_points_for_fit=4)) is None
+    noisy = -0.002 * np.arange(40) + np.random.default_rng(3).normal(scale=0.02, size=40)
+    narrow = theil_sen(np.arange(40), noisy, replace(DEFAULT_THRESHOLDS, confidence=0.5))
+    wide = theil_sen(np.arange(40), noisy, replace(DEFAULT_THRESHOLDS, confidence=0.999))
+    assert wide.ci_low < narrow.ci_low < narrow.ci_high < wide.ci_high
+    assert wide.decades_per_1k_steps == narrow.decades_per_1k_steps
+
+
+def test_every_threshold_is_moved_by_a_test_here():
+    moved = {e[0] for e in GRADIENT_EDGES + LOSS_EDGES + LOSS_RISES + WEIGHT_EDGES}
+    moved |= {"early_share", "norm_size_decades", "sparse_zero_share", "sparse_step_share"}
+    moved |= {"spike_decades", "spike_window", "min_points_for_fit", "confidence"}
+    assert moved == {f.name for f in fields(Thresholds)}
+
+
+# --- what no falling loss excuses, and how findings rank ---------------------------------------------
+
+
+def test_non_finite_gradients_are_critical_and_never_gated_by_a_falling_loss():
+    layers = [layer(f"grad/l{i}/kernel", [1.0] * 10, nonfinite=[False] * 9 + [i == 1]) for i in range(3)]
+    diagnosis = judged(layers, losses=[loss([10 ** (-0.2 * k) for k in range(10)])])
+    [finding] = diagnosis.findings
+    assert (diagnosis.verdict, finding.severity, finding.gated) == ("exploding", "critical", False)
+    assert finding.tags == ["grad/l1/kernel"] and finding.steps == [9]
+    assert wording.summary(finding) == "NaN/Inf gradients from step 9 in 1 of 3 tags"
+
+
+def test_entries_missing_from_a_histogram_are_read_as_dropped_non_finite_values():
+    layers = [
+        layer(f"grad/l{i}/kernel", [1.0] * 6, count=[100] * 5 + [90 if i == 2 else 100]) for i in range(3)
+    ]
+    [finding] = judged(layers).findings
+    assert finding.facts.entries_dropped and finding.facts.steps_with_missing_entries == 1
+    assert wording.summary(finding).startswith("gradient entries missing (left out as NaN/Inf) from step 5")
+
+
+def test_dead_units_counted_exactly_explain_a_depth_ratio_beside_them():
+    layers = decaying(4, 10, 3.5)
+    layers[2] = layer("grad/l2/kernel", [layers[2].rms[0]] * 10, zero=0.95)
+    diagnosis = judged(layers)
+    assert [f.kind for f in diagnosis.findings] == [Kind.DEAD_UNITS, Kind.VANISHING]
+    dead, vanishing = diagnosis.findings
+    assert (dead.severity, vanishing.severity) == ("high", "medium") and vanishing.explained_by_dead_units
+    assert wording.summary(vanishing).endswith("pass no gradient and explain this ratio")
+
+
+def test_a_falling_loss_keeps_coarse_dead_units_low_but_not_exact_ones():
+    falling = [loss([10 ** (-0.2 * k) for k in range(10)])]
+    coarse = judged(three(zero=0.9, exact=False, spike=6, excess=0.8), losses=falling)
+    exact = judged(three(zero=0.8), losses=falling)
+    assert coarse.verdict == "healthy" and coarse.findings[0].gated
+    assert exact.verdict == "dead_units" and not exact.findings[0].gated
+
+
+def test_a_run_too_short_or_empty_is_insufficient_data_with_its_reason():
+    one = judged([layer("grad/w", [1.0])])
+    assert (one.verdict, wording.reason(one)) == (
+        "insufficient_data",
+        "only 1 logged step; trends need at least 2",
+    )
+    empty = judged([layer("grad/w", [NAN, NAN])])
+    assert wording.reason(empty) == "the gradient histograms hold no entries at any step"
+    assert judged([]).verdict == "insufficient_data"
