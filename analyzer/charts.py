@@ -161,7 +161,7 @@ def magnitude_over_steps(
     unit: RateUnit = PER_1K_STEPS,
 ) -> Markup:
     """RMS of the chosen layers over steps (points and line) with each layer's Theil–Sen trend and
-    its 95 % confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
+    its confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
     if not shown or log10_rms.size == 0:
         return no_data("Magnitude over steps: no gradient data")
     if not np.isfinite(log10_rms[shown]).any():
@@ -200,7 +200,7 @@ def loss_curves(
     later_half: bool = True,
 ) -> Markup:
     """Each loss series (name, steps, values) over its own logged steps; the series the verdict read
-    first, with its later-half Theil–Sen fit and 95 % band. Log scale where the losses span a decade
+    first, with its later-half Theil–Sen fit and its band. Log scale where the losses span a decade
     or more, linear otherwise (ticks such as 1e0.2 read badly). Series are never spliced: Keras's
     epoch losses count epochs, so each is drawn against the steps it was logged at. The same for
     another scalar (`quantity`, such as a gradient norm) whose fit spans all its points."""

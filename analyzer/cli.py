@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "time) since the last report into the same folder are taken from its cache",
     )
     report.add_argument(
+        "--lock-wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for another report writing the same output folder (default: 10)",
+    )
+    report.add_argument(
         "--pass-without-data",
         action="store_true",
         help="with --fail-on, exit 0 even when no run could be judged (by default a gate that judged "
@@ -179,7 +186,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     documents, lines, rows, kinds, counts = [], [], [], set(), {}
     folder = None
     try:
-        folder = ReportFolder(out_dir) if out_dir else None
+        folder = ReportFolder(out_dir, args.lock_wait) if out_dir else None
         if folder:
             folder.check("index.html")
         cache = (

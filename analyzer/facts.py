@@ -217,6 +217,7 @@ class HealthyNorm:
     points: int
     trend_decades_per_1k_steps: float | None
     trend_ci: tuple[float, float] | None
+    confidence: float  # of that interval
     spikes: int
     spike_decades: float
     spike_window: int

@@ -173,7 +173,8 @@ def _norm_document(result: RunResult) -> dict | None:
 
 
 def _trend_document(trend) -> dict | None:
-    """A Theil–Sen fit over steps: slope in decades per 1,000 steps, its 95 % interval, r², points."""
+    """A Theil–Sen fit over steps: slope in decades per 1,000 steps, its interval (at
+    Thresholds.confidence), r², points."""
     if trend is None:
         return None
     return {

@@ -27,12 +27,13 @@ class ReportFolder:
     one did not write again are removed (they are ours: the manifest says so) and the manifest saved.
     A file gradaudit did not write is never overwritten."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, lock_wait: float = LOCK_WAIT_SECONDS):
+        """`lock_wait`: seconds to wait for another report writing this folder to finish."""
         self.root = Path(out_dir)
         if self.root.exists() and not self.root.is_dir():
             raise AnalyzerError(out_dir, "exists and is not a folder")
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = _take_lock(self.root / LOCK)
+        self._lock = _take_lock(self.root / LOCK, lock_wait)
         self._ours = set(_read_manifest(self.root / MANIFEST))
         self._written: list[str] = []
 
@@ -90,12 +91,12 @@ class ReportFolder:
         write_atomic(self.root / MANIFEST, manifest)
 
 
-def _take_lock(path: Path) -> Path:
+def _take_lock(path: Path, wait: float) -> Path:
     """One report at a time per folder. The lock is made whole, then linked into place (a link
     fails if the name exists), so a reader never sees half a lock. A lock whose process is gone (on
     this host), or that is older than LOCK_STALE_SECONDS (elsewhere), is stale and taken over."""
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    deadline = time.monotonic() + wait
     while True:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-lock-")
         with os.fdopen(fd, "w") as f:
@@ -113,7 +114,7 @@ def _take_lock(path: Path) -> Path:
                 raise AnalyzerError(
                     str(path.parent),
                     f"another gradaudit report is writing this folder ({who}); "
-                    f"waited {LOCK_WAIT_SECONDS:.0f} s; try again when it has finished, or use another -o",
+                    f"waited {wait:g} s; try again when it has finished, or use another -o",
                 ) from None
             time.sleep(0.2)
         finally:

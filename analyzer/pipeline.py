@@ -67,6 +67,7 @@ class RunResult:
     norms_sized: bool = False  # per-parameter norms were divided by their sizes: their magnitudes are RMS
     architecture: Architecture | None = None  # the model's layers holding the tags
     evidence: Evidence = Evidence.NONE  # what the verdict rests on
+    limits: Thresholds = DEFAULT_THRESHOLDS  # the thresholds the run was judged by
 
     def model_layers_of(self, finding: Finding) -> list[str]:
         """The paths of the model's layers holding a finding's tags."""
@@ -150,6 +151,7 @@ def analyse_run(
         norm_layer_trends=judged.norm_layer_trends,
         norms_sized=bool(norms_alone) and sized,
         architecture=architecture,
+        limits=limits,
     )
 
 

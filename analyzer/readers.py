@@ -69,7 +69,7 @@ def read_file(
     if size == 0:
         return FileContents({}, [Problem(path, "empty file (0 bytes)")], {})
     if reader == "tensorboard":
-        return _join(path, [read_with_event_accumulator(path, selected, share)])
+        return join_parts(path, [read_with_event_accumulator(path, selected, share)])
     if processes > 1 and size >= 2 * PART_BYTES and file_version_at_start(path) >= 2:
         count = -(-size // PART_BYTES)  # ranges of equal length: the last is no shorter than the rest
         starts = [size * k // count for k in range(count)]
@@ -78,11 +78,11 @@ def read_file(
         from concurrent.futures import ProcessPoolExecutor  # only for a file this large
 
         with ProcessPoolExecutor(processes) as pool:
-            contents = _join(path, _in_order(pool, ranges))
+            contents = join_parts(path, _in_order(pool, ranges))
         if contents is not None:
             return contents
         # A range began past a damaged record, or at what only looked like a record: read it whole.
-    return _join(path, [read_part(path, 0, size, size, selected, spike_share=share)])
+    return join_parts(path, [read_part(path, 0, size, size, selected, spike_share=share)])
 
 
 # Bytes per range when a large file is read by several processes: each range is a task, so a few per
@@ -110,7 +110,7 @@ def _in_order(pool: Executor, ranges: list[tuple]) -> Iterator[Part]:
             future.cancel()
 
 
-def _join(path: str, parts: Iterable[Part]) -> FileContents | None:
+def join_parts(path: str, parts: Iterable[Part]) -> FileContents | None:
     """The ranges of a file, in order, as one: up to the first range where reading stopped. None if
     a range does not begin where the one before it ended."""
     plugin_of: dict[str, str] = {}

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from . import __version__
 from .problems import Problem
 from .tags import layer_path
+from .thresholds import DEFAULT_THRESHOLDS
 from .views import IndexRow, RunView, finite, hparam_summaries, sci
 from .vocabulary import triage_rank
 
@@ -60,7 +61,11 @@ def _environment() -> Environment:
 
 
 def render_run_page(view: RunView) -> str:
-    return _environment().get_template("run.html").render(run=view, version=__version__, root="../")
+    return (
+        _environment()
+        .get_template("run.html")
+        .render(run=view, version=__version__, root="../", interval=view.interval)
+    )
 
 
 def render_index(
@@ -68,6 +73,7 @@ def render_index(
     problems: list[Problem],
     covers: dict[str, list[str]] | None = None,
     pending: int = 0,
+    confidence: float = DEFAULT_THRESHOLDS.confidence,
 ) -> str:
     """The index page. Inside TensorBoard: `covers` names the TensorBoard runs (event-file folders)
     of each run, and `pending` counts the runs still being analysed."""
@@ -88,6 +94,7 @@ def render_index(
             hparam_summary=hparam_summaries(rows),
             version=__version__,
             root="",
+            interval=f"{100 * confidence:g} %",
             covers=covers or {},
             pending=pending,
         )

@@ -5,10 +5,11 @@ its plugin; legacy histograms purged on restarts as it does; TF2 tensors never p
 from __future__ import annotations
 
 import gc
+import io
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from .blocks import Scalars
 from .options import ReadOptions
@@ -74,16 +75,36 @@ def read_part(
     mid_file: bool = False,
     spike_share: float = DEFAULT_SPIKE_SHARE,
 ) -> Part:
-    """The records that start in [start, stop); `mid_file`: `start` is anywhere, not a record's
-    start, and the file is of version 2 (its first range has said so)."""
+    """The records of the file at `path` that start in [start, stop); `mid_file`: `start` is
+    anywhere, not a record's start, and the file is of version 2 (its first range has said so)."""
+    try:
+        with open_file(path) as stream:
+            return read_stream(stream, path, start, stop, size, selected, mid_file, spike_share)
+    except OSError as err:
+        problem = Problem(path, f"cannot read file ({err.strerror or err})")
+        return read_stream(io.BytesIO(), path, start, start, 0, selected, problems=[problem])
+
+
+def read_stream(
+    stream: BinaryIO,
+    path: str,
+    start: int,
+    stop: int,
+    size: int,
+    selected: TagFilter,
+    mid_file: bool = False,
+    spike_share: float = DEFAULT_SPIKE_SHARE,
+    problems: list[Problem] | None = None,
+) -> Part:
+    """read_part on an open stream (a file, or records in memory); `path` names it in problems."""
     from tensorboard.compat.proto import event_pb2
 
-    problems: list[Problem] = []
+    problems = list(problems or [])
     store = HistogramStore(path, selected, spike_share)
     accumulator = _StreamingAccumulator(store, file_version_2=mid_file)
-    stopped, end = False, start
+    stopped, end = bool(problems), start
     try:
-        with open_file(path) as stream, _cyclic_gc_paused():
+        with _cyclic_gc_paused():
             if mid_file:
                 start = end = first_record_at_or_after(stream, start, size)
                 stream.seek(start)

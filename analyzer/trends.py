@@ -1,4 +1,5 @@
-"""Fits over steps and across depth of log10 gradient magnitude, with 95 % confidence intervals.
+"""Fits over steps and across depth of log10 gradient magnitude, with confidence intervals
+(Thresholds.confidence, 95 % by default).
 
 Theil–Sen over steps (robust to spikes) and least squares across depth, both vectorised in numpy over
 all layers or all steps of a run at once. They compute what ``scipy.stats.theilslopes`` and
@@ -54,7 +55,7 @@ class DepthFit:
 @dataclass
 class LossTrend:
     """How the training loss moved: a Theil–Sen fit of log10(loss) over the later half of its logged
-    points (decades per 1,000 of its own steps, 95 % interval), and its change over the whole run."""
+    points (decades per 1,000 of its own steps, with its interval), and its change over the whole run."""
 
     series: str  # which loss series: its folder and tag
     later_half: TimeTrend | None  # None with too few positive finite points to fit

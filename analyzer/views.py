@@ -77,6 +77,7 @@ class RunView:
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
     sparse_tags: list[str] = field(default_factory=list)  # sparse by construction, shown apart
+    interval: str = "95 %"  # the confidence of the intervals shown (Thresholds.confidence)
 
 
 def run_page_name(run_name: str) -> str:
@@ -141,6 +142,7 @@ def run_view(result: RunResult) -> RunView:
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
     view.judged = wording.judged_words(result.judged)
+    view.interval = f"{100 * result.limits.confidence:g} %"
     view.parameter_norms = result.evidence == Evidence.PARAMETER_NORMS
     view.norms_sized = result.norms_sized
     view.weights = result.evidence == Evidence.WEIGHT_HISTOGRAMS

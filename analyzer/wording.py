@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from . import facts as F
 from .findings import Diagnosis, Finding
-from .vocabulary import ALL_KINDS, LossState, Source
+from .vocabulary import ALL_KINDS, LossState, Source, Verdict
 
 # --- finding summaries ----------------------------------------------------------------------------
 
@@ -204,6 +204,11 @@ def share_in_words(share: float) -> str:
     return named.get(share, f"{100 * share:g} %")
 
 
+def _share_of(share: float, what: str) -> str:
+    """0.5, "the steps" → "half the steps"; 0.25 → "a quarter of the steps"."""
+    return f"half {what}" if share == 0.5 else f"{share_in_words(share)} of {what}"
+
+
 def count_in_words(n: int) -> str:
     words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
     return words[n] if 0 <= n < len(words) else str(n)
@@ -215,7 +220,7 @@ def evidence_in_words(finding: Finding) -> str:
     e, t = finding.facts, finding.limits
     share = getattr(e, "step_share", None)
     on = f" on {share:.0%} of logged steps" if isinstance(share, float) else ""
-    depth_share = f"{share_in_words(t.vanishing_step_share)} the steps"
+    depth_share = _share_of(t.vanishing_step_share, "the steps")
     if isinstance(e, F.DepthDecay):
         return (
             f"The first layer gets {times_in_words(e.median_depth_log10_ratio)} less gradient than the "
@@ -233,8 +238,8 @@ def evidence_in_words(finding: Finding) -> str:
         return (
             f"In {len(finding.tags)} tag(s), {how}{e.worst_zero_share:.0%} of the gradient entries are "
             f"{zero} through {_late_words(t.dead_late_from)} of training; the rule fires at "
-            f"{share_in_words(needed)} of a layer's entries on {share_in_words(t.dead_step_share)} "
-            "of those steps."
+            f"{share_in_words(needed)} of a layer's entries on {share_in_words(t.dead_step_share)} of those "
+            "steps."
         )
     if isinstance(e, (F.NonFiniteGradients, F.NonFiniteNorm, F.NonFiniteWeights)):
         what = "Weights were" if isinstance(e, F.NonFiniteWeights) else "Gradients were"
@@ -326,7 +331,7 @@ def _healthy_norm(basis: F.HealthyNorm) -> str:
         low, high = basis.trend_ci
         parts.append(
             f"its trend {basis.trend_decades_per_1k_steps:+.2g} decades per 1k steps "
-            f"(95 % CI {low:+.2g} to {high:+.2g})"
+            f"({100 * basis.confidence:g} % CI {low:+.2g} to {high:+.2g})"
         )
     if basis.spikes:
         parts.append(
@@ -355,7 +360,7 @@ def run_reason(diagnosis: Diagnosis, notes: list) -> str:
     made a healthy verdict."""
     text = reason(diagnosis)
     alone = [n for n in notes if isinstance(n, F.NormsJudged) and not n.beside_histograms]
-    if alone and diagnosis.verdict == "healthy":
+    if alone and diagnosis.verdict is Verdict.HEALTHY:
         text += f"; {note(alone[0])}"
     return text
 

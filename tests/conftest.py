@@ -1,9 +1,10 @@
-"""Fixtures that write real event files with real writers: TensorFlow/Keras, tensorboardX."""
+"""Fixtures that write real event files with real writers (TensorFlow/Keras, tensorboardX), shared
+paths, and the CLI run and read back as JSON. A writer that is not installed skips its test."""
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = REPO / "sample_logs"
 REAL_LOGS = Path(os.environ.get("GRADAUDIT_REAL_LOGS", REPO.parent / "shared" / "real_logs"))
-
-sys.path.insert(0, str(REPO))
 
 
 def left_long_ago(path: Path, seconds: float = 3600) -> None:
@@ -29,7 +28,7 @@ def left_long_ago(path: Path, seconds: float = 3600) -> None:
 
 def write_tf2_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], steps: list[int]) -> None:
     """TF2 tensor histograms (30 even buckets), as tf.summary.histogram writes them."""
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     writer = tf.summary.create_file_writer(str(log_dir))
     with writer.as_default():
@@ -42,7 +41,7 @@ def write_tf2_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], ste
 
 def write_tbx_histograms(log_dir: Path, series: dict[str, list[np.ndarray]], steps: list[int]) -> None:
     """Legacy HistogramProto with exact moments and TF1 exponential buckets, as tensorboardX writes."""
-    from tensorboardX import SummaryWriter
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
 
     writer = SummaryWriter(str(log_dir))
     for k, step in enumerate(steps):
@@ -70,6 +69,19 @@ def raw_histograms(folder: Path, tag: str):
                 elif value.tag == tag and value.HasField("histo"):
                     legacy.add(event.step, value.histo)
     return tensors.block(tag, str(path), []) or legacy.block()
+
+
+def report_json(json_path: Path, *paths, args=()) -> tuple[int, dict | None]:
+    """`gradaudit report PATHS --json FILE -q ARGS` run in this process: its exit code, and the JSON
+    document it wrote (None where it wrote none). ARGS say where HTML goes (-o, or --no-html)."""
+    from analyzer.cli import main
+
+    rc = main(["report", *map(str, paths), "--json", str(json_path), "-q", *map(str, args)])
+    return rc, json.loads(json_path.read_text()) if json_path.exists() else None
+
+
+def runs_by_name(document: dict) -> dict[str, dict]:
+    return {run["run"]: run for run in document["runs"]}
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,15 @@ def decaying(depth: int, steps: int, decades: float, tag: str = "grad/l{}/kernel
     ]
 
 
+def three(tag="grad/l{}/kernel", steps=10, **hidden) -> list:
+    """Input, hidden and output layers of RMS 1; the hidden one with `hidden`'s zeros."""
+    return [
+        layer(tag.format(0), [1.0] * steps),
+        layer(tag.format(1), [1.0] * steps, **hidden),
+        layer(tag.format(2), [1.0] * steps),
+    ]
+
+
 def loss(values, steps=None, tag: str = "loss") -> LossSeries:
     values = np.asarray(values, float)
     steps = np.arange(len(values), dtype=np.int64) if steps is None else np.asarray(steps, np.int64)

@@ -9,15 +9,12 @@ the targets; bench/accuracy/score.py prints the full report.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
+import score  # bench/accuracy/ is on pytest's pythonpath
 from conftest import REPO
 
 CORPUS = REPO / "bench" / "accuracy" / "runs"
-sys.path.insert(0, str(REPO / "bench" / "accuracy"))
-
-import score  # noqa: E402
 
 
 @pytest.fixture(scope="module")

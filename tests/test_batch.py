@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import SAMPLE_LOGS, left_long_ago
+from conftest import SAMPLE_LOGS, left_long_ago, report_json
 
 from analyzer.cli import OK, main
 from analyzer.runs import find_runs, hparams_from_name
@@ -27,9 +27,9 @@ def sweep(tmp_path_factory):
 
 
 def run_json(paths, tmp_path, *extra) -> dict:
-    target = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
-    assert main(["report", *map(str, paths), "--json", str(target), "-q", *extra]) == OK
-    return json.loads(target.read_text())
+    rc, document = report_json(tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json", *paths, args=extra)
+    assert rc == OK
+    return document
 
 
 def test_one_and_two_workers_give_identical_json(sweep, tmp_path):

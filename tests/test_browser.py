@@ -14,6 +14,8 @@ from conftest import SAMPLE_LOGS
 
 from analyzer.cli import OK, main
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As the machine's browser probe found: without these, Chromium reaches for Google's hosts at start.
 QUIET_FLAGS = [
@@ -75,6 +77,12 @@ def screenshot_dir(tmp_path: Path) -> Path:
     target = Path(os.environ.get("GRADAUDIT_SCREENSHOTS", tmp_path))
     target.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def _luminance(css_rgb: str) -> float:
+    """0 (black) to 1 (white), from a computed "rgb(r, g, b)"."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css_rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
 def column(page, index: int) -> list[str]:
@@ -163,8 +171,15 @@ def test_run_page_answers_first_and_draws_every_chart(browser, sample_report, tm
 def test_dark_theme_and_phone_width(browser, sample_report):
     watched = Watched(browser, viewport={"width": 390, "height": 844}, color_scheme="dark")
     page = watched.open(sample_report / "index.html")
-    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert background == "rgb(15, 17, 21)"
+    dark = _luminance(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+    light_page = Watched(browser, color_scheme="light")
+    light = _luminance(
+        light_page.open(sample_report / "index.html").evaluate(
+            "getComputedStyle(document.body).backgroundColor"
+        )
+    )
+    light_page.close()
+    assert dark < 0.2 < 0.8 < light  # a dark page in the dark scheme, a light one otherwise
     assert page.evaluate("document.documentElement.scrollWidth") <= 392  # no sideways scrolling
     [run_page] = (sample_report / "runs").glob("healthy_relu_adam-*.html")
     page = watched.open(run_page)
@@ -260,10 +275,11 @@ def test_a_report_on_45_real_runs_opens_worst_first_and_reads_out_its_cells(brow
     watched.close()
 
 
-def test_a_1000_run_index_paints_sorts_and_filters_within_a_second(browser, tmp_path_factory):
-    """A sweep of a thousand runs (one real tensorboardX run copied under a thousand settings)."""
-    from tensorboardX import SummaryWriter
-
+@pytest.mark.slow
+def test_a_1000_run_index_sorts_and_filters(browser, tmp_path_factory):
+    """A sweep of a thousand runs (one real tensorboardX run copied under a thousand settings); how
+    fast it paints, sorts and filters is measured by bench/index_paint.py, not here."""
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
     root = tmp_path_factory.mktemp("thousand")
     writer = SummaryWriter(str(root / "one"))
     rng = np.random.default_rng(1)
@@ -280,19 +296,9 @@ def test_a_1000_run_index_paints_sorts_and_filters_within_a_second(browser, tmp_
     assert main(["report", str(root / "logs"), "-o", str(out), "-q"]) == OK
     watched = Watched(browser, viewport={"width": 1280, "height": 900})
     page = watched.open(out / "index.html")
-    paint = page.evaluate(
-        "performance.getEntriesByType('paint').map(e => e.startTime).concat([performance.now()])[0]"
-    )
-    assert paint < 1000, paint
     assert len(column(page, 0)) == 1000
-    sort_ms = page.evaluate(
-        "() => { const t = performance.now(); document.querySelector('th[data-sort]').click();"
-        " return performance.now() - t; }"
-    )
-    filter_ms = page.evaluate(
-        "() => { const t = performance.now(); const f = document.getElementById('filter');"
-        " f.value = 'lr=3,'; f.dispatchEvent(new Event('input')); return performance.now() - t; }"
-    )
-    assert sort_ms < 1000 and filter_ms < 1000, (sort_ms, filter_ms)
+    page.click("th[data-sort]")
+    assert column(page, 0) == sorted(column(page, 0), key=str.lower)  # by name, ascending
+    page.fill("#filter", "lr=3,")
     assert len(column(page, 0)) == 100
     watched.close()

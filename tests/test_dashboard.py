@@ -17,6 +17,8 @@ import pytest
 from conftest import SAMPLE_LOGS, write_tbx_histograms
 from test_browser import Watched, browser, screenshot_dir  # noqa: F401  (browser: a fixture)
 
+pytestmark = pytest.mark.slow  # TensorBoard servers
+
 SAMPLE_VERDICTS = {
     "dead_units_negative_bias": "dead_units",
     "exploding_sgd_high_lr": "exploding",
@@ -142,7 +144,7 @@ def test_the_tab_shows_the_report_inside_tensorboard(browser, sample_server, tmp
 
 
 def test_a_logdir_without_gradient_evidence_leaves_the_plugin_off(tmp_path):
-    from tensorboardX import SummaryWriter
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "logs" / "scalars_only"))
     for step in range(20):

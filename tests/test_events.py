@@ -23,6 +23,7 @@ def _only_run(folder):
     return discovery.runs[0]
 
 
+@pytest.mark.tf
 def test_tf2_histograms_are_read_with_bucket_bounds_around_the_truth(make_run, rng):
     values = [rng.normal(scale=s, size=5000) for s in (1.0, 0.1, 0.01)]
     folder = make_run("tf2", {"grad/dense": values, "loss_hist": values}, [0, 10, 20])
@@ -59,6 +60,7 @@ def test_legacy_histograms_from_tensorboardx_carry_exact_moments(make_run, rng):
     np.testing.assert_allclose(stats.max_abs, [np.abs(v).max() for v in values], rtol=0.1)
 
 
+@pytest.mark.tf
 def test_same_gradients_through_both_writers_agree(make_run):
     # Its own generator: the session's shared one hands out values that depend on which tests ran.
     rng = np.random.default_rng(59)
@@ -120,6 +122,7 @@ def test_real_keras_sweep_without_gradients_says_so_and_reads_weights_on_request
         assert len(weights.layers) == 2 and all(len(layer.steps) >= 10 for layer in weights.layers)
 
 
+@pytest.mark.tf
 def test_analyzer_never_imports_tensorflow():
     """TensorFlow is installed here (the tests use it), so this proves the analyzer avoids it."""
     pytest.importorskip("tensorflow")
@@ -162,6 +165,7 @@ def _damaged_copies(make_run, rng, tmp_path):
     return folders
 
 
+@pytest.mark.tf
 def test_streaming_reader_matches_event_accumulator_on_every_corpus(make_run, rng, tmp_path, real_logs):
     tf2 = make_run("tf2", {"grad/x": [rng.normal(size=300) for _ in range(4)]}, [0, 5, 3, 9], "tf2")
     folders = [SAMPLE_LOGS, real_logs, tf2, *_damaged_copies(make_run, rng, tmp_path)]
@@ -186,7 +190,7 @@ def test_damage_in_the_middle_is_reported_by_both_readers(make_run, rng, tmp_pat
 
 def _two_file_run(run_dir):
     """A tensorboardX run in two event files (a job that restarted): (older, newest)."""
-    from tensorboardX import SummaryWriter
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
 
     for part, steps in enumerate((range(0, 5), range(5, 10))):
         writer = SummaryWriter(str(run_dir), filename_suffix=f".part{part}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE_LOGS
+from conftest import REPO, SAMPLE_LOGS, report_json
 
 from analyzer.cli import ERROR, OK, main
 from analyzer.events import read_run
@@ -62,23 +62,7 @@ def tf2_event(tag, step, array, first=True):
 
 
 def report(tmp_path, *paths, extra=()):
-    out = tmp_path / "out"
-    rc = main(
-        [
-            "report",
-            *map(str, paths),
-            "-o",
-            str(out),
-            "--json",
-            str(tmp_path / "r.json"),
-            "-q",
-            "-j",
-            "1",
-            *extra,
-        ]
-    )
-    payload = json.loads((tmp_path / "r.json").read_text()) if (tmp_path / "r.json").exists() else None
-    return rc, payload
+    return report_json(tmp_path / "r.json", *paths, args=("-o", tmp_path / "out", "-j", "1", *extra))
 
 
 def good_run(folder: Path) -> Path:
@@ -259,6 +243,7 @@ def test_duplicate_steps_in_one_file_keep_the_last(tmp_path):
         assert list(layer.steps) == [5, 6] and list(layer.rms) == [2.0, 2.0] and layer.rms_exact.all()
 
 
+@pytest.mark.slow
 def test_a_run_with_5000_tags(tmp_path):
     from tensorboard.compat.proto import event_pb2, summary_pb2
 

@@ -113,14 +113,14 @@ def test_a_large_file_read_in_byte_ranges_by_several_processes_reads_as_one(tmp_
     monkeypatch.setattr(readers, "PART_BYTES", 5000)  # some 60 ranges
     gradients = re.compile("grad").search  # what read_run passes: picklable
     joined = []  # how many ranges each file was read in
-    join = readers._join
+    join = readers.join_parts
 
     def counted_join(path, parts):
         parts = list(parts)
         joined.append(len(parts))
         return join(path, parts)
 
-    monkeypatch.setattr(readers, "_join", counted_join)
+    monkeypatch.setattr(readers, "join_parts", counted_join)
     for file in (path, *damaged, cut):
         whole = readers.read_file(str(file), selected=gradients)
         in_ranges = readers.read_file(str(file), selected=gradients, processes=2)

@@ -4,12 +4,9 @@ the remedies."""
 
 from __future__ import annotations
 
-import json
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import report_json, runs_by_name
 
 from analyzer.architecture import FROM_CONFIG, FROM_PARAMETER_NAMES, read_architecture
 from analyzer.cli import main
@@ -17,10 +14,11 @@ from analyzer.events import read_run
 from analyzer.runs import find_runs
 
 keras = pytest.importorskip("keras")
-sys.path.insert(0, str(REPO / "sample_logs"))
-import generate  # noqa: E402  (the sample runs' recipes)
+import generate  # noqa: E402  (the sample runs' recipes; sample_logs/ is on pytest's pythonpath)
 
 from analyzer.callback import GradientHistograms  # noqa: E402
+
+pytestmark = pytest.mark.tf
 
 
 def _fit(model, optimizer, loss, x, y, log_dir, epochs: int) -> None:
@@ -30,9 +28,7 @@ def _fit(model, optimizer, loss, x, y, log_dir, epochs: int) -> None:
 
 
 def _report(tmp_path) -> dict[str, dict]:
-    out = tmp_path / "report.json"
-    main(["report", str(tmp_path / "logs"), "--no-html", "--json", str(out), "-q"])
-    return {r["run"]: r for r in json.loads(out.read_text())["runs"]}
+    return runs_by_name(report_json(tmp_path / "report.json", tmp_path / "logs", args=["--no-html"])[1])
 
 
 def _architecture_of(log_dir):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from conftest import report_json, runs_by_name
 
 from analyzer.cli import FOUND, OK, main
+
+pytestmark = pytest.mark.torch
 
 torch = pytest.importorskip("torch")
 
@@ -71,9 +72,8 @@ def _train(
 
 
 def _report(tmp_path, *extra):
-    out = tmp_path / "report.json"
-    rc = main(["report", str(tmp_path / "logs"), "--no-html", "--json", str(out), "-q", *extra])
-    return rc, {r["run"]: r for r in json.loads(out.read_text())["runs"]}
+    rc, document = report_json(tmp_path / "report.json", tmp_path / "logs", args=["--no-html", *extra])
+    return rc, runs_by_name(document)
 
 
 def test_norm_scalars_alone_are_judged_for_exploding_only(tmp_path):

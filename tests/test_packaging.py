@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import REPO, SAMPLE_LOGS
+
+pytestmark = pytest.mark.slow  # builds and installs a wheel
 
 
 def test_wheel_ships_templates_and_renders_outside_the_checkout(tmp_path):
@@ -26,8 +30,7 @@ def test_wheel_ships_templates_and_renders_outside_the_checkout(tmp_path):
         capture_output=True,
     )
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "import analyzer, analyzer.report as r;"
+        "import sys; import analyzer, analyzer.report as r;"
         "assert analyzer.__file__.startswith(sys.argv[1]), analyzer.__file__;"
         "assert str(r._templates_dir()).startswith(sys.argv[1]);"
         "from analyzer.cli import main; sys.exit(main(['report', sys.argv[2], '-o', sys.argv[3], '-q']))"
@@ -37,6 +40,7 @@ def test_wheel_ships_templates_and_renders_outside_the_checkout(tmp_path):
         [sys.executable, "-c", code, str(target), str(SAMPLE_LOGS), str(tmp_path / "out")],
         check=True,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},  # the installed copy first
         capture_output=True,
     )
     assert (tmp_path / "out" / "index.html").stat().st_size > 1000

@@ -50,6 +50,7 @@ def test_vanishing_names_the_input_side_layers(make_run, rng):
     assert finding.facts.decades_per_layer == pytest.approx(1.2, abs=0.05)
 
 
+@pytest.mark.tf
 def test_gradients_shrinking_over_time_while_converging_are_healthy(make_run, rng):
     steps = list(range(0, 2000, 100))
     series = {
@@ -76,6 +77,7 @@ def test_sustained_growth_is_exploding_but_a_single_spike_is_not(make_run, rng):
     assert verdict_of(make_run("tbx", spike, steps, "spike")).diagnosis.verdict == "healthy"
 
 
+@pytest.mark.tf
 def test_nan_from_a_tf2_writer_is_exploding(make_run, rng):
     values = [rng.normal(size=100) for _ in range(4)]
     values[3][5] = np.nan
@@ -84,6 +86,7 @@ def test_nan_from_a_tf2_writer_is_exploding(make_run, rng):
     assert (finding.kind, finding.severity, finding.steps) == ("exploding", "critical", [3])
 
 
+@pytest.mark.tf
 def test_dead_units_from_exact_zeros_or_from_the_zero_spike_of_coarse_buckets(make_run, rng):
     def layer(zero_share, heavy=False):
         v = rng.standard_t(2, size=1000) if heavy else rng.normal(size=1000)

@@ -11,6 +11,8 @@ from conftest import SAMPLE_LOGS
 
 from analyzer.cli import OK, main
 
+pytestmark = pytest.mark.slow  # a Dask cluster and an S3 server
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 import pytest
-from handmade import decaying, fitted, judged, judged_weights, layer, loss
+from handmade import decaying, fitted, judged, judged_weights, layer, loss, three
 
 from analyzer import facts, wording
 from analyzer.events import NormSeries
@@ -26,15 +26,6 @@ def verdict(diagnosis) -> Verdict:
 
 def severity(diagnosis) -> Severity | None:
     return diagnosis.findings[0].severity if diagnosis.findings else None
-
-
-def three(tag="grad/l{}/kernel", steps=10, **hidden) -> list:
-    """Input, hidden and output layers of RMS 1; the hidden one with `hidden`'s zeros."""
-    return [
-        layer(tag.format(0), [1.0] * steps),
-        layer(tag.format(1), [1.0] * steps, **hidden),
-        layer(tag.format(2), [1.0] * steps),
-    ]
 
 
 def flat_then(values_after: list[float], before: int = 10, width: int = 3) -> list:

@@ -3,16 +3,14 @@ real writer (the accuracy corpus's own builders and writers, bench/accuracy/make
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from conftest import REPO
 
 from analyzer.batch import BatchOptions, process_run
 from analyzer.runs import find_runs
 
+pytestmark = [pytest.mark.tf, pytest.mark.torch, pytest.mark.slow]
+
 pytest.importorskip("tensorflow")
-sys.path.insert(0, str(REPO / "bench" / "accuracy"))
 make_runs = pytest.importorskip("make_runs")
 
 

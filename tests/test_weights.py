@@ -4,16 +4,16 @@ writes them: judged from their weights, as weights, and said so."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import report_json, runs_by_name
 
 from analyzer.cli import main
 
 keras = pytest.importorskip("keras")
-sys.path.insert(0, str(REPO / "sample_logs"))
-import generate  # noqa: E402  (the sample runs' recipes)
+import generate  # noqa: E402  (the sample runs' recipes, sample_logs/ on pytest's pythonpath)
+
+pytestmark = pytest.mark.tf
 
 
 def _fit_with_keras_tensorboard(recipe, log_dir, epochs: int, gradients: bool = False) -> None:
@@ -35,9 +35,7 @@ def weight_runs(tmp_path_factory) -> dict[str, dict]:
     _fit_with_keras_tensorboard(generate.vanishing, logs / "vanishing", epochs=6)
     _fit_with_keras_tensorboard(generate.exploding, logs / "exploding", epochs=6)
     _fit_with_keras_tensorboard(generate.vanishing, logs / "both", epochs=3, gradients=True)
-    out = logs.parent / "report.json"
-    main(["report", str(logs), "-o", str(logs.parent / "html"), "--json", str(out), "-q"])
-    return {r["run"]: r for r in json.loads(out.read_text())["runs"]}
+    return runs_by_name(report_json(logs.parent / "report.json", logs, args=["-o", logs.parent / "html"])[1])
 
 
 def test_weights_alone_are_judged_as_weights(weight_runs):

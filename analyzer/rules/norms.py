@@ -104,6 +104,7 @@ def diagnose_norm(norm: NormTrend, loss: LossTrend | None, limits: Thresholds) -
         points=len(norm.values),
         trend_decades_per_1k_steps=trend.decades_per_1k_steps if trend else None,
         trend_ci=(trend.ci_low, trend.ci_high) if trend else None,
+        confidence=limits.confidence,
         spikes=norm.spikes,
         spike_decades=limits.spike_decades,
         spike_window=limits.spike_window,

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))
 
 from analyzer.batch import BatchOptions, process_runs  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
