@@ -13,7 +13,7 @@ OK, FOUND, ERROR = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .vocabulary import ALL_KINDS
+    from .vocabulary import EVERY_KIND
 
     parser = argparse.ArgumentParser(
         prog="gradaudit",
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND[,KIND]",
         default="",
         help=f"exit with {FOUND} when a run has a finding of these kinds "
-        f"({', '.join(ALL_KINDS)}, or 'any'); findings the loss gate kept at low severity do not count",
+        f"({', '.join(EVERY_KIND)}, or 'any', which includes stalled and unstable); findings the loss gate "
+        "kept at low severity do not count",
     )
     report.add_argument(
         "-j",
@@ -141,15 +142,15 @@ def _with_progress(outputs, total: int, quiet: bool):
 
 
 def _parse_fail_on(text: str) -> set[str]:
-    from .vocabulary import ALL_KINDS
+    from .vocabulary import EVERY_KIND
 
     kinds = {k.strip() for k in text.split(",") if k.strip()}
     if "any" in kinds:
-        return set(ALL_KINDS)
-    unknown = kinds - set(ALL_KINDS)
+        return set(EVERY_KIND)
+    unknown = kinds - set(EVERY_KIND)
     if unknown:
         raise ValueError(
-            f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(ALL_KINDS)}"
+            f"--fail-on: unknown kind {', '.join(sorted(unknown))}; choose from {', '.join(EVERY_KIND)}"
         )
     return kinds
 

@@ -181,6 +181,32 @@ class StillWeights:
     adaptive: bool = hidden(False)  # the optimizer normalises each update (Adam, RMSprop ...)
 
 
+@dataclass
+class StalledLoss:
+    """The training loss did not fall: its end against its start, and what the gradients say of it."""
+
+    loss_start: float = measured()  # median of its first points
+    loss_end: float = measured()  # median of its last points
+    loss_change_share: float = measured(SHARE, 4)  # end / start - 1
+    loss_points: int = measured()
+    cause: str = measured(TEXT)  # a StallCause
+    gradient_drop_decades: float | None = measured(DECADES, 3)  # the least any layer fell, early to late
+    early_jump_decades: float | None = measured(DECADES, 3)  # the rise over the first logged point
+    series: str = hidden("")
+
+
+@dataclass
+class UnstableLoss:
+    """The training loss spiked or swung without diverging."""
+
+    loss_spikes: int = measured()  # separate spikes, restarts of the learning rate excused
+    largest_spike_ratio: float | None = measured(NUMBER, 3)  # over the median of the points before it
+    norm_spikes_with_them: int | None = measured()  # of them with a gradient-norm spike, where logged
+    restarts_excused: int | None = measured()  # spikes at a warm restart of the learning rate
+    later_swing_decades: float | None = measured(DECADES, 3)  # the later half's 90th over 10th percentile
+    series: str = hidden("")
+
+
 # --- the basis of a verdict no finding sets -------------------------------------------------------
 
 

@@ -57,7 +57,10 @@ class Diagnosis:
 def ranked(findings: list[Finding], tags: list[str]) -> tuple[list[Verdict], list[Finding]]:
     """Sorts `findings` worst first, those the loss gate kept low last; returns each tag's verdict
     and the findings that set verdicts."""
-    findings.sort(key=lambda f: (f.gated, -f.severity.rank, KIND_ORDER.index(f.kind)))
+    # Pathologies of the gradients outrank what the loss alone says, whatever their severities.
+    findings.sort(
+        key=lambda f: (f.gated, not f.kind.from_gradients, -f.severity.rank, KIND_ORDER.index(f.kind))
+    )
     layer_verdicts = []
     for tag in tags:
         hits = [f.kind for f in findings if tag in f.tags and not f.gated]

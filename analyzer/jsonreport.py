@@ -7,9 +7,10 @@ import math
 
 import numpy as np
 
-from . import __version__, wording
+from . import __version__, reasons, wording
 from .facts import shown
 from .findings import Finding
+from .learning import loss_shape
 from .pipeline import RunResult, layer_summary, model_layer_summaries
 from .problems import Problem
 
@@ -17,7 +18,10 @@ from .problems import Problem
 # verdict; runs carry "loss" and "sparse_layers"; findings carry "evidence_source". Added since,
 # meaning nothing else changed: runs carry "evidence", "judged", "gradient_norm" and "architecture";
 # findings carry "model_layers".
-SCHEMA_VERSION = 2
+# 3: verdicts and finding kinds "stalled" and "unstable"; runs' "loss" says what the loss did in
+# "state" (fell, flat, rose, went NaN/Inf, too few points, not logged) and "words", what the loss gate
+# read in "gate", and its "course"; "judged" lists stalled and unstable where a loss could show them.
+SCHEMA_VERSION = 3
 GENERATOR = "gradaudit"
 
 
@@ -80,7 +84,7 @@ def run_document(result: RunResult) -> dict:
             "run": result.run.name,
             "path": result.run.directory,
             "verdict": result.diagnosis.verdict,
-            "reason": wording.run_reason(result.diagnosis, result.notes),
+            "reason": reasons.run_reason(result.diagnosis, result.notes),
             "steps": [int(s) for s in stats.steps],
             "encodings": result.encodings,
             "hparams": result.hparams,
@@ -97,7 +101,7 @@ def run_document(result: RunResult) -> dict:
             "layers": [_layer_document(result, i) for i in range(len(stats.layers))],
             "architecture": _architecture_document(result),
             "other_histogram_tags": result.other_histogram_tags,
-            "notes": wording.run_notes(result.notes),
+            "notes": reasons.run_notes(result.notes),
             "errors": [str(p) for p in result.problems],
         }
     )
@@ -143,15 +147,37 @@ def _layer_document(result: RunResult, i: int) -> dict:
 
 def _loss_document(result: RunResult) -> dict:
     """The loss series the run logged, which one the gate read, and what it did."""
-    loss = result.trends.loss
+    loss, course, limits = result.trends.loss, result.loss_course, result.limits
     return {
-        "state": result.diagnosis.loss_state,
+        "state": loss_shape(course, limits),
+        "words": reasons.loss_words(course, limits),
+        "gate": result.diagnosis.loss_state,
         "series": [s.name for s in result.losses],
         "training_series": loss.series if loss else None,
         "first": loss.first if loss else None,
         "last": loss.last if loss else None,
         "log10_change": loss.log10_change if loss else None,
         "later_half_trend": _trend_document(loss.later_half) if loss else None,
+        "course": _course_document(course),
+    }
+
+
+def _course_document(course) -> dict | None:
+    """The training loss's course: the medians of its first and last points, its change between them
+    and along its Theil–Sen line (shares), its spikes and the swing of its later half."""
+    if course is None:
+        return None
+    return {
+        "series": course.series,
+        "points": course.points,
+        "nonfinite_points": course.nonfinite_points,
+        "first_nonfinite_step": course.first_nonfinite_step,
+        "start": course.start,
+        "end": course.end,
+        "change_share": course.change,
+        "trend_change_share": course.trend_change,
+        "spike_steps": [spike.step for spike in course.spikes],
+        "later_swing_decades": course.swing_decades,
     }
 
 

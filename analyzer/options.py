@@ -21,6 +21,9 @@ LIGHTNING_NORM = r"grad_([0-9.]+|inf)_norm"
 TOTAL_NORM = rf"(^|[/_. -])(grad(ient)?[_/ ]norm|{LIGHTNING_NORM}_total)$"
 PARAMETER_NORM = rf"^({LIGHTNING_NORM}|grads)/(?P<parameter>.+)$"
 DEFAULT_NORM_PATTERN = rf"(?i){TOTAL_NORM}|{PARAMETER_NORM}"
+# Learning rates logged as scalars: Keras's epoch_learning_rate, Hugging Face's train/learning_rate,
+# Lightning's LearningRateMonitor (lr-Adam, lr-SGD/pg1), hand-written loops' lr.
+DEFAULT_RATE_PATTERN = r"(?i)(^|[/_. -])(learning_rate|lr)($|[/_. -])|(^|/)lr-"
 READERS = ("streaming", "tensorboard")
 
 
@@ -34,6 +37,7 @@ class ReadOptions:
     # The statistics made while reading fit a zero bucket's excess only where that bucket holds at
     # least this share of a step's entries (Thresholds.zero_spike_fit_share of the thresholds in force).
     zero_spike_fit_share: float = DEFAULT_THRESHOLDS.zero_spike_fit_share
+    rate_pattern: str = DEFAULT_RATE_PATTERN  # scalars read as the learning rate
 
 
 DEFAULT_READ_OPTIONS = ReadOptions()

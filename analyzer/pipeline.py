@@ -20,19 +20,22 @@ from .events import (
     read_run,
 )
 from .findings import Diagnosis, Finding, joined, not_judged
+from .learning import GradientCourse, LossCourse, gradient_course, loss_course, norm_course, rate_course
 from .options import DEFAULT_READ_OPTIONS, ReadOptions
 from .problems import Problem
 from .remedies import Remedy, remedies_for
 from .rules.gradients import diagnose
+from .rules.learning import judge_learning
 from .rules.norms import diagnose_norm
 from .rules.weights import diagnose_weights
 from .runs import Run
 from .runstats import RunStats, run_stats
 from .tags import is_weight_histogram, parameter_name
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
-from .trends import NormTrend, RunTrends, norm_trend, run_trends
+from .trends import NormTrend, RunTrends, norm_trend, run_trends, training_loss
 from .vocabulary import (
     ALL_KINDS,
+    LEARNING_KINDS,
     NORM_KINDS,
     PARAMETER_NORM_KINDS,
     WEIGHT_KINDS,
@@ -68,6 +71,7 @@ class RunResult:
     architecture: Architecture | None = None  # the model's layers holding the tags
     evidence: Evidence = Evidence.NONE  # what the verdict rests on
     limits: Thresholds = DEFAULT_THRESHOLDS  # the thresholds the run was judged by
+    loss_course: LossCourse | None = None  # what the training loss did, where the run logged one
 
     def model_layers_of(self, finding: Finding) -> list[str]:
         """The paths of the model's layers holding a finding's tags."""
@@ -87,6 +91,7 @@ class _Judged:
     trends: RunTrends
     norm_layers: RunStats | None = None
     norm_layer_trends: RunTrends | None = None
+    loss_course: LossCourse | None = None
 
 
 def analyse_run(
@@ -128,6 +133,7 @@ def analyse_run(
         judged = _Judged(diagnose(stats, trends, limits), ALL_KINDS, Evidence.NONE, stats, trends)
     if norms_alone:
         judged = _with_parameter_norms(judged, norms_alone, sizes, sized, data, limits)
+    judged = _with_learning(judged, data, norm, limits)
 
     notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
     architecture = _architecture(data, judged, sized)
@@ -152,7 +158,27 @@ def analyse_run(
         norms_sized=bool(norms_alone) and sized,
         architecture=architecture,
         limits=limits,
+        loss_course=judged.loss_course,
     )
+
+
+def _with_learning(judged: _Judged, data: RunData, norm: NormTrend | None, limits: Thresholds) -> _Judged:
+    """The verdict asks whether the training learned, where the run logs a training loss: stalled and
+    unstable beside (never above) what the gradients show, and judged even without gradients."""
+    course = loss_course(training_loss(data.losses), limits)
+    if course is None or course.points < limits.stall_min_points:
+        return replace(judged, loss_course=course)
+    if judged.evidence == Evidence.WEIGHT_HISTOGRAMS:
+        gradients = gradient_course(judged.stats, judged.trends.global_norm, "weights", limits)
+    elif judged.evidence == Evidence.GRADIENT_NORM and norm is not None:
+        gradients = norm_course(norm.steps, norm.values, limits)
+    elif judged.stats.layers:
+        source = "gradient norms" if judged.evidence == Evidence.PARAMETER_NORMS else "gradients"
+        gradients = gradient_course(judged.stats, judged.trends.global_norm, source, limits)
+    else:
+        gradients = GradientCourse("")
+    diagnosis = judge_learning(judged.diagnosis, course, gradients, rate_course(data.rates), limits)
+    return replace(judged, diagnosis=diagnosis, judged=judged.judged + LEARNING_KINDS, loss_course=course)
 
 
 def _with_parameter_norms(

@@ -14,7 +14,7 @@ from .architecture import (
 )
 from .facts import shown
 from .findings import Finding
-from .vocabulary import Kind
+from .vocabulary import Kind, StallCause
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,67 @@ def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
     return out
 
 
+def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
+    cause = _fact(finding, "cause")
+    rate = Remedy(
+        "Raise the learning rate (try 10x), or check the schedule did not bring it to zero",
+        "the gradients reach every layer, yet the loss does not move: each step is too small to matter",
+    )
+    labels = Remedy(
+        "Check the data and the labels: that inputs and targets are paired, shuffled together and scaled",
+        "labels that do not match their inputs give gradients that cancel out: the loss stays at chance",
+    )
+    frozen = Remedy(
+        "Check that the layers are trainable and handed to the optimizer (model.trainable, requires_grad, "
+        "the optimizer's parameter groups), and that the learning rate is not 0",
+        "frozen layers or a zero learning rate leave every weight where it started",
+    )
+    saturated = Remedy(
+        "Average the loss over the batch (reduction='mean' or Keras's default, not 'sum') and lower the "
+        "learning rate (try 1/10)",
+        "a summed loss scales the first update with the batch size: it can blow the output layer's "
+        "weights up, saturate its softmax or sigmoid, and leave every later gradient near zero",
+    )
+    output = Remedy(
+        "Check the output layer for saturation: standardise inputs, initialise the last layer small "
+        "(Glorot), and use logits with a from_logits loss rather than a softmax followed by a log",
+        "a saturated softmax or sigmoid passes almost no gradient back: the loss stalls where it started",
+    )
+    if cause == StallCause.ZERO_RATE:
+        return [
+            Remedy("Set a non-zero learning rate", "the logged learning rate is 0: no weight can move"),
+            frozen,
+        ]
+    if cause == StallCause.FROZEN:
+        return [frozen, rate]
+    if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.COLLAPSE):
+        return [saturated, output, labels]
+    return [rate, labels, frozen]
+
+
+def _unstable(finding: Finding, model: Architecture) -> list[Remedy]:
+    return [
+        Remedy(
+            "Lower the learning rate (try 1/3 to 1/10)",
+            "a step too large for the loss's curvature overshoots: the loss jumps, then recovers",
+        ),
+        Remedy(
+            "Add a learning-rate warm-up (linear over the first few percent of steps)",
+            "early steps with an untrained model's large gradients are the ones that overshoot, as "
+            "transformers trained with Adam and no warm-up show",
+        ),
+        Remedy(
+            "Clip gradients by global norm near their typical norm before the spikes "
+            "(keras.optimizers.Adam(clipnorm=...) or torch.nn.utils.clip_grad_norm_)",
+            "clipping caps the steps that throw the loss up without changing the others",
+        ),
+        Remedy(
+            "Use larger batches (or accumulate gradients over several)",
+            "a tiny batch's gradient is noisy: single batches throw the loss around",
+        ),
+    ]
+
+
 def _named(layers: list[ModelLayer]) -> str:
     """ "dense_1", "dense_1 and dense_2", or "dense_1 … dense_9 (9 layers)"."""
     names = [layer.path or layer.name for layer in layers]
@@ -210,4 +271,10 @@ def _suggested_clip_norm(norm: object) -> float | None:
     return math.ceil(norm / 10**exponent) * 10**exponent
 
 
-_BY_KIND = {Kind.VANISHING: _vanishing, Kind.EXPLODING: _exploding, Kind.DEAD_UNITS: _dead_units}
+_BY_KIND = {
+    Kind.VANISHING: _vanishing,
+    Kind.EXPLODING: _exploding,
+    Kind.DEAD_UNITS: _dead_units,
+    Kind.STALLED: _stalled,
+    Kind.UNSTABLE: _unstable,
+}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .stats import LayerStats, resolves_exact_zeros
-from .tags import is_sparse_by_name, is_weight_tag
+from .tags import follows_depth, is_sparse_by_name
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 
@@ -36,7 +36,7 @@ def _sparse_layers(
     layers: list[LayerStats], zero_share: np.ndarray, exact_zeros: np.ndarray, limits: Thresholds
 ) -> np.ndarray:
     sparse = np.array([is_sparse_by_name(layer.tag) for layer in layers], dtype=bool)
-    first = next((i for i, layer in enumerate(layers) if is_weight_tag(layer.tag) and not sparse[i]), None)
+    first = next((i for i, layer in enumerate(layers) if follows_depth(layer.tag) and not sparse[i]), None)
     if first is not None:
         with np.errstate(invalid="ignore"):
             mostly_zero = (exact_zeros[first] & (zero_share[first] >= limits.sparse_zero_share))[
@@ -68,7 +68,7 @@ def run_stats(layers: list[LayerStats], limits: Thresholds = DEFAULT_THRESHOLDS)
         missing = np.isfinite(count) & (count < size[:, None] - 0.5)
     sparse = _sparse_layers(layers, zero_share, exact_zeros, limits)
     weights = np.array(
-        [i for i, layer in enumerate(layers) if is_weight_tag(layer.tag) and not sparse[i]], dtype=int
+        [i for i, layer in enumerate(layers) if follows_depth(layer.tag) and not sparse[i]], dtype=int
     )
     dense = np.flatnonzero(~sparse)
     depth_layers = weights if len(weights) >= 2 else (dense if len(dense) >= 2 else np.arange(len(layers)))

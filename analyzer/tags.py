@@ -33,7 +33,10 @@ def parameter_name(tag: str) -> str:
     return _PARAMETER_WRAPPERS.sub("", _PARAMETER_WRAPPERS.sub("", tag))
 
 
-def is_weight_tag(tag: str) -> bool:
+def follows_depth(tag: str) -> bool:
+    """A weight matrix's tag, whose gradient follows the depth profile: not a bias, a normalization
+    parameter or attention's query and key (unlike is_weight_histogram, which asks whether a histogram
+    holds a parameter's values rather than its gradient)."""
     lowered = parameter_name(tag).lower()
     return not any(marker in lowered for marker in _NOT_A_WEIGHT) and not _ATTENTION_QUERY_KEY.search(tag)
 

@@ -7,13 +7,15 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from .reasons import judged_words
 from .vocabulary import Severity, Verdict, triage_rank
-from .wording import judged_words
 
 _COLOUR = {
     Verdict.EXPLODING: "31",
     Verdict.VANISHING: "35",
     Verdict.DEAD_UNITS: "33",
+    Verdict.UNSTABLE: "91",
+    Verdict.STALLED: "36",
     Verdict.INSUFFICIENT_DATA: "2",
     Verdict.HEALTHY: "32",
 }

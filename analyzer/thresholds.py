@@ -89,6 +89,36 @@ class Thresholds:
     # last point decides nothing.
     loss_end_share: float = 0.25
 
+    # --- did the training learn ------------------------------------------------------------------
+    # Stalled: the median of the training loss's last points is within this share above or below the
+    # median of its first points, or above them (a loss that does not fall learned nothing), and along
+    # its Theil–Sen line over the whole run it fell no more than that either (noisy ends decide nothing) ...
+    stall_band: float = 0.1
+    # ... those points being this share of its finite points at each end (at least one) ...
+    stall_edge_share: float = 0.1
+    # ... of a loss logged at this many points at least (fewer say too little of its course).
+    stall_min_points: int = 5
+    # The gradients that explain a stalled loss: every depth layer's late level (its last points)
+    # this many decades below its early level (gradients collapsed: a saturated output) ...
+    collapse_decades: float = 2.0
+    # Unstable: the training loss spikes at least this many separate times ...
+    unstable_min_spikes: int = 3
+    # ... each spike at least this many times the median of the spike_window points before it, and
+    # with a gradient-norm spike of the same size at its step where a norm is logged ...
+    unstable_spike_ratio: float = 3.0
+    # ... and reaching at least this share of the loss's first value: a jump that undoes half of what
+    # the training learned (a converged loss's minibatch noise is many times its small median, far below
+    # that, and so is the saw-tooth of a loss logged at epoch boundaries)
+    unstable_spike_of_start: float = 0.5
+    # ... or its later half swings this many decades (90th over 10th percentile) with no downward
+    # trend (its Theil–Sen interval reaches zero) ...
+    unstable_swing_decades: float = 0.5
+    # ... while the loss fell less than this share over the run (a converging loss's noise is no swing).
+    unstable_max_fall: float = 0.5
+    # A learning rate that rises by this factor from one logged point to the next is a warm restart:
+    # a loss spike at that step is the restart's, not instability.
+    restart_factor: float = 2.0
+
     # --- fits and amounts of data ---------------------------------------------------------------
     # Below this many logged steps no verdict is given.
     min_steps: int = 2

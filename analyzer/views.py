@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from markupsafe import Markup
 
-from . import charts, heatmaps, wording
+from . import charts, heatmaps, reasons, wording
 from .facts import DECADES, PER_LAYER, RATE, SHARE, STEP, STEPS, shown
 from .findings import Finding, worst_severity
 from .pipeline import LayerSummary, ModelLayerSummary, RunResult, layer_summary, model_layer_summaries
@@ -62,6 +62,7 @@ class RunView:
     over_steps: Markup = Markup("")
     profile: Markup = Markup("")
     loss_chart: Markup = Markup("")
+    loss_chart_placed: bool = False  # drawn beside a finding (stalled, unstable), not again below
     norm_chart: Markup = Markup("")  # the gradient norm logged as a scalar, where it is the evidence
     norm_series: str = ""
     parameter_norms: bool = False  # the layers are per-parameter norms logged as scalars
@@ -98,7 +99,7 @@ def run_view(result: RunResult) -> RunView:
         name=result.run.name,
         page=run_page_name(result.run.name),
         verdict=diagnosis.verdict,
-        reason=wording.run_reason(diagnosis, result.notes),
+        reason=reasons.run_reason(diagnosis, result.notes),
         worst_layer=_worst_layer(result),
         depth_ratio=float(np.median(finite_ratio)) if finite_ratio.size else math.nan,
         growth=g.decades_per_1k_steps if g else math.nan,
@@ -109,7 +110,7 @@ def run_view(result: RunResult) -> RunView:
         layers=len(stats.layers),
         encodings=result.encodings,
         problems=result.problems,
-        notes=wording.run_notes(result.notes),
+        notes=reasons.run_notes(result.notes),
         other_histogram_tags=result.other_histogram_tags,
         hparams=result.hparams,
     )
@@ -141,7 +142,7 @@ def run_view(result: RunResult) -> RunView:
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
-    view.judged = wording.judged_words(result.judged)
+    view.judged = reasons.judged_words(result.judged)
     view.interval = f"{100 * result.limits.confidence:g} %"
     view.parameter_norms = result.evidence == Evidence.PARAMETER_NORMS
     view.norms_sized = result.norms_sized
@@ -198,7 +199,7 @@ def _first_few(names: list[str], few: int) -> str:
 
 def _add_loss(view: RunView, result: RunResult) -> None:
     """The loss curves, the series the verdict read first."""
-    view.loss_state = result.diagnosis.loss_state
+    view.loss_state = reasons.loss_words(result.loss_course, result.limits)
     loss = result.trends.loss
     if not result.losses:
         return
@@ -270,7 +271,13 @@ def _evidence_rows(finding: Finding, rate: charts.RateUnit) -> list[tuple[str, s
 
 
 # The chart that shows each finding's evidence best, placed next to it on the run page.
-_EVIDENCE_CHART = {Kind.VANISHING: "profile", Kind.EXPLODING: "over_steps", Kind.DEAD_UNITS: "heatmap"}
+_EVIDENCE_CHART = {
+    Kind.VANISHING: "profile",
+    Kind.EXPLODING: "over_steps",
+    Kind.DEAD_UNITS: "heatmap",
+    Kind.STALLED: "loss_chart",
+    Kind.UNSTABLE: "loss_chart",
+}
 
 
 def _place_evidence(view: RunView) -> None:
@@ -286,6 +293,7 @@ def _place_evidence(view: RunView) -> None:
             name = _EVIDENCE_CHART[item["finding"].kind]
         item["chart"] = getattr(view, name) if name not in used else Markup("")
         used.add(name)
+    view.loss_chart_placed = "loss_chart" in used
     view.other_charts = [
         (title, getattr(view, name))
         for name, title in (

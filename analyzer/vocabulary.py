@@ -28,6 +28,13 @@ class Kind(Word):
     VANISHING = "vanishing"
     EXPLODING = "exploding"
     DEAD_UNITS = "dead_units"
+    UNSTABLE = "unstable"  # the loss spikes or swings without diverging
+    STALLED = "stalled"  # the training stopped learning
+
+    @property
+    def from_gradients(self) -> bool:
+        """A pathology of the gradients, which outranks what the loss alone says (stalled, unstable)."""
+        return self in GRADIENT_KINDS
 
 
 class Verdict(Word):
@@ -36,6 +43,8 @@ class Verdict(Word):
     VANISHING = "vanishing"
     EXPLODING = "exploding"
     DEAD_UNITS = "dead_units"
+    UNSTABLE = "unstable"
+    STALLED = "stalled"
     HEALTHY = "healthy"
     INSUFFICIENT_DATA = "insufficient_data"
 
@@ -98,28 +107,60 @@ class Measure(Word):
     NORM = "gradient norm"
 
 
-class LossState(Word):
-    """What the training loss did, as the loss gate reads it."""
+class StallCause(Word):
+    """Why a training loss did not fall, as the gradient (or weight) evidence shows it."""
 
-    FALLS = "falls"
-    STALLED = "stalled or rising"
-    UNKNOWN = "not logged"
+    JUMP_THEN_COLLAPSE = "a jump at the first updates, then gradients collapsed"
+    COLLAPSE = "gradients collapsed to a small fraction of their start in every layer"
+    FROZEN = "no weight moved"
+    ZERO_RATE = "the learning rate is zero"
+    NORMAL = "gradients look normal while the loss does not move"
+    NORM_STAYS = (
+        "the gradient norm did not collapse; norms cannot show vanishing gradients in early layers or dead "
+        "units"
+    )
+    UNSEEN = "the run logs no gradient evidence"
+
+
+class LossShape(Word):
+    """What the training loss did over the run, as its words say it (learning.loss_shape)."""
+
+    FELL = "fell"
+    FLAT = "flat"
+    ROSE = "rose"
+    DIVERGED = "went NaN/Inf"
+    TOO_FEW = "too few points"
+    NOT_LOGGED = "not logged"
+
+
+class LossState(Word):
+    """What the loss gate read of the training loss: whether it is still falling."""
+
+    FALLS = "still falling"  # its later half's trend is surely downward, or it fell a decade
+    STALLED = "no longer falling"
+    UNKNOWN = "not read"  # no training loss, or too few points to fit
 
 
 # What each kind of evidence can show: a global norm cannot show vanishing gradients in early layers
 # (the output side dominates it) or dead units; norms and weights have no zeros to count.
-ALL_KINDS: tuple[Kind, ...] = (Kind.VANISHING, Kind.EXPLODING, Kind.DEAD_UNITS)
+GRADIENT_KINDS: tuple[Kind, ...] = (Kind.VANISHING, Kind.EXPLODING, Kind.DEAD_UNITS)
+ALL_KINDS = GRADIENT_KINDS  # what gradient histograms show
+# What a training loss shows, with or without gradient evidence.
+LEARNING_KINDS: tuple[Kind, ...] = (Kind.UNSTABLE, Kind.STALLED)
+EVERY_KIND: tuple[Kind, ...] = GRADIENT_KINDS + LEARNING_KINDS  # --fail-on any
 NORM_KINDS: tuple[Kind, ...] = (Kind.EXPLODING,)
 PARAMETER_NORM_KINDS: tuple[Kind, ...] = (Kind.VANISHING, Kind.EXPLODING)
 WEIGHT_KINDS: tuple[Kind, ...] = (Kind.VANISHING, Kind.EXPLODING)  # a dead unit's weights stay put
 
 # Findings of equal severity rank by kind in this order.
-KIND_ORDER: tuple[Kind, ...] = (Kind.EXPLODING, Kind.VANISHING, Kind.DEAD_UNITS)
+KIND_ORDER: tuple[Kind, ...] = (Kind.EXPLODING, Kind.VANISHING, Kind.DEAD_UNITS, Kind.UNSTABLE, Kind.STALLED)
 # Worst first, as a person triages runs: by the most severe verdict-setting finding, then by verdict.
 TRIAGE_ORDER: tuple[Verdict, ...] = (
     Verdict.EXPLODING,
     Verdict.VANISHING,
     Verdict.DEAD_UNITS,
+    Verdict.UNSTABLE,
+    Verdict.STALLED,
     Verdict.INSUFFICIENT_DATA,
     Verdict.HEALTHY,
 )
@@ -127,7 +168,8 @@ TRIAGE_ORDER: tuple[Verdict, ...] = (
 
 def triage_rank(verdict: str, severity: str | None) -> tuple[int, int]:
     """Sort key of a run, smallest first: critical findings first, then exploding, vanishing, dead
-    units, runs that could not be judged, healthy ones. Takes the words as text (from JSON too)."""
+    units, unstable, stalled, runs that could not be judged, healthy ones. Takes the words as text
+    (from JSON too)."""
     order = TRIAGE_ORDER.index(verdict) if verdict in TRIAGE_ORDER else len(TRIAGE_ORDER)
     rank = Severity(severity).rank if severity in _SEVERITIES else 0
     return (-rank, order)

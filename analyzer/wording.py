@@ -1,7 +1,6 @@
-"""Every sentence a person reads about a run, made from its findings, their facts and the thresholds
-in force: finding summaries, the verdict's reason, the evidence in words, the notes, and the values
-of evidence and thresholds with their units. The page, the terminal, the JSON and the TensorBoard tab
-all take their words from here."""
+"""Every sentence a person reads about a finding, made from its facts and the thresholds in force: its
+summary, the thresholds it crossed, its evidence in words. With ``reasons`` (the run's words), the
+page, the terminal, the JSON and the TensorBoard tab take all their words from here."""
 
 from __future__ import annotations
 
@@ -9,10 +8,8 @@ import math
 from collections.abc import Callable
 
 from . import facts as F
-from .findings import Diagnosis, Finding
-from .vocabulary import ALL_KINDS, LossState, Source, Verdict
-
-# --- finding summaries ----------------------------------------------------------------------------
+from .findings import Finding
+from .vocabulary import LossState
 
 
 def summary(finding: Finding) -> str:
@@ -106,6 +103,42 @@ def _still_weights(f: Finding, e: F.StillWeights) -> str:
     return f"{moved} over the run: their gradients vanished{how}"
 
 
+def _stalled_loss(f: Finding, e: F.StalledLoss) -> str:
+    band = f.limits.stall_band
+    how = (
+        f"rose {100 * e.loss_change_share:.0f} %"
+        if e.loss_change_share > band
+        else f"stayed flat, within {100 * band:g} %"
+    )
+    return f"the training loss ({e.series}) {how} ({e.loss_start:.4g} → {e.loss_end:.4g}): {e.cause}"
+
+
+def loss_change_words(change: float) -> str:
+    """-0.7 → "fell 70 %", 0.5 → "rose 50 %", 0.001 → "did not move"."""
+    if not math.isfinite(change):
+        return "did not fall"
+    if abs(change) < 0.005:
+        return "did not move"
+    if change < 0:
+        return f"fell {-100 * change:.0f} %"
+    return f"rose {100 * change:.0f} %"
+
+
+def _unstable_loss(f: Finding, e: F.UnstableLoss) -> str:
+    if e.loss_spikes:
+        largest = (
+            f", the largest {e.largest_spike_ratio:.3g}x the points before it"
+            if e.largest_spike_ratio
+            else ""
+        )
+        with_norm = " with the gradient norm" if e.norm_spikes_with_them else ""
+        said = f"the training loss ({e.series}) spiked {e.loss_spikes} times{with_norm}{largest}"
+    else:
+        ratio = 10 ** (e.later_swing_decades or 0.0)
+        said = f"the training loss ({e.series}) swings {ratio:.3g}x in its later half with no downward trend"
+    return said + ", without diverging"
+
+
 _SUMMARIES: dict[type, Callable] = {
     F.NonFiniteGradients: _nonfinite_gradients,
     F.NormRise: _norm_rise,
@@ -117,10 +150,9 @@ _SUMMARIES: dict[type, Callable] = {
     F.NonFiniteWeights: _nonfinite_weights,
     F.WeightGrowth: _weight_growth,
     F.StillWeights: _still_weights,
+    F.StalledLoss: _stalled_loss,
+    F.UnstableLoss: _unstable_loss,
 }
-
-
-# --- the thresholds a finding crossed -------------------------------------------------------------
 
 
 def thresholds_of(finding: Finding) -> list[F.Limit]:
@@ -160,10 +192,23 @@ def thresholds_of(finding: Finding) -> list[F.Limit]:
         return [F.Limit("weight_growth_decades", f">= {t.weight_growth_decades}")]
     if isinstance(e, F.StillWeights):
         return [F.Limit("movement_log10_ratio", f"<= -{t.weight_still_decades}")]
+    if isinstance(e, F.StalledLoss):
+        return [
+            F.Limit("loss_change_share", f">= -{t.stall_band}"),
+            F.Limit("edge_share", t.stall_edge_share, F.SHARE),
+            F.Limit("min_points", t.stall_min_points),
+            F.Limit("collapse_decades", t.collapse_decades, F.DECADES),
+        ]
+    if isinstance(e, F.UnstableLoss):
+        return [
+            F.Limit("min_spikes", t.unstable_min_spikes),
+            F.Limit("spike_ratio", t.unstable_spike_ratio),
+            F.Limit("spike_window", t.spike_window),
+            F.Limit("swing_decades", t.unstable_swing_decades, F.DECADES),
+            F.Limit("max_fall_share", t.unstable_max_fall, F.SHARE),
+        ]
     raise TypeError(f"no thresholds for {type(e).__name__}")
 
-
-# --- the evidence in words ------------------------------------------------------------------------
 
 _POWERS = {
     1: "ten",
@@ -269,164 +314,26 @@ def evidence_in_words(finding: Finding) -> str:
             f"The input-side weights moved {times_in_words(-e.movement_log10_ratio)} less than the layer "
             f"that moved most; the rule fires at {limit_times(t.weight_still_decades)} less."
         )
+    if isinstance(e, F.StalledLoss):
+        edge = f"{100 * t.stall_edge_share:g} %"
+        return (
+            f"The median of the training loss's last {edge} of points "
+            f"{loss_change_words(e.loss_change_share)} "
+            f"from the median of its first {edge}, and no more along its trend; the rule fires where "
+            "it did not fall by more than "
+            f"{100 * t.stall_band:g} %. Why, as the gradients show it: {e.cause}."
+        )
+    if isinstance(e, F.UnstableLoss):
+        return (
+            f"The training loss spiked {e.loss_spikes} separate times; the rule fires at "
+            f"{count_in_words(t.unstable_min_spikes)} spikes of "
+            f"{limit_times(math.log10(t.unstable_spike_ratio))} "
+            f"the median of the {t.spike_window} points before each (with the gradient norm where it is "
+            f"logged), or at a later half that swings {limit_times(t.unstable_swing_decades)} with no "
+            "downward trend."
+        )
     raise TypeError(f"no words for {type(e).__name__}")
 
 
 def _late_words(late_from: float) -> str:
     return "the second half" if late_from == 0.5 else f"the last {100 * (1 - late_from):g} %"
-
-
-# --- the verdict's reason -------------------------------------------------------------------------
-
-
-def reason(diagnosis: Diagnosis) -> str:
-    """Why the run got its verdict: the worst finding's summary, else the facts behind the verdict."""
-    counting = diagnosis.counting
-    if counting:
-        return summary(counting[0])
-    return basis_words(diagnosis.basis)
-
-
-def basis_words(basis) -> str:
-    if isinstance(basis, F.TooFewSteps):
-        if basis.of == Source.WEIGHTS:
-            return f"only {basis.steps} logged step of weights; their change needs at least {basis.needed}"
-        counted = f"value of {basis.series}" if basis.of == Source.GRADIENT_NORM else "step"
-        return f"only {basis.steps} logged {counted}; trends need at least {basis.needed}"
-    if isinstance(basis, F.HealthyGradients):
-        parts = [f"{basis.tags} gradient tags over {basis.steps} steps, all finite"]
-        if math.isfinite(basis.depth_decades):
-            parts.append(f"first/last layer RMS within {abs(basis.depth_decades):.1f} decades")
-        return "; ".join(parts + _gated_words(basis.gated_kinds))
-    if isinstance(basis, F.HealthyNorm):
-        return _healthy_norm(basis)
-    if isinstance(basis, F.HealthyWeights):
-        parts = [f"{basis.tags} weight tags over {basis.steps} logged steps, all finite"]
-        if basis.none_moved:
-            parts.append("no weight moved between logged steps (a frozen model, or gradients of zero)")
-        elif basis.all_moved:
-            parts.append("every weight layer moved")
-        parts += _gated_words(basis.gated_kinds)
-        parts.append("judged from weights: symptoms of vanishing or exploding gradients, not measurements")
-        return "; ".join(parts)
-    if isinstance(basis, F.NoGradients):
-        return _no_gradients(basis)
-    fixed = {
-        F.NoHistograms: "no gradient histograms",
-        F.EmptyHistograms: "the gradient histograms hold no entries at any step",
-        F.InternalError: "could not be analysed (internal error; please report it)",
-    }
-    return fixed[type(basis)]
-
-
-def _gated_words(kinds: tuple[str, ...]) -> list[str]:
-    if not kinds:
-        return []
-    return [f"{' and '.join(kinds)} signs kept at low severity: the training loss falls"]
-
-
-def _healthy_norm(basis: F.HealthyNorm) -> str:
-    parts = [f"gradient norm ({basis.series}) finite over {basis.points} logged steps"]
-    if basis.trend_ci is not None:
-        low, high = basis.trend_ci
-        parts.append(
-            f"its trend {basis.trend_decades_per_1k_steps:+.2g} decades per 1k steps "
-            f"({100 * basis.confidence:g} % CI {low:+.2g} to {high:+.2g})"
-        )
-    if basis.spikes:
-        parts.append(
-            f"{basis.spikes} spike(s) above {10**basis.spike_decades:g}x the median of the "
-            f"{basis.spike_window} steps before"
-        )
-    if basis.gated:
-        parts.append("exploding signs kept at low severity: the training loss falls")
-    parts.append("judged for exploding only: a global norm cannot show vanishing gradients or dead units")
-    return "; ".join(parts)
-
-
-def _no_gradients(basis: F.NoGradients) -> str:
-    other = basis.other_tags
-    if not other:
-        return "no histograms and no gradient-norm scalars in this run's event files"
-    shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
-    return (
-        f"no gradient histograms (no tag matches {basis.tag_pattern!r}); histogram tags found: {shown}; "
-        "pass --tags REGEX to analyse them"
-    )
-
-
-def run_reason(diagnosis: Diagnosis, notes: list) -> str:
-    """The reason of a run: its diagnosis's, with how per-parameter norms were read where they alone
-    made a healthy verdict."""
-    text = reason(diagnosis)
-    alone = [n for n in notes if isinstance(n, F.NormsJudged) and not n.beside_histograms]
-    if alone and diagnosis.verdict is Verdict.HEALTHY:
-        text += f"; {note(alone[0])}"
-    return text
-
-
-# --- notes ----------------------------------------------------------------------------------------
-
-
-def note(fact) -> str:
-    if isinstance(fact, F.Restarted):
-        return (
-            "the run restarted: a later event file went back to earlier steps; "
-            "for each step the later file's histogram was used"
-        )
-    if isinstance(fact, F.StillWritten):
-        return (
-            f"still being written: read up to step {fact.last_step}; {fact.path} ends in a partial record "
-            f"(changed {fact.age_seconds:.0f} s ago), as a writer mid-record leaves it"
-        )
-    if isinstance(fact, F.Thinned):
-        return (
-            f"a long run: of up to {fact.logged_steps:,} logged steps per tag, the statistics of "
-            f"{fact.kept_steps:,} or more, evenly spread, were kept (with every change between finite and "
-            "non-finite gradients)"
-        )
-    if isinstance(fact, F.NormsJudged):
-        how = (
-            "each norm divided by the square root of its parameter's size (from its weight histogram)"
-            if fact.sized
-            else f"the depth rules ask {fact.size_decades:g} decade more of norms, which carry "
-            "their layers' sizes (the run logs no sizes)"
-        )
-        if fact.beside_histograms:
-            return (
-                f"per-parameter gradient norms of {fact.parameters} parameters without gradient histograms "
-                f"judged for vanishing and exploding beside the histograms ({how})"
-            )
-        return (
-            "from per-parameter gradient norms, judged for vanishing and exploding "
-            f"(norms show no dead units; {how})"
-        )
-    if isinstance(fact, F.NormsBesideHistograms):
-        return (
-            f"gradient norms of {fact.parameters} parameters were logged beside their "
-            "histograms; the histograms were used for them"
-        )
-    if isinstance(fact, F.FromWeights):
-        return (
-            "no gradient histograms: the verdict reads the weights, whose changes are symptoms of the "
-            "gradients, not measurements of them; optimizer: "
-            + (fact.optimizer or "not logged (under Adam or RMSprop, small gradients still move weights)")
-        )
-    if isinstance(fact, F.GlobalNormBeside):
-        return f"a gradient norm was logged too ({fact.series}); the verdict rests on the histograms"
-    raise TypeError(f"no words for {type(fact).__name__}")
-
-
-def run_notes(notes: list) -> list[str]:
-    """The notes shown with a run (norms read alone are said in its reason instead)."""
-    return [note(n) for n in notes if not (isinstance(n, F.NormsJudged) and not n.beside_histograms)]
-
-
-# --- what the evidence could judge ----------------------------------------------------------------
-
-
-def judged_words(judged) -> str:
-    """ "" where the evidence can show every kind of finding; else which kinds it can, in words."""
-    if set(judged) >= set(ALL_KINDS):
-        return ""
-    return f"{' and '.join(judged)} only" if judged else "nothing judged"

@@ -108,3 +108,26 @@ def judged_weights(
     """The weight rules' diagnosis of these layers read as weight histograms."""
     stats, trends = fitted(layers, limits, losses)
     return diagnose_weights(stats, trends.loss, optimizer, limits)
+
+
+def learned(values, layers=None, limits: Thresholds = DEFAULT_THRESHOLDS, rate=None, steps=None) -> Diagnosis:
+    """The gradient rules', then the learning rules' diagnosis of a run whose training loss is
+    `values` (one point per step unless `steps` says), beside `layers` (three healthy ones by default)."""
+    from analyzer.learning import gradient_course, loss_course
+    from analyzer.rules.learning import judge_learning
+
+    series = loss(values, steps)
+    layers = layers if layers is not None else three(steps=len(values))
+    stats, trends = fitted(layers, limits, [series])
+    diagnosis = diagnose(stats, trends, limits)
+    course = loss_course(series, limits)
+    gradients = gradient_course(stats, trends.global_norm, "gradients", limits)
+    return judge_learning(diagnosis, course, gradients, rate, limits)
+
+
+def rate(values, steps=None):
+    from analyzer.learning import RateCourse
+
+    values = np.asarray(values, float)
+    steps = np.arange(len(values), dtype=np.int64) if steps is None else np.asarray(steps, np.int64)
+    return RateCourse("lr", steps, values)

@@ -201,7 +201,7 @@ def _two_file_run(run_dir):
 
 
 def test_a_run_still_being_written_is_noted_quietly_and_a_cut_older_file_is_an_error(tmp_path):
-    from analyzer import wording
+    from analyzer import reasons
     from analyzer.pipeline import analyse_run
 
     # The newest file cut mid-record, as a live writer leaves it between flushes.
@@ -210,7 +210,7 @@ def test_a_run_still_being_written_is_noted_quietly_and_a_cut_older_file_is_an_e
     data = read_run(_only_run(tmp_path / "live"))
     assert data.problems == []
     assert list(data.live) == [str(newest)] and data.last_step == 8
-    [note] = wording.run_notes(analyse_run(_only_run(tmp_path / "live")).notes)
+    [note] = reasons.run_notes(analyse_run(_only_run(tmp_path / "live")).notes)
     assert note.startswith("still being written: read up to step 8;") and str(newest) in note
     # The same cut, left for an hour: a killed writer, and an error.
     left_long_ago(newest)

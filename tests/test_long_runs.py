@@ -7,7 +7,7 @@ import re
 import numpy as np
 from test_hostile import legacy_event, tf2_event, write_events
 
-from analyzer import readers, store, wording
+from analyzer import readers, reasons, store
 from analyzer.events import read_run
 from analyzer.options import ReadOptions
 from analyzer.pipeline import analyse_run
@@ -175,7 +175,7 @@ def test_a_long_run_is_thinned_evenly_and_keeps_where_gradients_turned_non_finit
     result = analyse_run(run)
     assert any(
         note.startswith(f"a long run: of up to {steps:,} logged steps per tag")
-        for note in wording.run_notes(result.notes)
+        for note in reasons.run_notes(result.notes)
     )
     assert result.diagnosis.verdict == "exploding"  # the non-finite steps survive thinning
 

@@ -78,14 +78,14 @@ def _report(tmp_path, *extra):
 
 def test_norm_scalars_alone_are_judged_for_exploding_only(tmp_path):
     _train(
-        tmp_path / "logs" / "healthy", lr=1e-3, optimizer="adam", steps=150, total=True, per_parameter=True
+        tmp_path / "logs" / "healthy", lr=1e-2, optimizer="adam", steps=150, total=True, per_parameter=True
     )
     _train(
         tmp_path / "logs" / "diverging", lr=0.2, optimizer="sgd", steps=150, total=True, per_parameter=False
     )
     _train(
         tmp_path / "logs" / "per_parameter",
-        lr=1e-3,
+        lr=1e-2,
         optimizer="adam",
         steps=150,
         total=False,
@@ -99,9 +99,11 @@ def test_norm_scalars_alone_are_judged_for_exploding_only(tmp_path):
         assert run["evidence"] == "per-parameter gradient norms" and run["judged"] == [
             "vanishing",
             "exploding",
+            "unstable",
+            "stalled",
         ]
         assert run["verdict"] == "healthy" and len(run["layers"]) == 6
-    assert diverging["evidence"] == "gradient norm" and diverging["judged"] == ["exploding"]
+    assert diverging["evidence"] == "gradient norm" and diverging["judged"][0] == "exploding"
     assert healthy["gradient_norm"]["series"] == "grad_norm"
     assert healthy["gradient_norm"]["trend"]["points"] >= 100
     assert per_parameter["gradient_norm"]["series"] == "the 6 per-parameter norms combined"
@@ -114,7 +116,7 @@ def test_norm_scalars_alone_are_judged_for_exploding_only(tmp_path):
 def test_norm_scalars_beside_histograms_leave_the_verdict_to_the_histograms(tmp_path):
     _train(
         tmp_path / "logs" / "both",
-        lr=1e-3,
+        lr=1e-2,
         optimizer="adam",
         steps=60,
         total=True,
@@ -128,13 +130,15 @@ def test_norm_scalars_beside_histograms_leave_the_verdict_to_the_histograms(tmp_
         "vanishing",
         "exploding",
         "dead_units",
+        "unstable",
+        "stalled",
     ]
     assert any("a gradient norm was logged too (grad_norm)" in note for note in run["notes"])
 
 
 def test_the_run_page_draws_the_norm_and_says_what_it_cannot_judge(tmp_path):
     _train(
-        tmp_path / "logs" / "healthy", lr=1e-3, optimizer="adam", steps=80, total=True, per_parameter=False
+        tmp_path / "logs" / "healthy", lr=1e-2, optimizer="adam", steps=80, total=True, per_parameter=False
     )
     out = tmp_path / "out"
     assert main(["report", str(tmp_path / "logs"), "-o", str(out), "-q"]) == OK
@@ -145,9 +149,10 @@ def test_the_run_page_draws_the_norm_and_says_what_it_cannot_judge(tmp_path):
 
 
 def test_norm_tags_option_chooses_the_series(tmp_path):
-    _train(tmp_path / "logs" / "run", lr=1e-3, optimizer="adam", steps=40, total=True, per_parameter=False)
+    _train(tmp_path / "logs" / "run", lr=1e-2, optimizer="adam", steps=40, total=True, per_parameter=False)
     _, runs = _report(tmp_path, "--norm-tags", "^$")
-    assert runs["run"]["verdict"] == "insufficient_data" and runs["run"]["judged"] == []
+    # No gradient evidence: only what the loss shows is judged (it fell: no verdict on gradients).
+    assert runs["run"]["verdict"] == "insufficient_data" and runs["run"]["judged"] == ["unstable", "stalled"]
     _, runs = _report(tmp_path, "--norm-tags", "grad_norm")
     assert runs["run"]["evidence"] == "gradient norm"
     assert np.isfinite(runs["run"]["gradient_norm"]["last"])
@@ -201,7 +206,7 @@ def _lightning_run(out, activation: str, lr: float):
 
 def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
     pytest.importorskip("lightning")
-    _lightning_run(tmp_path / "logs" / "healthy", "relu", 0.05)
+    _lightning_run(tmp_path / "logs" / "healthy", "relu", 0.5)
     _lightning_run(tmp_path / "logs" / "diverging", "relu", 20.0)
     _lightning_run(tmp_path / "logs" / "sigmoid", "sigmoid", 0.05)
     _, runs = _report(tmp_path)
@@ -209,7 +214,8 @@ def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
     sigmoid = runs["sigmoid/run/version_0"]
     for run in (healthy, diverging, sigmoid):
         assert run["gradient_norm"]["series"] == "grad_2.0_norm_total"
-        assert run["evidence"] == "per-parameter gradient norms" and run["judged"] == [
+        # stalled and unstable are judged only where the loss has enough points
+        assert run["evidence"] == "per-parameter gradient norms" and run["judged"][:2] == [
             "vanishing",
             "exploding",
         ]
@@ -217,7 +223,9 @@ def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
     assert healthy["verdict"] == "healthy"
     assert diverging["verdict"] == "exploding" and diverging["findings"][0]["severity"] == "critical"
     assert sigmoid["verdict"] == "vanishing"
-    [finding] = sigmoid["findings"]
+    # The vanishing finding, and the flat loss beside it (stalled, not setting the verdict)
+    finding, *beside = sigmoid["findings"]
+    assert [f["kind"] for f in beside] in ([], ["stalled"])
     assert finding["evidence_source"].startswith("per-parameter gradient norms")
     assert "first-layer gradient norm" in finding["summary"]
 
@@ -228,7 +236,9 @@ def _hugging_face_run(out, lr: float, optimizer: str):
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
     torch.manual_seed(0)
-    tokens = torch.randint(0, 64, (256, 32), generator=torch.Generator().manual_seed(0))
+    # Sequences that count up from a random start: learnable, so a healthy run's loss falls.
+    starts = torch.randint(0, 64, (256, 1), generator=torch.Generator().manual_seed(0))
+    tokens = (starts + torch.arange(32)) % 64
 
     class Tokens(torch.utils.data.Dataset):
         def __len__(self):
@@ -314,7 +324,7 @@ def test_weight_histograms_give_the_norms_their_sizes(tmp_path):
     for name, depth in (("sigmoid", 10), ("relu", 0)):
         _train(
             tmp_path / "logs" / name,
-            lr=0.05 if depth else 1e-3,
+            lr=0.05 if depth else 1e-2,
             optimizer="sgd" if depth else "adam",
             steps=150,
             total=False,

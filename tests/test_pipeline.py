@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import SAMPLE_LOGS, shrinking_series
 
-from analyzer import facts, wording
+from analyzer import facts, reasons, wording
 from analyzer.findings import Finding
 from analyzer.pipeline import analyse_run
 from analyzer.remedies import remedies_for
@@ -112,7 +112,7 @@ def test_dead_units_from_exact_zeros_or_from_the_zero_spike_of_coarse_buckets(ma
 def test_one_step_is_insufficient_data(make_run, rng):
     result = verdict_of(make_run("tbx", {"grad/w": [rng.normal(size=10)]}, [0]))
     assert result.diagnosis.verdict == "insufficient_data"
-    assert "1 logged step" in wording.reason(result.diagnosis)
+    assert "1 logged step" in reasons.reason(result.diagnosis)
 
 
 def test_thresholds_can_be_overridden(make_run, rng):

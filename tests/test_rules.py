@@ -8,9 +8,9 @@ from dataclasses import fields, replace
 
 import numpy as np
 import pytest
-from handmade import decaying, fitted, judged, judged_weights, layer, loss, three
+from handmade import decaying, fitted, judged, judged_weights, layer, learned, loss, rate, three
 
-from analyzer import facts, wording
+from analyzer import facts, reasons, wording
 from analyzer.events import NormSeries
 from analyzer.rules.loss import loss_state_of
 from analyzer.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -245,8 +245,115 @@ def test_fits_need_their_points_and_widen_with_confidence():
     assert wide.decades_per_1k_steps == narrow.decades_per_1k_steps
 
 
+def slow_fall(total: float, points: int = 20) -> list[float]:
+    """A loss falling by `total` (a share) in a straight line."""
+    return [1.0 - total * k / (points - 1) for k in range(points)]
+
+
+def with_spikes(points: int = 32, at=(8, 16, 24), size: float = 4.0) -> list[float]:
+    """A loss falling fourfold, with spikes of `size` times its level at `at`."""
+    base = [2.0 * 10 ** (-0.6 * k / (points - 1)) for k in range(points)]
+    return [b * size if k in at else b for k, b in enumerate(base)]
+
+
+def spiking(points: int = 32, at=(8, 16, 24), size: float = 4.0) -> list:
+    """Layers whose gradients spike with the loss, at the same steps."""
+    rms = [size if k in at else 1.0 for k in range(points)]
+    return [layer(f"grad/l{i}/kernel", rms) for i in range(3)]
+
+
+def collapsed(decades: float, steps: int = 20) -> list:
+    """Layers whose gradients fall by `decades` over the run, in every layer."""
+    return [
+        layer(f"grad/l{i}/kernel", [10 ** (-decades * k / (steps - 1)) for k in range(steps)])
+        for i in range(3)
+    ]
+
+
+def cause(diagnosis) -> str | None:
+    return next((f.facts.cause for f in diagnosis.findings if f.kind == "stalled"), None)
+
+
+# (field, value where it fires, value where it does not, the loss, the layers, what is read, expected
+#  where it fires, expected where it does not)
+COLLAPSED = "gradients collapsed to a small fraction of their start in every layer"
+NORMAL = "gradients look normal while the loss does not move"
+LEARNING_EDGES = [
+    ("stall_band", 0.2, 0.1, slow_fall(0.15), None, verdict, "stalled", "healthy"),
+    ("stall_edge_share", 0.3, 0.1, [2.0] + [1.0] * 19, None, verdict, "stalled", "healthy"),
+    ("stall_min_points", 5, 7, [1.0] * 6, None, verdict, "stalled", "healthy"),
+    ("collapse_decades", 2.5, 2.7, [1.0] * 20, collapsed(2.8), cause, COLLAPSED, NORMAL),
+    ("unstable_min_spikes", 3, 4, with_spikes(), spiking(), verdict, "unstable", "healthy"),
+    ("unstable_spike_ratio", 3.0, 3.5, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
+    ("unstable_spike_of_start", 0.5, 1.5, with_spikes(), spiking(), verdict, "unstable", "healthy"),
+    ("unstable_swing_decades", 0.35, 0.45, [1.0, 2.5] * 10, None, verdict, "unstable", "stalled"),
+    ("unstable_max_fall", 0.5, 0.3, [1.0, 1.0] + [0.2, 1.0] * 9, None, verdict, "unstable", "healthy"),
+]
+
+
+@pytest.mark.parametrize(
+    "field, fires, quiet, values, layers, read, expected, otherwise",
+    LEARNING_EDGES,
+    ids=[e[0] for e in LEARNING_EDGES],
+)
+def test_a_learning_threshold_moved_across_the_loss_changes_the_outcome(
+    field, fires, quiet, values, layers, read, expected, otherwise
+):
+    assert read(learned(values, layers, replace(DEFAULT_THRESHOLDS, **{field: fires}))) == expected
+    assert read(learned(values, layers, replace(DEFAULT_THRESHOLDS, **{field: quiet}))) == otherwise
+
+
+def test_a_spike_at_a_warm_restart_of_the_learning_rate_is_the_restarts():
+    lr = [0.1 if k in (8, 16, 24) else 0.01 for k in range(32)]  # raised tenfold at each spike
+    restarts = replace(DEFAULT_THRESHOLDS, restart_factor=5)
+    assert learned(with_spikes(), spiking(), restarts, rate=rate(lr)).verdict == "healthy"
+    assert (
+        learned(with_spikes(), spiking(), replace(restarts, restart_factor=20), rate=rate(lr)).verdict
+        == "unstable"
+    )
+
+
+def test_loss_spikes_without_gradient_norm_spikes_are_minibatch_noise_where_norms_are_logged():
+    assert learned(with_spikes(), spiking()).verdict == "unstable"
+    assert learned(with_spikes(), three(steps=32)).verdict == "healthy"  # the norm stayed put
+
+
+def test_a_pathology_of_the_gradients_outranks_a_flat_loss_listed_beside_it():
+    diagnosis = learned([1.0] * 10, decaying(4, 10, 3.5))
+    assert diagnosis.verdict == "vanishing"
+    assert [f.kind for f in diagnosis.findings] == ["vanishing", "stalled"]
+
+
+def test_a_jump_then_a_collapse_is_stalled_with_the_jump_as_its_cause_not_exploding():
+    rms = [1.0, 1e3, 1e3] + [10 ** (3 - 5.5 * k / 16) for k in range(17)]  # up three decades, then down
+    layers = [layer(f"grad/l{i}/kernel", rms) for i in range(3)]
+    assert judged(layers).verdict == "healthy"  # the gradients alone: the green badge on a failure
+    diagnosis = learned([4.6] * 20, layers)
+    assert diagnosis.verdict == "stalled" and cause(diagnosis).startswith("a jump at the first updates")
+    assert [f.kind for f in diagnosis.findings] == ["stalled"]
+
+
+def test_a_converged_run_whose_gradients_shrank_stays_healthy():
+    values = [10 ** (-3 * k / 19) for k in range(20)]  # the loss falls three decades
+    assert learned(values, collapsed(3.0)).verdict == "healthy"
+
+
+def test_a_zero_learning_rate_or_still_weights_are_named_as_the_cause():
+    assert cause(learned([1.0] * 10, rate=rate([0.0] * 10))) == "the learning rate is zero"
+
+
+def test_a_loss_that_went_nan_is_not_stalled_and_its_words_say_so():
+    from analyzer import reasons
+    from analyzer.learning import loss_course
+
+    values = [1.0] * 8 + [float("nan")] * 2
+    assert learned(values).verdict == "healthy"
+    assert reasons.loss_words(loss_course(loss(values)), DEFAULT_THRESHOLDS) == "went NaN/Inf at step 8"
+
+
 def test_every_threshold_is_moved_by_a_test_here():
-    moved = {e[0] for e in GRADIENT_EDGES + LOSS_EDGES + LOSS_RISES + WEIGHT_EDGES}
+    moved = {e[0] for e in GRADIENT_EDGES + LOSS_EDGES + LOSS_RISES + WEIGHT_EDGES + LEARNING_EDGES}
+    moved |= {"restart_factor"}
     moved |= {"early_share", "norm_size_decades", "sparse_zero_share", "sparse_step_share"}
     moved |= {"spike_decades", "spike_window", "min_points_for_fit", "confidence"}
     assert moved == {f.name for f in fields(Thresholds)}
@@ -293,10 +400,10 @@ def test_a_falling_loss_keeps_coarse_dead_units_low_but_not_exact_ones():
 
 def test_a_run_too_short_or_empty_is_insufficient_data_with_its_reason():
     one = judged([layer("grad/w", [1.0])])
-    assert (one.verdict, wording.reason(one)) == (
+    assert (one.verdict, reasons.reason(one)) == (
         "insufficient_data",
         "only 1 logged step; trends need at least 2",
     )
     empty = judged([layer("grad/w", [NAN, NAN])])
-    assert wording.reason(empty) == "the gradient histograms hold no entries at any step"
+    assert reasons.reason(empty) == "the gradient histograms hold no entries at any step"
     assert judged([]).verdict == "insufficient_data"

@@ -73,7 +73,7 @@ def test_a_depth_ratio_while_the_loss_falls_is_kept_low_and_sets_no_verdict(tmp_
     [finding] = _findings(gated, "vanishing")
     assert finding["gated"] and finding["severity"] == "low"
     assert finding["evidence_source"] == "gradients and loss"
-    assert gated["loss"]["state"] == "falls" and gated["loss"]["training_series"] == "probe/loss"
+    assert gated["loss"]["gate"] == "still falling" and gated["loss"]["training_series"] == "probe/loss"
     assert gated["verdict"] == "healthy", gated["reason"]
     # The same run read without its loss keeps the gradient rule: the gate is what changed the verdict.
     [run] = find_runs([str(tmp_path / "run")]).runs

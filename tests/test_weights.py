@@ -41,7 +41,9 @@ def weight_runs(tmp_path_factory) -> dict[str, dict]:
 def test_weights_alone_are_judged_as_weights(weight_runs):
     for name in ("healthy", "vanishing", "exploding"):
         run = weight_runs[name]
-        assert run["evidence"] == "weight histograms" and run["judged"] == ["vanishing", "exploding"], name
+        judged = run["judged"]
+        assert run["evidence"] == "weight histograms" and judged[:2] == ["vanishing", "exploding"], name
+        assert set(judged[2:]) <= {"unstable", "stalled"}, name  # where the loss has enough points
         assert all(layer["tag"].endswith("/histogram") for layer in run["layers"])
     assert weight_runs["healthy"]["verdict"] == "healthy"
     assert weight_runs["exploding"]["verdict"] == "exploding"

@@ -23,7 +23,7 @@ from ..facts import (
 from ..findings import Diagnosis, Finding, not_judged, verdict_of
 from ..runstats import RunStats
 from ..stats import resolves_exact_zeros
-from ..tags import is_weight_tag
+from ..tags import follows_depth
 from ..thresholds import Thresholds
 from ..trends import RunTrends, log10_positive
 from ..vocabulary import Kind, Measure, Severity, Source
@@ -139,7 +139,7 @@ def _vanishing(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
 
 def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[Finding]:
     late = _late(stats, limits)
-    first_weight = next((i for i, t in enumerate(stats.tags) if is_weight_tag(t)), None)
+    first_weight = next((i for i, t in enumerate(stats.tags) if follows_depth(t)), None)
     dead_layers, shares, steps, estimated = [], [], set(), False
     for i, layer in enumerate(stats.layers):
         if i == first_weight or stats.sparse[i]:

@@ -67,7 +67,12 @@ def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
         got = verdicts.get(name, "missing")
         expected = expected_verdict(truth)
         overlap = None
-        if got == expected != "healthy" and truth.get("writer") != "norms_total":  # a total names no layer
+        # A total names no layer; stalled and unstable are about the loss, not layers.
+        if (
+            got == expected
+            and expected not in ("healthy", "stalled", "unstable")
+            and truth.get("writer") != "norms_total"
+        ):
             named, true = layers[name].get(got, set()), {layer_of(t) for t in truth["layers"]}
             overlap = len(named & true) / len(named | true) if named | true else 1.0
         rows.append((name, truth["split"], expected, got, overlap))
@@ -83,9 +88,21 @@ JUDGED_BY_WRITER = {
 }
 
 
+# A true loss that fell less than this share did not learn: where the evidence cannot show the run's
+# true kind, the honest verdict is stalled (Thresholds.stall_band).
+STALL_BAND = 0.1
+
+
 def expected_verdict(truth: dict) -> str:
+    """The label where the run's evidence can show it; else stalled where the true loss did not fall,
+    healthy where it did."""
     judged = JUDGED_BY_WRITER.get(truth.get("writer"), set(CLASSES))
-    return truth["label"] if truth["label"] in judged else "healthy"
+    if truth["label"] in judged:
+        return truth["label"]
+    first, last = truth.get("loss_first"), truth.get("loss_last")
+    if truth["label"] != "healthy" and first and last is not None and last >= (1 - STALL_BAND) * first:
+        return "stalled"
+    return "healthy"
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Rules on whether the training learned, read from its loss beside whatever gradient evidence it
+has: stalled (the loss did not fall) and unstable (it spiked or swung without diverging). They never
+outrank a pathology of the gradients (exploding, vanishing, dead units), which they are listed beside."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..facts import NormRise, StalledLoss, UnstableLoss
+from ..findings import Diagnosis, Finding, ranked
+from ..learning import GradientCourse, LossCourse, RateCourse, Spike
+from ..thresholds import Thresholds
+from ..vocabulary import Kind, Severity, StallCause, Verdict
+
+
+def judge_learning(
+    diagnosis: Diagnosis,
+    course: LossCourse | None,
+    gradients: GradientCourse,
+    rate: RateCourse | None,
+    limits: Thresholds,
+) -> Diagnosis:
+    """`diagnosis` with the stalled and unstable findings the loss shows; a run the gradients called
+    healthy but whose loss did not fall is stalled. Without a loss of enough points, unchanged."""
+    if course is None or course.points < limits.stall_min_points:
+        return diagnosis
+    findings = list(diagnosis.findings)
+    stalled = _stalled(course, gradients, rate, limits)
+    if stalled is not None:
+        if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
+            findings = [f for f in findings if not isinstance(f.facts, NormRise)]
+        findings.append(stalled)
+    unstable = _unstable(course, gradients, rate, limits)
+    if unstable is not None:
+        findings.append(unstable)
+    if len(findings) == len(diagnosis.findings) and stalled is None:
+        return diagnosis
+    _, counting = ranked(findings, [])
+    if not counting:
+        return replace(diagnosis, findings=findings)
+    return replace(diagnosis, verdict=Verdict(counting[0].kind), findings=findings, basis=None)
+
+
+def _stalled(
+    course: LossCourse, gradients: GradientCourse, rate: RateCourse | None, limits: Thresholds
+) -> Finding | None:
+    if course.first_nonfinite_step is not None or not course.change >= -limits.stall_band:
+        return None  # it fell, or went NaN/Inf (diverged: exploding's)
+    if course.trend_change < -limits.stall_band:
+        return None  # its ends are noisy, but along its trend it fell: learning
+    drops = gradients.layer_drop_decades
+    collapsed = bool(drops.size) and float(drops.min()) >= limits.collapse_decades
+    if rate is not None and rate.zero:
+        cause = StallCause.ZERO_RATE
+    elif gradients.source == "weights":
+        cause = StallCause.FROZEN if not gradients.weights_moved else StallCause.NORMAL
+    elif not gradients.source:
+        cause = StallCause.UNSEEN
+    elif collapsed and gradients.early_jump_decades >= limits.exploding_growth_decades:
+        cause = StallCause.JUMP_THEN_COLLAPSE
+    elif collapsed:
+        cause = StallCause.COLLAPSE
+    elif gradients.norm.size and np.nanmax(np.abs(gradients.norm), initial=0.0) == 0:
+        cause = StallCause.FROZEN
+    elif gradients.source in ("gradient norm", "gradient norms"):
+        cause = StallCause.NORM_STAYS
+    else:
+        cause = StallCause.NORMAL
+    facts = StalledLoss(
+        loss_start=course.start,
+        loss_end=course.end,
+        loss_change_share=course.change,
+        loss_points=course.points,
+        cause=cause,
+        gradient_drop_decades=float(drops.min()) if drops.size else None,
+        early_jump_decades=gradients.early_jump_decades if cause == StallCause.JUMP_THEN_COLLAPSE else None,
+        series=course.series,
+    )
+    steps = [int(s) for s in course.steps]
+    return Finding(Kind.STALLED, Severity.HIGH, [], steps, facts, limits, reads_loss=True, gateable=False)
+
+
+def _unstable(
+    course: LossCourse, gradients: GradientCourse, rate: RateCourse | None, limits: Thresholds
+) -> Finding | None:
+    restarts = rate.raised_at(limits) if rate is not None else np.zeros(0, np.int64)
+    spikes = [s for s in course.spikes if not _at_restart(s, restarts, course.steps)]
+    excused = len(course.spikes) - len(spikes)
+    with_norm = None
+    if gradients.norm.size and np.isfinite(gradients.norm).any() and gradients.source != "weights":
+        spikes = [s for s in spikes if _norm_spike_near(s.step, gradients, limits)]
+        with_norm = len(spikes)
+    by_spikes = len(spikes) >= limits.unstable_min_spikes
+    by_swing = (
+        course.swing_decades >= limits.unstable_swing_decades
+        and course.later_slope_ci_high >= 0
+        and course.change > -limits.unstable_max_fall
+    )
+    if not (by_spikes or by_swing):
+        return None
+    facts = UnstableLoss(
+        loss_spikes=len(spikes),
+        largest_spike_ratio=max((s.ratio for s in spikes), default=None),
+        norm_spikes_with_them=with_norm,
+        restarts_excused=excused or None,
+        later_swing_decades=course.swing_decades if np.isfinite(course.swing_decades) else None,
+        series=course.series,
+    )
+    steps = [s.step for s in spikes] or [int(s) for s in course.steps[len(course.steps) // 2 :]]
+    return Finding(Kind.UNSTABLE, Severity.HIGH, [], steps, facts, limits, reads_loss=True, gateable=False)
+
+
+def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray) -> bool:
+    """The learning rate rose between the loss's point before the spike and the spike."""
+    if not restarts.size:
+        return False
+    before = loss_steps[loss_steps < spike.step]
+    since = before[-1] if before.size else -1
+    return bool(((restarts > since) & (restarts <= spike.step)).any())
+
+
+def _norm_spike_near(step: int, gradients: GradientCourse, limits: Thresholds) -> bool:
+    """The gradient norm at the logged step nearest `step` stands unstable_spike_ratio times above the
+    median of the spike_window points before it."""
+    i = int(np.argmin(np.abs(gradients.steps - step)))
+    before = gradients.norm[max(0, i - limits.spike_window) : i]
+    before = before[np.isfinite(before)]
+    if not before.size or not np.isfinite(gradients.norm[i]):
+        return False
+    return bool(gradients.norm[i] >= limits.unstable_spike_ratio * np.median(before))
