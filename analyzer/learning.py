@@ -75,7 +75,7 @@ class GradientCourse:
     norm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # global norm per step, NaN where unknown
     layer_drop_decades: np.ndarray = field(default_factory=lambda: np.zeros(0))  # early - late, per layer
     early_jump_decades: float = float("nan")  # largest rise over the first point among the early ones
-    weights_moved: bool | None = None  # weights evidence: did any layer move
+    weights_moved: bool | None = None  # weights evidence: did any layer move after its first points
 
 
 def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> LossCourse | None:
@@ -169,8 +169,12 @@ def _course(
         drops.append(float(np.median(finite[:head]) - np.median(finite[-edge:])))
         jumps.append(float(np.max(finite[:head]) - finite[0]))
     moved = None
-    if source == "weights":
-        moved = bool(np.nansum(np.abs(np.diff(log_rms, axis=1))) >= limits.weight_moving_decades)
+    if source == "weights":  # after its first points: a jump at the first updates is no learning
+        late = [
+            _movement(row[np.isfinite(row)][limits.early_points(np.isfinite(row).sum()) - 1 :])
+            for row in log_rms
+        ]
+        moved = bool(late) and max(late) >= limits.weight_moving_decades
     return GradientCourse(
         source=source,
         steps=steps,
@@ -179,6 +183,11 @@ def _course(
         early_jump_decades=max(jumps) if jumps else float("nan"),
         weights_moved=moved,
     )
+
+
+def _movement(log_rms: np.ndarray) -> float:
+    """Summed |change of log10 RMS| between consecutive points (decades)."""
+    return float(np.abs(np.diff(log_rms)).sum()) if log_rms.size >= 2 else 0.0
 
 
 def loss_shape(course: LossCourse | None, limits: Thresholds = DEFAULT_THRESHOLDS) -> LossShape:

@@ -112,6 +112,7 @@ class StallCause(Word):
 
     JUMP_THEN_COLLAPSE = "a jump at the first updates, then gradients collapsed"
     COLLAPSE = "gradients collapsed to a small fraction of their start in every layer"
+    JUMP_THEN_STILL = "a jump of the weights at the first updates, then no weight moved"
     FROZEN = "no weight moved"
     ZERO_RATE = "the learning rate is zero"
     NORMAL = "gradients look normal while the loss does not move"

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..facts import NormRise, StalledLoss, UnstableLoss
+from ..facts import NormRise, StalledLoss, UnstableLoss, WeightGrowth
 from ..findings import Diagnosis, Finding, ranked
 from ..learning import GradientCourse, LossCourse, RateCourse, Spike
 from ..thresholds import Thresholds
@@ -29,8 +29,9 @@ def judge_learning(
     findings = list(diagnosis.findings)
     stalled = _stalled(course, gradients, rate, limits)
     if stalled is not None:
-        if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
-            findings = [f for f in findings if not isinstance(f.facts, NormRise)]
+        if stalled.facts.cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL):
+            # the jump is the stall's cause, not a finding of its own
+            findings = [f for f in findings if not isinstance(f.facts, (NormRise, WeightGrowth))]
         findings.append(stalled)
     unstable = _unstable(course, gradients, rate, limits)
     if unstable is not None:
@@ -54,8 +55,11 @@ def _stalled(
     collapsed = bool(drops.size) and float(drops.min()) >= limits.collapse_decades
     if rate is not None and rate.zero:
         cause = StallCause.ZERO_RATE
+    elif gradients.source == "weights" and not gradients.weights_moved:
+        jumped = gradients.early_jump_decades >= limits.weight_growth_decades
+        cause = StallCause.JUMP_THEN_STILL if jumped else StallCause.FROZEN
     elif gradients.source == "weights":
-        cause = StallCause.FROZEN if not gradients.weights_moved else StallCause.NORMAL
+        cause = StallCause.NORMAL
     elif not gradients.source:
         cause = StallCause.UNSEEN
     elif collapsed and gradients.early_jump_decades >= limits.exploding_growth_decades:
@@ -75,7 +79,9 @@ def _stalled(
         loss_points=course.points,
         cause=cause,
         gradient_drop_decades=float(drops.min()) if drops.size else None,
-        early_jump_decades=gradients.early_jump_decades if cause == StallCause.JUMP_THEN_COLLAPSE else None,
+        early_jump_decades=gradients.early_jump_decades
+        if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL)
+        else None,
         series=course.series,
     )
     steps = [int(s) for s in course.steps]
