@@ -41,11 +41,6 @@ class RunOutput:
     def verdict(self) -> str:
         return self.document["verdict"]
 
-    @property
-    def finding_kinds(self) -> set[str]:
-        """Kinds of the findings that set verdicts (not those the loss gate kept at low severity)."""
-        return {f["kind"] for f in self.document["findings"] if not f["gated"]}
-
 
 class RunCache:
     """Outputs of runs, kept in the report folder and keyed by everything that makes them: each event

@@ -98,6 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
         "time) since the last report into the same folder are taken from its cache",
     )
     report.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a threshold of analyzer/thresholds.py (repeatable); over those of [tool.gradaudit.thresholds] "
+        "in pyproject.toml",
+    )
+    report.add_argument(
+        "--config",
+        metavar="FILE",
+        default="pyproject.toml",
+        help="the pyproject.toml whose [tool.gradaudit] table holds thresholds, fail-on and baseline "
+        "(default: ./pyproject.toml, where it exists)",
+    )
+    report.add_argument(
+        "--baseline",
+        metavar="FILE",
+        default=None,
+        help="accepted findings (run and kind): --fail-on trips only on findings not in it",
+    )
+    report.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        default=None,
+        help="write this report's verdict-setting findings to FILE as the accepted ones",
+    )
+    report.add_argument(
         "--lock-wait",
         type=float,
         default=10.0,
@@ -121,12 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pathlib import Path
+
+    from .config import read_pyproject, thresholds_from
+    from .problems import AnalyzerError
+
     try:
-        fail_on = _parse_fail_on(args.fail_on)
+        settings = read_pyproject(Path(args.config))
+        args.limits = thresholds_from(settings, args.threshold, args.config)
+        args.baseline = args.baseline or settings.get("baseline")
+        configured = settings.get("fail-on", "")
+        configured = configured if isinstance(configured, str) else ",".join(map(str, configured))
+        fail_on = _parse_fail_on(args.fail_on or configured)
         for pattern in (args.tags, args.loss_tags, args.norm_tags):
             if pattern is not None:
                 re.compile(pattern)
-    except (ValueError, re.error) as err:
+    except (AnalyzerError, ValueError, re.error) as err:
         print(f"gradaudit: error: {err}", file=sys.stderr)
         return ERROR
     return _report(args, fail_on)
@@ -157,8 +194,11 @@ def _parse_fail_on(text: str) -> set[str]:
 
 def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     # Heavy imports only once arguments are known, so --help stays instant.
+    from pathlib import Path
+
     from .batch import BatchOptions, process_runs
     from .cache import RunCache
+    from .config import read_baseline, write_baseline
     from .jsonreport import document, document_text
     from .options import DEFAULT_LOSS_PATTERN, DEFAULT_NORM_PATTERN, DEFAULT_TAG_PATTERN
     from .outdir import ReportFolder, write_json_file
@@ -183,8 +223,9 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
         html=bool(out_dir),
         loss_pattern=args.loss_tags if args.loss_tags is not None else DEFAULT_LOSS_PATTERN,
         norm_pattern=args.norm_tags if args.norm_tags is not None else DEFAULT_NORM_PATTERN,
+        limits=args.limits,
     )
-    documents, lines, rows, kinds, counts = [], [], [], set(), {}
+    documents, lines, rows, counts = [], [], [], {}
     folder = None
     try:
         folder = ReportFolder(out_dir, args.lock_wait) if out_dir else None
@@ -199,16 +240,20 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
                 print(f"gradaudit: {problem}", file=sys.stderr)
             documents.append(output.document)
             lines.append(output.document_line)
-            kinds |= output.finding_kinds
             counts[output.verdict] = counts.get(output.verdict, 0) + 1
             if folder and output.page:
                 (folder.keep if output.from_cache else folder.write)(*output.page)
                 rows.append(output.row)
         if folder:
-            folder.write("index.html", render_index(rows, discovery.problems))
+            folder.write(
+                "index.html", render_index(rows, discovery.problems, confidence=args.limits.confidence)
+            )
             folder.close()
         if args.json:
             write_json_file(args.json, document_text(document(documents, discovery.problems), lines))
+        if args.write_baseline:
+            write_baseline(Path(args.write_baseline), documents)
+        accepted = read_baseline(Path(args.baseline)) if args.baseline else set()
     except (AnalyzerError, OSError) as err:
         if isinstance(err, AnalyzerError):
             print(f"gradaudit: error: {err}", file=sys.stderr)
@@ -221,12 +266,14 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
     if not args.quiet:
         for doc in worst_first(documents):
             print(verdict_line(doc, colour), file=sys.stderr)
-    failing = tripped(documents, fail_on)
+    failing = tripped(documents, fail_on, accepted)
     if failing:
         print(
             f"gradaudit: --fail-on {','.join(sorted(fail_on))}: {len(failing)} run(s) tripped it",
             file=sys.stderr,
         )
+        if accepted:
+            print(f"gradaudit: findings accepted by {args.baseline} do not count", file=sys.stderr)
         if args.quiet:  # the lines above were not printed: the runs that fail the gate always are
             for doc in failing:
                 print(verdict_line(doc, colour), file=sys.stderr)
@@ -244,7 +291,7 @@ def _report(args: argparse.Namespace, fail_on: set[str]) -> int:
             file=sys.stderr,
         )
         return ERROR
-    return FOUND if kinds & fail_on else OK
+    return FOUND if failing else OK
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
+from .config import new_findings
 from .reasons import judged_words
 from .vocabulary import Severity, Verdict, triage_rank
 
@@ -47,11 +48,12 @@ def verdict_line(doc: dict, colour: bool) -> str:
     return f"{verdict}{only}  {doc['run']}  — {doc['reason']}{problems}"
 
 
-def tripped(documents: list[dict], fail_on: set[str]) -> list[dict]:
-    """Runs with a verdict-setting finding of a kind in `fail_on`, worst first."""
-    return [
-        d for d in worst_first(documents) if {f["kind"] for f in d["findings"] if not f["gated"]} & fail_on
-    ]
+def tripped(
+    documents: list[dict], fail_on: set[str], accepted: set[tuple[str, str]] = frozenset()
+) -> list[dict]:
+    """Runs with a verdict-setting finding of a kind in `fail_on` that the baseline does not accept
+    (`accepted`: run and kind pairs), worst first."""
+    return [d for d in worst_first(documents) if {f["kind"] for f in new_findings(d, accepted)} & fail_on]
 
 
 def judged_nothing(documents: list[dict]) -> bool:

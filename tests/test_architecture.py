@@ -48,6 +48,7 @@ ORDER = [
     "report",
     "jsonreport",
     "outdir",
+    "config",  # thresholds, fail-on and the baseline from pyproject.toml and the command line
     "cache",
     "batch",
     "terminal",
