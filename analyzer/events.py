@@ -91,6 +91,7 @@ class RunData:
     losses: list[LossSeries] = field(default_factory=list)  # in order of first appearance
     norms: list[NormSeries] = field(default_factory=list)  # gradient norms logged as scalars
     rates: list[ScalarSeries] = field(default_factory=list)  # learning rates logged as scalars
+    scales: list[ScalarSeries] = field(default_factory=list)  # mixed precision's loss scale, where logged
     live: dict[str, float] = field(default_factory=dict)  # file still being written → seconds since change
     model_config: str | None = None  # the model's JSON config, where the run logged one
 
@@ -105,10 +106,11 @@ def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
     several processes, a large file's byte ranges are read in parallel."""
     selected = re.compile(options.tag_pattern)
     is_loss, is_norm = re.compile(options.loss_pattern), re.compile(options.norm_pattern)
-    is_rate = re.compile(options.rate_pattern)
+    is_rate, is_scale = re.compile(options.rate_pattern), re.compile(options.scale_pattern)
     loss_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     norm_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     rate_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
+    scale_blocks: dict[tuple[str, str], list[ScalarBlock]] = {}
     layers: dict[str, LayerStats] = {}
     other_tags: dict[str, None] = {}
     problems: list[Problem] = []
@@ -129,6 +131,8 @@ def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
                 norm_blocks.setdefault((split, tag), []).append(scalar_block)
             elif is_rate.search(tag):
                 rate_blocks.setdefault((split, tag), []).append(scalar_block)
+            elif is_scale.search(tag):
+                scale_blocks.setdefault((split, tag), []).append(scalar_block)
         for tag, layer in contents.layers.items():
             known = layers.get(tag)
             if known is None:
@@ -138,6 +142,7 @@ def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
                 restarted = True
             layers[tag] = thinned(merge_pieces([known, layer]))
     rates = [_merge_scalars(ScalarSeries, tag, split, parts) for (split, tag), parts in rate_blocks.items()]
+    scales = [_merge_scalars(ScalarSeries, tag, split, parts) for (split, tag), parts in scale_blocks.items()]
     live = _being_written(run.event_files, problems)
     problems = [p for p in problems if p.path not in live or p.kind != TRUNCATED_END]
     return RunData(
@@ -150,6 +155,7 @@ def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
         losses=[_merge_scalars(LossSeries, tag, split, parts) for (split, tag), parts in loss_blocks.items()],
         norms=[_merge_scalars(NormSeries, tag, split, parts) for (split, tag), parts in norm_blocks.items()],
         rates=rates,
+        scales=scales,
         live=live,
         model_config=model_config,
     )

@@ -309,6 +309,16 @@ class NormsBesideHistograms:
 
 
 @dataclass
+class LossScaled:
+    """Gradients logged before unscaling, judged unscaled."""
+
+    how: str
+    scale_changes: int
+    skipped_steps: list[int]
+    scale_known: bool
+
+
+@dataclass
 class FromWeights:
     optimizer: str | None
 

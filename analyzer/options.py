@@ -24,6 +24,8 @@ DEFAULT_NORM_PATTERN = rf"(?i){TOTAL_NORM}|{PARAMETER_NORM}"
 # Learning rates logged as scalars: Keras's epoch_learning_rate, Hugging Face's train/learning_rate,
 # Lightning's LearningRateMonitor (lr-Adam, lr-SGD/pg1), hand-written loops' lr.
 DEFAULT_RATE_PATTERN = r"(?i)(^|[/_. -])(learning_rate|lr)($|[/_. -])|(^|/)lr-"
+# The loss scale of mixed precision, where a loop or gradaudit's logger logs it.
+DEFAULT_SCALE_PATTERN = r"(?i)(^|[/_. -])(loss_?scale|grad_?scale|amp/scale|scaler/scale)$"
 READERS = ("streaming", "tensorboard")
 
 
@@ -38,6 +40,7 @@ class ReadOptions:
     # least this share of a step's entries (Thresholds.zero_spike_fit_share of the thresholds in force).
     zero_spike_fit_share: float = DEFAULT_THRESHOLDS.zero_spike_fit_share
     rate_pattern: str = DEFAULT_RATE_PATTERN  # scalars read as the learning rate
+    scale_pattern: str = DEFAULT_SCALE_PATTERN  # scalars read as the loss scale of mixed precision
 
 
 DEFAULT_READ_OPTIONS = ReadOptions()

@@ -30,6 +30,7 @@ from .rules.norms import diagnose_norm
 from .rules.weights import diagnose_weights
 from .runs import Run
 from .runstats import RunStats, run_stats
+from .scaling import unscaled
 from .tags import is_weight_histogram, parameter_name
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 from .trends import NormTrend, RunTrends, norm_trend, run_trends, training_loss
@@ -105,6 +106,11 @@ def analyse_run(
     hparams = {**run.hparams, **data.hparams}
     optimizer = optimizer_of(hparams)
     norm = norm_trend(data.norms, limits)
+    scaling = None
+    if not from_weights:
+        scale = next((s for s in data.scales if not s.in_validation_folder), None)
+        course = loss_course(training_loss(data.losses), limits)
+        data.layers, scaling = unscaled(data.layers, scale, course, limits)
     stats = run_stats(data.layers, limits)
     trends = run_trends(stats, data.losses, limits)
     with_histograms = {parameter_name(layer.tag) for layer in data.layers}
@@ -136,14 +142,19 @@ def analyse_run(
     judged = _with_learning(judged, data, norm, limits)
 
     notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
+    if scaling is not None:
+        notes.append(
+            F.LossScaled(scaling.how, len(scaling.scale_changes), scaling.skipped_steps, scaling.scale_known)
+        )
     architecture = _architecture(data, judged, sized)
+    true_norms = scaling is None or scaling.scale_known  # no remedy quotes a norm still scaled
     diagnosis = judged.diagnosis
     return RunResult(
         run=run,
         stats=judged.stats,
         trends=judged.trends,
         diagnosis=diagnosis,
-        remedies=[remedies_for(f, architecture) for f in diagnosis.findings],
+        remedies=[remedies_for(f, architecture, true_norms) for f in diagnosis.findings],
         encodings=sorted({e for layer in data.layers for e in layer.encodings}),
         other_histogram_tags=data.other_histogram_tags,
         problems=data.problems,

@@ -136,6 +136,18 @@ def note(fact) -> str:
             f"gradient norms of {fact.parameters} parameters were logged beside their "
             "histograms; the histograms were used for them"
         )
+    if isinstance(fact, F.LossScaled):
+        skipped = (
+            f"; {len(fact.skipped_steps)} logged step(s) of NaN/Inf, each followed by a finite one, were "
+            f"left out as the scaler's skipped updates (steps {', '.join(map(str, fact.skipped_steps[:5]))})"
+            if fact.skipped_steps
+            else ""
+        )
+        relative = "" if fact.scale_known else " (magnitudes relative to the first logged scale)"
+        return (
+            f"gradients logged before unscaling (a loss scale, as mixed precision's GradScaler applies it), "
+            f"found by {fact.how}: judged unscaled{relative}{skipped}"
+        )
     if isinstance(fact, F.FromWeights):
         return (
             "no gradient histograms: the verdict reads the weights, whose changes are symptoms of the "

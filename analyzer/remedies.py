@@ -23,10 +23,16 @@ class Remedy:
     why: str  # why it helps with this finding
 
 
-def remedies_for(finding: Finding, model: Architecture | None = None) -> list[Remedy]:
+def remedies_for(
+    finding: Finding, model: Architecture | None = None, true_norms: bool = True
+) -> list[Remedy]:
     """What to try, in order. With the `model`'s layers known, never what it already does, and with
-    the layers and activations that cause the finding named."""
-    return _BY_KIND[finding.kind](finding, model or Architecture(FROM_PARAMETER_NAMES, []))
+    the layers and activations that cause the finding named. `true_norms`: the gradients' magnitudes
+    are true ones (not scaled by mixed precision's unknown loss scale), so a clip value may be quoted."""
+    model = model or Architecture(FROM_PARAMETER_NAMES, [])
+    if finding.kind is Kind.EXPLODING:
+        return _exploding(finding, model, true_norms)
+    return _BY_KIND[finding.kind](finding, model)
 
 
 def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
@@ -98,8 +104,9 @@ def _vanishing(finding: Finding, model: Architecture) -> list[Remedy]:
     return out
 
 
-def _exploding(finding: Finding, model: Architecture) -> list[Remedy]:
+def _exploding(finding: Finding, model: Architecture, true_norms: bool = True) -> list[Remedy]:
     norm = _finite(_fact(finding, "early_global_norm")) or _finite(_fact(finding, "last_finite_global_norm"))
+    norm = norm if true_norms else None
     clip = _suggested_clip_norm(norm)
     clip_text = f"clipnorm={clip:g}" if clip else "a global-norm clip near the healthy early norm"
     out = [

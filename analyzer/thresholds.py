@@ -119,6 +119,16 @@ class Thresholds:
     # a loss spike at that step is the restart's, not instability.
     restart_factor: float = 2.0
 
+    # --- gradients logged before unscaling (mixed precision) -------------------------------------
+    # A scale changed at a step where the log2 RMS of at least this share of the layers ...
+    scale_layer_share: float = 0.75
+    # ... moved by the same whole number to within this much (log2): gradients never move in lockstep
+    # by exact powers of two, a GradScaler's scale does.
+    scale_step_tolerance: float = 0.05
+    # The scaler's skipped steps (NaN/Inf, each followed by a finite step) are at most this share of
+    # the logged steps, with the loss finite and not rising; beyond that, or otherwise, it diverged.
+    skipped_max_share: float = 0.1
+
     # --- fits and amounts of data ---------------------------------------------------------------
     # Below this many logged steps no verdict is given.
     min_steps: int = 2

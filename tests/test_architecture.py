@@ -31,6 +31,7 @@ ORDER = [
     "events",
     "trends",
     "learning",  # did the training learn: the loss's course, the learning rate, the gradients' course
+    "scaling",  # gradients logged before unscaling (mixed precision), brought back
     "facts",
     "findings",
     "rules.loss",

@@ -351,9 +351,64 @@ def test_a_loss_that_went_nan_is_not_stalled_and_its_words_say_so():
     assert reasons.loss_words(loss_course(loss(values)), DEFAULT_THRESHOLDS) == "went NaN/Inf at step 8"
 
 
+def _scaled_run(factor_at_5: float, exact_layers: int = 3, nan_at=(), steps: int = 12) -> list:
+    """Layers of steady RMS whose logged magnitudes jump by `factor_at_5` at step 5 (a loss scale
+    changing); `exact_layers` of them by exactly that factor, the others by 1.5 times it."""
+    out = []
+    for i in range(3):
+        factor = factor_at_5 if i < exact_layers else 1.5 * factor_at_5
+        rms = [(1.0 + 0.01 * k) * (factor if k >= 5 else 1.0) for k in range(steps)]
+        out.append(layer(f"grad/l{i}/kernel", rms, nonfinite=[k in nan_at for k in range(steps)]))
+    return out
+
+
+def _unscaled(layers, limits):
+    from analyzer.scaling import unscaled
+
+    return unscaled(layers, None, None, limits)
+
+
+def test_a_rise_by_exact_powers_of_two_in_every_layer_is_the_loss_scale_growing():
+    scaled = [
+        layer(f"grad/l{i}/kernel", [2.0 ** (16 + k) for k in range(12)]) for i in range(3)
+    ]  # 2^16 → 2^27
+    assert judged(scaled).verdict == "exploding"  # read as they were logged
+    unscaled_layers, scaling = _unscaled(scaled, DEFAULT_THRESHOLDS)
+    assert scaling is not None and len(scaling.scale_changes) == 11 and not scaling.scale_known
+    assert judged(unscaled_layers).verdict == "healthy"
+    rising = [layer(f"grad/l{i}/kernel", [2.3**k for k in range(12)]) for i in range(3)]  # no power of two
+    assert _unscaled(rising, DEFAULT_THRESHOLDS)[1] is None and judged(rising).verdict == "exploding"
+
+
+@pytest.mark.parametrize(
+    "field, fires, quiet, layers",
+    [
+        ("scale_layer_share", 0.6, 0.7, _scaled_run(4.0, exact_layers=2)),  # 2 of 3 layers exact
+        ("scale_step_tolerance", 0.05, 0.02, _scaled_run(4.0 * 2**0.02)),  # 0.03 off a power of two
+    ],
+)
+def test_a_scale_threshold_moved_across_the_run_changes_whether_it_is_read_as_scaled(
+    field, fires, quiet, layers
+):
+    assert _unscaled(layers, replace(DEFAULT_THRESHOLDS, **{field: fires}))[1] is not None
+    assert _unscaled(layers, replace(DEFAULT_THRESHOLDS, **{field: quiet}))[1] is None
+
+
+def test_the_scalers_skipped_steps_are_left_out_only_where_they_look_like_skips():
+    limits = replace(DEFAULT_THRESHOLDS, skipped_max_share=0.1)
+    one_skip = _scaled_run(0.5, nan_at=(4,), steps=12)  # one Inf step, then the scale halved
+    layers, scaling = _unscaled(one_skip, limits)
+    assert scaling.skipped_steps == [4] and judged(layers).verdict == "healthy"
+    assert (
+        _unscaled(one_skip, replace(limits, skipped_max_share=0.05))[1].skipped_steps == []
+    )  # 1 of 12 > 5 %
+    in_a_row = _scaled_run(0.5, nan_at=(3, 4), steps=12)  # two in a row: not each followed by a finite one
+    assert _unscaled(in_a_row, replace(limits, skipped_max_share=0.5))[1].skipped_steps == []
+
+
 def test_every_threshold_is_moved_by_a_test_here():
     moved = {e[0] for e in GRADIENT_EDGES + LOSS_EDGES + LOSS_RISES + WEIGHT_EDGES + LEARNING_EDGES}
-    moved |= {"restart_factor"}
+    moved |= {"restart_factor", "scale_layer_share", "scale_step_tolerance", "skipped_max_share"}
     moved |= {"early_share", "norm_size_decades", "sparse_zero_share", "sparse_step_share"}
     moved |= {"spike_decades", "spike_window", "min_points_for_fit", "confidence"}
     assert moved == {f.name for f in fields(Thresholds)}
