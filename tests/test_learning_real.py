@@ -93,3 +93,49 @@ def test_shuffled_labels_are_stalled_and_the_same_run_on_its_own_labels_is_healt
     assert "gradients look normal" in shuffled["findings"][0]["summary"]
     assert learning["verdict"] == "healthy", learning["reason"]
     assert learning["loss"]["state"] == "fell"
+
+
+def test_a_frozen_model_logged_by_keras_own_callback_is_stalled(tmp_path):
+    """Every layer frozen (trainable=False), its weights and epoch loss logged by Keras's TensorBoard."""
+    x, y = _classes(2048, 32, 4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)]
+    )
+    model.trainable = False
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    log_dir = tmp_path / "logs" / "frozen"
+    callback = keras.callbacks.TensorBoard(str(log_dir), histogram_freq=1)
+    model.fit(x, y, batch_size=64, epochs=6, verbose=0, callbacks=[callback])
+    runs = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1])
+    [run] = [r for name, r in runs.items() if name.startswith("frozen")]
+    assert run["verdict"] == "stalled", run["reason"]
+    assert run["findings"][0]["evidence"]["cause"] == "no weight moved"
+
+
+def test_a_run_converging_to_near_zero_loss_whose_gradients_fall_by_decades_is_healthy(tmp_path):
+    from analyzer.callback import GradientHistograms
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2048, 16)).astype("float32")
+    y = x @ rng.normal(size=(16, 1)).astype("float32")  # exactly learnable: the loss goes to ~0
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((16,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    log_dir = tmp_path / "logs" / "converging"
+    callback = GradientHistograms(str(log_dir), probe=(x[:64], y[:64]), every_n_batches=8)
+    model.fit(x, y, batch_size=64, epochs=30, verbose=0, callbacks=[callback])
+    [run] = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1]).values()
+    assert run["verdict"] == "healthy", run["reason"]
+    assert run["loss"]["state"] == "fell"
+    drop = [layer["rms_first"] / layer["rms_last"] for layer in run["layers"] if "kernel" in layer["tag"]]
+    assert min(drop) >= 100, drop  # the gradients fell two decades or more in every layer
+
+
+@pytest.mark.parametrize("every", [1, 8, 48])
+def test_the_stalled_verdict_holds_however_often_the_run_is_logged(tmp_path, every):
+    _summed_loss_sigmoid_mlp(tmp_path / "logs" / "summed", steps=600, every=every)
+    [run] = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1]).values()
+    assert run["verdict"] == "stalled", run["reason"]
