@@ -177,14 +177,21 @@ WELL_KNOWN_HPARAMS = frozenset(
     "lr learning_rate act activation opt optimizer bs batch batch_size dropout depth width layers "
     "units init initializer seed wd weight_decay momentum norm epochs steps".split()
 )
+# Of them, those whose value is a number: `experiment_lr_0.001` holds lr=0.001 wherever the pair
+# stands. Any other `key_number` (version_0, DQN_1, run_2, epoch_10, checkpoint_500) is a name.
+NUMERIC_HPARAMS = frozenset(
+    "lr learning_rate bs batch batch_size dropout depth width layers units seed wd weight_decay "
+    "momentum epochs steps".split()
+)
 
 
 def hparams_from_name(name: str) -> dict[str, str]:
     """Hyperparameters spelled in folder names, where they are unambiguous: ``lr=0.01,act=relu,bn``
-    (any values; a bare word between pairs is a flag, ``bn=true``), or a name made wholly of
-    alternating keys and values, ``lr_0.01-act_relu`` or ``opt-adam_lr-3e-4``, where each value is a
-    number or its key a well-known hyperparameter name. ``dead_units_negative_bias``,
-    ``elu_small_init_16`` and ``imdb-final-model-1690485375`` give none."""
+    (any keys and values; a bare word between pairs is a flag, ``bn=true``); a name made wholly of
+    alternating well-known keys and their values, ``lr_0.01-act_relu`` or ``opt-adam_lr-3e-4``; and
+    anywhere in a name, a well-known numeric key and its number, ``experiment_lr_0.001``.
+    ``dead_units_negative_bias``, ``elu_small_init_16``, ``version_0``, ``DQN_1`` and
+    ``imdb-final-model-1690485375`` give none."""
     out: dict[str, str] = {}
     for part in name.split("/"):
         if part.lower() in SPLIT_FOLDERS:
@@ -200,11 +207,10 @@ def hparams_from_name(name: str) -> dict[str, str]:
             continue
         tokens = _TOKEN.findall(part)
         keys, values = tokens[0::2], tokens[1::2]
-        if (
-            len(tokens) >= 2
-            and len(tokens) % 2 == 0
-            and not any(_NUMBER.match(k) for k in keys)
-            and all(_NUMBER.match(v) or k.lower() in WELL_KNOWN_HPARAMS for k, v in zip(keys, values))
-        ):
+        if len(tokens) >= 2 and len(tokens) % 2 == 0 and all(k.lower() in WELL_KNOWN_HPARAMS for k in keys):
             out.update(zip(keys, values))
+            continue
+        for key, value in zip(tokens, tokens[1:]):
+            if key.lower() in NUMERIC_HPARAMS and _NUMBER.match(value):
+                out[key] = value
     return out

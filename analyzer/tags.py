@@ -52,9 +52,10 @@ def is_sparse_by_name(tag: str) -> bool:
 
 # The parameter's own name at the end of a tag's parameter name: a kernel and its bias are one layer.
 # Keras (kernel, bias, recurrent_kernel, depthwise_kernel, embeddings, gamma, beta, moving_mean, and
-# tf.keras 2's kernel_0), PyTorch (weight, bias, weight_ih_l0, in_proj_weight).
+# tf.keras 2's kernel_0), PyTorch (weight, bias, weight_ih_l0, in_proj_weight), raw tf.summary and TF1
+# code (h1/weights, h1/biases).
 _PARAMETER = re.compile(
-    r"[/.](((depthwise|pointwise|recurrent)_)?kernel|bias|weight|gamma|beta|embeddings|moving_mean|"
+    r"[/.](((depthwise|pointwise|recurrent)_)?kernel|bias|biases|weights?|gamma|beta|embeddings|moving_mean|"
     r"moving_variance|running_mean|running_var|(?:weight|bias)_[a-z0-9_]+|in_proj_\w+)(_\d+)?$"
 )
 

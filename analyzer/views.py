@@ -413,11 +413,13 @@ def index_row(view: RunView) -> IndexRow:
 
 
 def hparam_summaries(rows: list[IndexRow]) -> list[HparamSummary]:
-    """Per hyperparameter value, the verdicts of its runs; keys with a single value and settings of
-    a single run (seeds, timestamps) are left out, and values whose runs all went one bad way come
-    first."""
+    """Per hyperparameter value, the verdicts of its runs (runs without a verdict left out); keys with a
+    single value and settings of a single run (seeds, timestamps) are left out, and values whose runs
+    all went one bad way come first."""
     by_value: dict[tuple[str, str], dict[str, int]] = {}
     for row in rows:
+        if not Verdict(row.verdict).judged:  # a run without a verdict says nothing of its settings
+            continue
         for key, value in row.hparams.items():
             counts = by_value.setdefault((key, value), {})
             counts[row.verdict] = counts.get(row.verdict, 0) + 1

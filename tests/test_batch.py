@@ -110,6 +110,14 @@ def test_runs_are_named_by_relative_path_with_splits_grouped(tmp_path):
         ("act=relu,bn", {"act": "relu", "bn": "true"}),
         ("lr_0.1-depth_8", {"lr": "0.1", "depth": "8"}),
         ("lr=0.1/act=relu/seed=0", {"lr": "0.1", "act": "relu", "seed": "0"}),
+        ("experiment_lr_0.001", {"lr": "0.001"}),  # a well-known numeric pair, wherever it stands
+        ("DQN_1", {}),  # names, not settings
+        ("version_0", {}),
+        ("PPO_3", {}),
+        ("run_2", {}),
+        ("checkpoint_500", {}),
+        ("epoch_10", {}),
+        ("sigmoid_20", {}),
     ],
 )
 def test_hyperparameters_from_folder_names(name, expected):
@@ -156,3 +164,22 @@ def test_a_planted_pickle_in_every_cache_entry_runs_nothing_and_changes_nothing(
     for entry in (out / ".gradaudit-cache").iterdir():  # rewritten, as plain JSON: a head, a document
         head_line, document_line = entry.read_text().split("\n")
         assert json.loads(head_line)["name"] and json.loads(document_line)["verdict"]
+
+
+def test_runs_without_a_verdict_say_nothing_of_their_settings():
+    from types import SimpleNamespace
+
+    from analyzer.views import hparam_summaries
+
+    rows = [
+        SimpleNamespace(hparams={"dropout": "0.2"}, verdict="insufficient_data"),
+        SimpleNamespace(hparams={"dropout": "0.2"}, verdict="insufficient_data"),
+        SimpleNamespace(hparams={"dropout": "0.5"}, verdict="healthy"),
+        SimpleNamespace(hparams={"dropout": "0.5"}, verdict="vanishing"),
+        SimpleNamespace(hparams={"dropout": "0.7"}, verdict="healthy"),
+        SimpleNamespace(hparams={"dropout": "0.7"}, verdict="healthy"),
+    ]
+    summaries = hparam_summaries(rows)
+    assert {s.value for s in summaries} == {"0.5", "0.7"}
+    assert all("insufficient_data" not in s.verdicts for s in summaries)
+    assert not any(s.value == "0.2" for s in summaries)  # its two runs judged nothing

@@ -77,6 +77,11 @@ def test_a_summed_loss_that_saturates_a_softmax_is_stalled_not_healthy(tmp_path)
     _summed_loss_sigmoid_mlp(tmp_path / "logs" / "summed")
     [run] = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1]).values()
     assert run["verdict"] == "stalled" and run["evidence"] == "weight histograms"
+    # h1/weights, as raw tf.summary and TF1 name them, are weights: every tag is read, none left aside
+    assert [layer["tag"] for layer in run["layers"]] == [
+        f"{name}/{kind}" for name in ("h1", "h2", "logits") for kind in ("weights", "bias")
+    ]
+    assert run["other_histogram_tags"] == []
     [finding] = run["findings"]
     assert finding["evidence"]["cause"].endswith("no weight moved")
     assert run["loss"]["state"] in ("flat", "rose")  # it never fell: about 5,000 throughout
