@@ -164,12 +164,27 @@ def run_notes(notes: list) -> list[str]:
     return [note(n) for n in notes if not (isinstance(n, F.NormsJudged) and not n.beside_histograms)]
 
 
-def judged_words(judged) -> str:
-    """ "" where the evidence can show every kind of finding; else which kinds it can, in words."""
-    judged = [k for k in judged if k in ALL_KINDS]  # what the loss shows is said apart
-    if set(judged) >= set(ALL_KINDS):
+# What each kind of evidence is called where the words say what it cannot show.
+_IN = {
+    "weight histograms": "weights",
+    "gradient norm": "a global gradient norm",
+    "per-parameter gradient norms": "gradient norms",
+}
+_UNSEEN = {"vanishing": "vanishing gradients", "exploding": "exploding gradients", "dead_units": "dead units"}
+
+
+def judged_words(judged, verdict: str = "healthy", evidence: str = "") -> str:
+    """ "" where the evidence can show every kind of gradient finding, or nothing was judged; else
+    what it showed and what it cannot: "no sign of vanishing or exploding gradients; dead units cannot
+    be seen in weights" (for a healthy run), "dead units cannot be seen in weights" (for another)."""
+    shown = [k for k in judged if k in ALL_KINDS]  # what the loss shows is said apart
+    if set(shown) >= set(ALL_KINDS) or not shown or verdict == Verdict.INSUFFICIENT_DATA:
         return ""
-    return f"{' and '.join(judged)} only" if judged else "nothing judged"
+    unseen = [_UNSEEN[k] for k in ALL_KINDS if k not in shown]
+    cannot = f"{' and '.join(unseen)} cannot be seen in {_IN.get(str(evidence), 'this evidence')}"
+    if verdict != Verdict.HEALTHY:
+        return cannot
+    return f"no sign of {' or '.join(_UNSEEN[k].split()[0] for k in shown)} gradients; {cannot}"
 
 
 def loss_words(course, limits) -> str:

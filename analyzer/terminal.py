@@ -44,7 +44,8 @@ def verdict_line(doc: dict, colour: bool) -> str:
         verdict = f"\033[{_COLOUR.get(doc['verdict'], '0')}m{verdict}\033[0m"
     problems = f"  [{len(doc['errors'])} read problem(s)]" if doc["errors"] else ""
     judged = doc.get("judged") or []
-    only = f" ({judged_words(judged)})" if judged and judged_words(judged) else ""
+    said = judged_words(judged, doc["verdict"], doc.get("evidence", ""))
+    only = f" ({said})" if said else ""
     return f"{verdict}{only}  {doc['run']}  — {doc['reason']}{problems}"
 
 

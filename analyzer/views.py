@@ -74,7 +74,7 @@ class RunView:
     model_source: str = ""
     model_class: str = ""
     model_has: str = ""  # "normalization and residual connections", as the config says
-    judged: str = ""  # what the evidence could not judge shows here: "exploding only"
+    judged: str = ""  # what the evidence could not judge: "dead units cannot be seen in weights"
     loss_state: str = ""  # what the training loss did, as the verdict read it
     loss_series: str = ""  # which series that was
     sparse_tags: list[str] = field(default_factory=list)  # sparse by construction, shown apart
@@ -142,7 +142,7 @@ def run_view(result: RunResult) -> RunView:
         )
         view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
     _add_loss(view, result)
-    view.judged = reasons.judged_words(result.judged)
+    view.judged = reasons.judged_words(result.judged, diagnosis.verdict, result.evidence)
     view.interval = f"{100 * result.limits.confidence:g} %"
     view.parameter_norms = result.evidence == Evidence.PARAMETER_NORMS
     view.norms_sized = result.norms_sized
@@ -366,7 +366,7 @@ class IndexRow:
     hparams: dict[str, str]
     depth_profile: list[float]  # the sparkline's numbers (the cache keeps these, never its markup)
     severity: str | None  # of the most severe verdict-setting finding
-    judged: str = ""  # "exploding only" where the evidence cannot show every kind
+    judged: str = ""  # what the evidence could not judge, where it cannot show every kind
 
     @property
     def triage(self) -> str:

@@ -62,3 +62,40 @@ def test_a_page_made_with_custom_thresholds_says_them_in_its_words():
     assert "a thousand times less" not in page
     default_page = render_run_page(run_view(analyse_run(run)))
     assert "the rule fires at a thousand times less on half the steps." in default_page
+
+
+@pytest.mark.parametrize(
+    "judged, verdict, evidence, words",
+    [
+        (
+            ["vanishing", "exploding", "dead_units", "unstable", "stalled"],
+            "healthy",
+            "gradient histograms",
+            "",
+        ),
+        (
+            ["vanishing", "exploding"],
+            "healthy",
+            "weight histograms",
+            "no sign of vanishing or exploding gradients; dead units cannot be seen in weights",
+        ),
+        (
+            ["vanishing", "exploding", "stalled"],
+            "stalled",
+            "weight histograms",
+            "dead units cannot be seen in weights",
+        ),
+        (["exploding"], "insufficient_data", "gradient norm", ""),  # one point: just insufficient data
+        (
+            ["exploding"],
+            "healthy",
+            "gradient norm",
+            "no sign of exploding gradients; vanishing gradients and dead units cannot be seen in a global "
+            "gradient norm",
+        ),
+    ],
+)
+def test_what_the_evidence_could_not_judge_in_words_a_person_reads(judged, verdict, evidence, words):
+    from analyzer.reasons import judged_words
+
+    assert judged_words(judged, verdict, evidence) == words

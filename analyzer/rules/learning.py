@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..facts import NormRise, StalledLoss, UnstableLoss, WeightGrowth
+from ..facts import NormRise, StalledLoss, StillWeights, UnstableLoss, WeightGrowth
 from ..findings import Diagnosis, Finding, ranked
 from ..learning import GradientCourse, LossCourse, RateCourse, Spike
 from ..thresholds import Thresholds
@@ -29,9 +29,12 @@ def judge_learning(
     findings = list(diagnosis.findings)
     stalled = _stalled(course, gradients, rate, limits)
     if stalled is not None:
-        if stalled.facts.cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL):
-            # the jump is the stall's cause, not a finding of its own
-            findings = [f for f in findings if not isinstance(f.facts, (NormRise, WeightGrowth))]
+        if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
+            findings = [f for f in findings if not isinstance(f.facts, NormRise)]
+        if stalled.facts.cause in (StallCause.JUMP_THEN_STILL, StallCause.FROZEN):
+            # No weight moved after the first updates: what the weight rules saw (a layer that grew, a
+            # layer that moved less than the one that moved most) is that first jump, the stall's cause.
+            findings = [f for f in findings if not isinstance(f.facts, (WeightGrowth, StillWeights))]
         findings.append(stalled)
     unstable = _unstable(course, gradients, rate, limits)
     if unstable is not None:
