@@ -21,7 +21,7 @@ from .events import (
 )
 from .findings import Diagnosis, Finding, joined, not_judged
 from .learning import GradientCourse, LossCourse, gradient_course, loss_course, norm_course, rate_course
-from .options import DEFAULT_READ_OPTIONS, ReadOptions
+from .options import DEFAULT_READ_OPTIONS, DEFAULT_TAG_PATTERN, ReadOptions
 from .problems import Problem
 from .remedies import Remedy, remedies_for
 from .rules.gradients import diagnose
@@ -31,7 +31,7 @@ from .rules.weights import diagnose_weights
 from .runs import Run
 from .runstats import RunStats, run_stats
 from .scaling import unscaled
-from .tags import is_weight_histogram, parameter_name
+from .tags import is_weight_histogram, names_a_gradient, parameter_name
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 from .trends import NormTrend, RunTrends, norm_trend, run_trends, training_loss
 from .vocabulary import (
@@ -270,10 +270,18 @@ def _read_evidence(run: Run, options: ReadOptions) -> tuple[RunData, bool]:
     weight_tags = [tag for tag in data.other_histogram_tags if is_weight_histogram(tag)]
     if not data.layers and not data.norms and weight_tags:
         data = read_run(run, replace(options, tag_pattern=_exactly(weight_tags)))
-    weights = [layer for layer in data.layers if is_weight_histogram(layer.tag)]
+    # A histogram the user chose with --tags is a weight unless its tag says gradient: --tags picks
+    # what to read, and only a tag can say what it holds.
+    chosen = options.tag_pattern != DEFAULT_TAG_PATTERN
+    weights = [
+        layer
+        for layer in data.layers
+        if is_weight_histogram(layer.tag) or (chosen and not names_a_gradient(layer.tag))
+    ]
     from_weights = bool(weights) and len(weights) == len(data.layers)
     if weights and not from_weights:
-        data.layers = [layer for layer in data.layers if not is_weight_histogram(layer.tag)]
+        weight_ids = {id(layer) for layer in weights}
+        data.layers = [layer for layer in data.layers if id(layer) not in weight_ids]
         data.other_histogram_tags += [layer.tag for layer in weights]
     return data, from_weights
 

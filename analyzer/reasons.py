@@ -84,7 +84,7 @@ def _no_gradients(basis: F.NoGradients) -> str:
     shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
     return (
         f"no gradient histograms (no tag matches {basis.tag_pattern!r}); histogram tags found: {shown}; "
-        "pass --tags REGEX to analyse them"
+        "pass --tags REGEX to judge them: a chosen tag without 'grad' in it is read as weights"
     )
 
 

@@ -74,6 +74,11 @@ _GRADIENT = re.compile(r"(?i)grad")
 _RUNNING_STATISTICS = re.compile(r"(?i)moving_(mean|variance)|running_(mean|var)|num_batches_tracked")
 
 
+def names_a_gradient(tag: str) -> bool:
+    """The tag says it holds a gradient ("grad" anywhere, any case)."""
+    return bool(_GRADIENT.search(tag))
+
+
 def is_weight_histogram(tag: str) -> bool:
     """A histogram of a parameter's values, not of its gradient: Keras's ``dense/kernel_0/histogram``
     and ``dense/kernel/histogram``, PyTorch-style ``weights/fc1.weight`` or ``fc1.weight``."""

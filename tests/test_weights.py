@@ -74,3 +74,24 @@ def test_tags_naming_weights_get_the_weight_rules(weight_runs, tmp_path):
     [run] = json.loads(out.read_text())["runs"]
     assert run["evidence"] == "gradient histograms"
     assert all(layer["tag"].startswith("gradients/") for layer in run["layers"])
+
+
+def test_tags_chosen_with_tags_and_not_named_gradients_are_read_as_weights(tmp_path, rng):
+    """--tags on weight histograms named as some loops name them (Weights/<layer>): judged as weights,
+    never as gradients, and the page says so."""
+    from conftest import write_tbx_histograms
+
+    series = {f"Weights/fc{i}": [rng.normal(size=400) * (1 + 0.01 * k) for k in range(6)] for i in range(3)}
+    write_tbx_histograms(tmp_path / "logs" / "run", series, list(range(6)))
+    rc, document = report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])
+    [run] = document["runs"]
+    assert (
+        run["verdict"] == "insufficient_data"
+        and "a chosen tag without 'grad' in it is read as weights" in run["reason"]
+    )
+    _, document = report_json(tmp_path / "w.json", tmp_path / "logs", args=["--no-html", "--tags", "Weights"])
+    [run] = document["runs"]
+    assert run["evidence"] == "weight histograms" and len(run["layers"]) == 3
+    assert any(
+        note.startswith("no gradient histograms: the verdict reads the weights") for note in run["notes"]
+    )
