@@ -159,15 +159,16 @@ def magnitude_over_steps(
     trends: list[TimeTrend | None],
     shown: list[int],
     unit: RateUnit = PER_1K_STEPS,
+    quantity: str = "gradient",
 ) -> Markup:
     """RMS of the chosen layers over steps (points and line) with each layer's Theil–Sen trend and
     its confidence band (slopes at the interval's ends, pivoting on the data's centre)."""
     if not shown or log10_rms.size == 0:
-        return no_data("Magnitude over steps: no gradient data")
+        return no_data(f"Magnitude over steps: no {quantity} data")
     if not np.isfinite(log10_rms[shown]).any():
-        return no_data("Magnitude over steps: no finite gradient value to draw (NaN/Inf or empty)")
+        return no_data(f"Magnitude over steps: no finite {quantity} value to draw (NaN/Inf or empty)")
     frame = Frame(720, 300, (float(steps[0]), float(steps[-1])), finite_range(log10_rms[shown], 0.2))
-    body = draw_axes(frame, unit.axis, "gradient RMS (log scale)", y_decades=True)
+    body = draw_axes(frame, unit.axis, f"{quantity} RMS (log scale)", y_decades=True)
     legend = []
     for k, i in enumerate(shown):
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
@@ -186,7 +187,7 @@ def magnitude_over_steps(
         body.append(f'<polyline class="series" points="{points}" stroke="{colour}"/>')
         slope = unit.rate(trend) if trend else "no trend (too few points)"
         legend.append((colour, f"{tags[i]} — {slope}"))
-    label = "Gradient RMS over training steps, log scale, with fitted trends: " + "; ".join(
+    label = f"{quantity.capitalize()} RMS over training steps, log scale, with fitted trends: " + "; ".join(
         t for _, t in legend
     )
     return Markup(svg_chart(frame.width, frame.height, label, body) + _legend_list(legend))
@@ -265,19 +266,23 @@ def _legend_list(items: list[tuple[str, str]]) -> Markup:
 
 
 def depth_profile(
-    tags: list[str], depth_layers: np.ndarray, steps: np.ndarray, log10_rms: np.ndarray
+    tags: list[str],
+    depth_layers: np.ndarray,
+    steps: np.ndarray,
+    log10_rms: np.ndarray,
+    quantity: str = "gradient",
 ) -> Markup:
     """log10 RMS against depth at the first, middle and last logged step."""
     if len(steps) == 0 or len(depth_layers) == 0:
-        return no_data("Depth profile: no gradient data")
+        return no_data(f"Depth profile: no {quantity} data")
     # The first, middle and last steps that have a finite value to draw.
     drawable = np.flatnonzero(np.isfinite(log10_rms[depth_layers]).any(axis=0))
     if len(drawable) == 0:
-        return no_data("Depth profile: no finite gradient value to draw (NaN/Inf or empty at every step)")
+        return no_data(f"Depth profile: no finite {quantity} value to draw (NaN/Inf or empty at every step)")
     columns = sorted({int(drawable[0]), int(drawable[len(drawable) // 2]), int(drawable[-1])})
     data = log10_rms[np.ix_(depth_layers, columns)]
     frame = Frame(720, 280, (0, max(1, len(depth_layers) - 1)), finite_range(data, 0.2))
-    body = draw_axes(frame, "depth index (0 = input side)", "gradient RMS (log scale)", y_decades=True)
+    body = draw_axes(frame, "depth index (0 = input side)", f"{quantity} RMS (log scale)", y_decades=True)
     legend = []
     for k, col in enumerate(columns):
         colour = SERIES_COLOURS[k]
@@ -291,7 +296,7 @@ def depth_profile(
             for d, v in zip(np.flatnonzero(ok), values[ok])
         )
         legend.append((colour, f"step {int(steps[col])}"))
-    label = "Depth profile: gradient RMS (log scale) against depth at steps " + ", ".join(
+    label = f"Depth profile: {quantity} RMS (log scale) against depth at steps " + ", ".join(
         t for _, t in legend
     )
     return Markup(svg_chart(frame.width, frame.height, label, body) + _legend_list(legend))

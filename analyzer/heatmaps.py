@@ -46,13 +46,16 @@ def heatmap(
     log10_rms: np.ndarray,
     nonfinite: np.ndarray,
     axis: str = "training step",
+    quantity: str = "gradient",
 ) -> Markup:
     """Layers (rows, input side at top) × logged steps (columns); colour = log10 RMS, NaN/Inf marked."""
     rows, cols = log10_rms.shape
     if rows == 0 or cols == 0:
-        return no_data("Heatmap: no gradient data")
+        return no_data(f"Heatmap: no {quantity} data")
     if not np.isfinite(log10_rms).any():
-        return no_data("Heatmap: no finite gradient value to draw (every logged value is NaN/Inf or empty)")
+        return no_data(
+            f"Heatmap: no finite {quantity} value to draw (every logged value is NaN/Inf or empty)"
+        )
     width, cell_h = 720, max(6, min(22, 360 // rows))
     frame = Frame(
         width, rows * cell_h + 12 + 44 + 40, (float(steps[0]), float(steps[-1])), (0, rows), left=64
@@ -88,9 +91,9 @@ def heatmap(
     )
     body.append(f'<text class="tick" x="{frame.left - 6}" y="{frame.top + 9}" text-anchor="end">first</text>')
     body.append(f'<text class="tick" x="{frame.left - 6}" y="{bottom}" text-anchor="end">last</text>')
-    body.extend(_legend(frame.left, bottom + 40, lo, hi))
+    body.extend(_legend(frame.left, bottom + 40, lo, hi, quantity))
     label = (
-        f"Heatmap of log10 gradient RMS for {rows} tags over {cols} logged steps, "
+        f"Heatmap of log10 {quantity} RMS for {rows} tags over {cols} logged steps, "
         f"from 1e{lo:.1f} to 1e{hi:.1f}; red cells are NaN/Inf, grey are all-zero"
     )
     svg = svg_chart(width, bottom + 80, label, body, "chart heatmap")
@@ -154,7 +157,7 @@ def _power_of_ten(log10_value: float) -> str:
     return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
-def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
+def _legend(x0: float, y0: float, lo: float, hi: float, quantity: str) -> list[str]:
     width, out = 240, []
     for i in range(24):
         out.append(
@@ -166,7 +169,7 @@ def _legend(x0: float, y0: float, lo: float, hi: float) -> list[str]:
         f'<text class="tick" x="{x0 + width}" y="{y0 + 24}" text-anchor="end">{_power_of_ten(hi)}</text>'
     )
     out.append(
-        f'<text class="tick" x="{x0 + width + 10}" y="{y0 + 9}">gradient RMS (log scale, decades)</text>'
+        f'<text class="tick" x="{x0 + width + 10}" y="{y0 + 9}">{quantity} RMS (log scale, decades)</text>'
     )
     out.append(
         f'<rect x="{x0 + width + 230}" y="{y0}" width="10" height="10" fill="#d62728"/>'

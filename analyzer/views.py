@@ -79,6 +79,7 @@ class RunView:
     loss_series: str = ""  # which series that was
     sparse_tags: list[str] = field(default_factory=list)  # sparse by construction, shown apart
     interval: str = "95 %"  # the confidence of the intervals shown (Thresholds.confidence)
+    quantity: str = "gradient"  # what the magnitudes are of: "gradient", or "weight" for weight histograms
 
 
 def run_page_name(run_name: str) -> str:
@@ -131,7 +132,11 @@ def run_view(result: RunResult) -> RunView:
     view.depth_profile = [float(v) for v in profile]
     view.sparkline = depth_sparkline(profile, result.run.name)
     if len(stats.steps):
-        view.heatmap = heatmaps.heatmap(stats.tags, stats.steps, log_rms, stats.nonfinite, unit.axis)
+        quantity = "weight" if result.evidence == Evidence.WEIGHT_HISTOGRAMS else "gradient"
+        view.quantity = quantity
+        view.heatmap = heatmaps.heatmap(
+            stats.tags, stats.steps, log_rms, stats.nonfinite, unit.axis, quantity
+        )
         view.over_steps = charts.magnitude_over_steps(
             stats.tags,
             stats.steps,
@@ -139,8 +144,9 @@ def run_view(result: RunResult) -> RunView:
             trends.layer_trends,
             _layers_to_draw(stats, diagnosis.findings),
             unit,
+            quantity,
         )
-        view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms)
+        view.profile = charts.depth_profile(stats.tags, stats.depth_layers, stats.steps, log_rms, quantity)
     _add_loss(view, result)
     view.judged = reasons.judged_words(result.judged, diagnosis.verdict, result.evidence)
     view.interval = f"{100 * result.limits.confidence:g} %"
@@ -297,7 +303,7 @@ def _place_evidence(view: RunView) -> None:
     view.other_charts = [
         (title, getattr(view, name))
         for name, title in (
-            ("heatmap", "Gradient magnitude by layer and step"),
+            ("heatmap", f"{view.quantity.capitalize()} magnitude by layer and step"),
             ("over_steps", "Magnitude over steps, with fitted trends"),
             ("profile", "Depth profile"),
             ("norm_chart", "Gradient norm over steps, with its fitted trend"),

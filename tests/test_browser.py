@@ -303,3 +303,27 @@ def test_a_1000_run_index_sorts_and_filters(browser, tmp_path_factory):
     page.fill("#filter", "lr=3,")
     assert len(column(page, 0)) == 100
     watched.close()
+
+
+WEIGHT_AS_GRADIENT = re.compile(r"(?i)gradient (rms|magnitude)|log10 gradient|\|g\||magnitudes are gradient")
+
+
+def test_no_text_on_a_weight_based_page_or_the_index_labels_weights_as_gradients(
+    browser, tmp_path, real_logs
+):
+    out = tmp_path / "report"
+    assert main(["report", str(real_logs / "keras_tutorial_sweep"), "-o", str(out), "-q"]) == OK
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    for page_path in [out / "index.html", *sorted((out / "runs").glob("*.html"))]:
+        page = watched.open(page_path)
+        text = page.inner_text("body")
+        labels = page.eval_on_selector_all("[aria-label]", "es => es.map(e => e.getAttribute('aria-label'))")
+        svg_text = page.eval_on_selector_all("svg text", "ts => ts.map(t => t.textContent)")
+        for said in [text, *labels, *svg_text]:
+            assert not WEIGHT_AS_GRADIENT.search(said), (
+                page_path.name,
+                WEIGHT_AS_GRADIENT.search(said).group(0),
+            )
+        if page_path.parent.name == "runs":
+            assert "weight RMS" in " ".join(labels) and "Max |w|" in text
+    watched.close()
