@@ -180,7 +180,30 @@ def _node_of(tag_path: str, nodes: list[_Node]) -> _Node | None:
         n = len(wanted)
         if n > best_length and any(segments[i : i + n] == wanted for i in range(len(segments) - n + 1)):
             best, best_length = node, n
-    return best
+    return best or _node_by_tokens(tag_path, nodes)
+
+
+_TOKENS = re.compile(r"[/._:\-]+")
+
+
+def _node_by_tokens(tag_path: str, nodes: list[_Node]) -> _Node | None:
+    """Where no path segment names a layer, as where a writer flattened the variable path
+    (``sequential_4_dense_17_kernel_grads``): the layer whose name's tokens stand in the tag's tokens,
+    whole and in a row, the longest name first (``dense_17``, never ``dense_1`` inside it). A tag that
+    two layers' names of that length fit, or none, stays unmapped."""
+    tokens = [t for t in _TOKENS.split(tag_path.lower()) if t]
+    found: dict[int, list[_Node]] = {}
+    for node in nodes:
+        if node.class_name in _MODELS or not node.path:
+            continue
+        wanted = [t for t in _TOKENS.split(node.path.lower()) if t]
+        n = len(wanted)
+        if n and any(tokens[i : i + n] == wanted for i in range(len(tokens) - n + 1)):
+            found.setdefault(n, []).append(node)
+    if not found:
+        return None
+    longest = found[max(found)]
+    return longest[0] if len({node.path for node in longest}) == 1 else None
 
 
 def _nodes_of_config(config: str | None) -> list[_Node]:

@@ -170,3 +170,51 @@ def test_pytorch_parameter_names_give_the_layers_and_say_so():
         ("0", tags[2:], 12),
     ]
     assert np.all([layer.activation == "" for layer in architecture.layers])
+
+
+class SeedStyleGradients(keras.callbacks.TensorBoard):
+    """The seed's own logging: a TensorBoard subclass computing gradients with GradientTape at each
+    epoch's end, each written as the variable path with "/" turned into "_", plus "_grads", beside the
+    model config Keras's callback writes under the tag "keras"."""
+
+    def __init__(self, log_dir, x, y):
+        super().__init__(log_dir, histogram_freq=0, write_graph=True)
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        super().on_epoch_end(epoch, logs)
+        with tf.GradientTape() as tape:
+            loss = self.model.compute_loss(x=self.x, y=self.y, y_pred=self.model(self.x, training=True))
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        with self._train_writer.as_default():
+            for variable, gradient in zip(self.model.trainable_variables, gradients):
+                tf.summary.histogram(variable.path.replace("/", "_") + "_grads", gradient, step=epoch)
+
+
+def test_the_seeds_flattened_tags_map_to_their_config_layers_and_name_the_sigmoid_ones(tmp_path):
+    keras.utils.set_random_seed(generate.SEED)
+    keras.backend.clear_session()
+    model, optimizer, loss, x, y = generate.vanishing()
+    model.compile(optimizer=optimizer, loss=loss)
+    log_dir = tmp_path / "logs" / "seed"
+    model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=8,
+        verbose=0,
+        callbacks=[SeedStyleGradients(str(log_dir), x[:256], y[:256])],
+    )
+    [run] = _report(tmp_path).values()
+    tags = [layer["tag"] for layer in run["layers"]]
+    assert all(tag.endswith("_grads") and "/" not in tag for tag in tags), tags
+    model_layers = run["architecture"]["layers"]
+    assert run["architecture"]["source"] == "the model config the run logged"
+    assert sum(len(layer["tags"]) for layer in model_layers if layer["class"] == "Dense") == len(tags)
+    sigmoid = [layer["name"] for layer in model_layers if layer["activation"] == "sigmoid"]
+    assert len(sigmoid) == 10
+    assert run["verdict"] == "vanishing"
+    first_remedy = run["findings"][0]["remedies"][0]
+    assert first_remedy.startswith("Replace sigmoid in") and sigmoid[0] in first_remedy
