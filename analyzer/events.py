@@ -29,6 +29,8 @@ _NORM_TYPE = re.compile(rf"(?i){LIGHTNING_NORM}")
 # A run still being written: its newest file (in each folder) ends in a partial record and changed
 # less than this long ago. A partial record that stays longer is a killed writer, and an error.
 LIVE_WRITE_SECONDS = 600
+# The prefix of the metrics PyTorch's add_hparams logs beside the hparams (hparam/Final_Val_Loss).
+HPARAM_METRIC = "hparam/"
 # A loss series is a validation loss when its folder or its tag says so; the rest are training losses.
 _VALIDATION = re.compile(r"(?i)(^|[/_. -])(val|valid|validation|eval|test)($|[/_. -])")
 
@@ -125,6 +127,8 @@ def read_run(run: Run, options: ReadOptions = DEFAULT_READ_OPTIONS) -> RunData:
         other_tags.update(dict.fromkeys(contents.other_histogram_tags))
         split = _split_of(path)
         for tag, scalar_block in contents.scalars.items():
+            if tag.startswith(HPARAM_METRIC):
+                continue  # add_hparams's metrics: one point each, a summary, never a series to judge
             if is_loss.search(tag):
                 loss_blocks.setdefault((split, tag), []).append(scalar_block)
             elif is_norm.search(tag):

@@ -110,6 +110,10 @@ def _walk_remote(root: str):
     return found, problems
 
 
+# A folder named by a Unix time (PyTorch's SummaryWriter.add_hparams names its child folder so).
+_TIMESTAMP = re.compile(r"^\d{9,}(\.\d+)?$")
+
+
 def _group(root: str, walked) -> tuple[list[Run], list[Problem]]:
     found, problems = walked
     by_run: dict[str, Run] = {}
@@ -119,6 +123,8 @@ def _group(root: str, walked) -> tuple[list[Run], list[Problem]]:
         parent, leaf = _split(directory)
         if leaf.lower() in SPLIT_FOLDERS and parent not in with_files and _below(parent, root):
             run_dir = parent  # train/ and validation/ are parts of their parent's run
+        elif _TIMESTAMP.match(leaf) and parent in with_files and _below(parent, root):
+            run_dir = parent  # PyTorch's add_hparams writes the run's hparams into <run>/<time.time()>/
         rel = _relative(run_dir, root)
         name = _basename(root) if rel == "." else rel
         run = by_run.setdefault(run_dir, Run(name, run_dir, []))
