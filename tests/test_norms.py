@@ -217,6 +217,7 @@ def test_lightning_grad_norm_through_its_tensorboard_logger(tmp_path):
     healthy, diverging = runs["healthy/run/version_0"], runs["diverging/run/version_0"]
     sigmoid = runs["sigmoid/run/version_0"]
     for run in (healthy, diverging, sigmoid):
+        assert "version" not in run["hparams"]  # Lightning's version_0 is a name, not a setting
         assert run["gradient_norm"]["series"] == "grad_2.0_norm_total"
         # stalled and unstable are judged only where the loss has enough points
         assert run["evidence"] == "per-parameter gradient norms" and run["judged"][:2] == [
