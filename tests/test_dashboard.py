@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_LOGS, write_tbx_histograms
 from test_browser import Watched, browser, screenshot_dir  # noqa: F401  (browser: a fixture)
+
+from analyzer.cli import OK, main
 
 pytestmark = pytest.mark.slow  # TensorBoard servers
 
@@ -209,3 +212,53 @@ def test_weight_histograms_alone_enable_the_plugin(tmp_path, real_logs):
         assert status == 200 and document["evidence"] == "weight histograms"
     finally:
         server.close()
+
+
+SETTINGS = ("lr", "bs", "dropout", "depth", "width", "wd", "momentum", "seed", "act", "opt")
+
+
+def _wide_sweep(root: Path) -> Path:
+    """Eight sample runs under 80-character folder names that hold ten settings each."""
+    logs = root / "logs"
+    for i, sample in enumerate(sorted(p for p in SAMPLE_LOGS.iterdir() if p.is_dir()) * 2):
+        values = ("1e-3", "32", ".1", "8", "8", "0", ".9", str(i), "elu", "sgd")
+        name = ",".join(f"{k}={v}" for k, v in zip(SETTINGS, values))
+        assert len(name) == 80
+        shutil.copytree(sample, logs / f"{i}" / name)
+    return logs
+
+
+def _header_edges(frame_or_page) -> list[tuple[str, float, str]]:
+    return frame_or_page.locator("#runs thead th").evaluate_all(
+        "ths => ths.map(t => [t.textContent.trim(), t.getBoundingClientRect().right,"
+        " getComputedStyle(t).display])"
+    )
+
+
+def test_a_wide_sweep_fits_1280_px_here_and_in_tensorboard(browser, tmp_path):  # noqa: F811
+    """80-character run names and ten settings columns: every header cell shown and inside the window,
+    in the static report and in TensorBoard's Gradients tab."""
+    logs = _wide_sweep(tmp_path)
+    out = tmp_path / "report"
+    assert main(["report", str(logs), "-o", str(out), "-q"]) == OK
+    watched = Watched(browser, viewport={"width": 1280, "height": 900})
+    page = watched.open(out / "index.html")
+    edges = _header_edges(page)
+    assert {name for name, _, _ in edges} >= set(SETTINGS)
+    assert all(display != "none" and right <= 1280 for _, right, display in edges), edges
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    server = TensorBoard(logs, tmp_path / "cache", tmp_path / "tensorboard.log")
+    try:
+        server.wait_until_analysed(8)
+        page.goto(server.url + "/")
+        page.get_by_text("Gradients", exact=True).first.click()
+        frame = page.frame_locator("iframe")
+        frame.locator("#runs tbody tr").first.wait_for()
+        width, scrolled = frame.locator("html").evaluate("h => [h.clientWidth, h.scrollWidth]")
+        edges = _header_edges(frame)  # in the frame's own coordinates
+        assert all(display != "none" and right <= width for _, right, display in edges), (width, edges)
+        assert scrolled <= width
+    finally:
+        server.close()
+    watched.remote = [url for url in watched.remote if not url.startswith(server.url + "/")]
+    watched.close()
