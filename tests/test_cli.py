@@ -85,6 +85,8 @@ def test_every_run_page_draws_its_charts_and_links_nothing_remote(sample_report)
         run = next(r for r in payload["runs"] if page.startswith(f"runs/{r['run']}"))
         assert (width, height) == (len(run["steps"]), len(run["layers"]))
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+        # One story about the loss: the page says what the JSON says
+        assert f"it {run['loss']['words']}" in html
 
 
 def run_findings(payload, page):
