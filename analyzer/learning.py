@@ -90,8 +90,10 @@ def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOL
     edge = max(1, int(len(values) * limits.stall_edge_share))
     later = values[int(len(values) * limits.loss_later_from) :]
     swing = float("nan")
-    if len(later) >= limits.min_points_for_fit and (later > 0).all():
-        swing = float(np.log10(np.percentile(later, 90) / np.percentile(later, 10)))
+    if len(later) >= limits.min_points_for_fit and (later >= 0).all():
+        high, low = np.percentile(later, 90), np.percentile(later, 10)
+        # a loss that reaches 0 on some batches and not on others swings without bound
+        swing = float(np.log10(high / low)) if low > 0 else (float("inf") if high > 0 else 0.0)
     trend = theil_sen(steps[int(len(values) * limits.loss_later_from) :], log10_positive(later), limits)
     whole = theil_sen(steps, log10_positive(values), limits)
     return LossCourse(

@@ -462,3 +462,7 @@ def test_a_run_too_short_or_empty_is_insufficient_data_with_its_reason():
     empty = judged([layer("grad/w", [NAN, NAN])])
     assert reasons.reason(empty) == "the gradient histograms hold no entries at any step"
     assert judged([]).verdict == "insufficient_data"
+
+
+def test_a_loss_that_reaches_zero_on_some_batches_swings_without_bound():
+    assert learned([0.5, 0.0] * 10).verdict == "unstable"  # the 10th percentile is 0
