@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO
 
 from .blocks import Scalars
-from .options import ReadOptions
 from .problems import Problem
 from .records import RecordReader, first_record_at_or_after
+from .reduction import SPIKE_SHARE
 from .store import (
     HPARAMS_PLUGIN,
     MODEL_CONFIG_PLUGINS,
@@ -31,9 +31,6 @@ if TYPE_CHECKING:  # at run time imported where a file is read: a cached re-run 
     from tensorboard.compat.proto import event_pb2
 
 _SESSION_START = 1  # event_pb2.SessionLog.START: a restart
-
-
-DEFAULT_SPIKE_SHARE = ReadOptions().zero_spike_fit_share
 
 
 def file_version_at_start(path: str) -> float:
@@ -73,7 +70,7 @@ def read_part(
     size: int,
     selected: TagFilter,
     mid_file: bool = False,
-    spike_share: float = DEFAULT_SPIKE_SHARE,
+    spike_share: float = SPIKE_SHARE,
 ) -> Part:
     """The records of the file at `path` that start in [start, stop); `mid_file`: `start` is
     anywhere, not a record's start, and the file is of version 2 (its first range has said so)."""
@@ -93,7 +90,7 @@ def read_stream(
     size: int,
     selected: TagFilter,
     mid_file: bool = False,
-    spike_share: float = DEFAULT_SPIKE_SHARE,
+    spike_share: float = SPIKE_SHARE,
     problems: list[Problem] | None = None,
 ) -> Part:
     """read_part on an open stream (a file, or records in memory); `path` names it in problems."""
