@@ -117,3 +117,57 @@ def label(
     if dead:
         return "dead_units", dead
     return ("healthy", []) if falls else ("stalled", [])
+
+
+# --- the learning corpus (learning_runs.py): every step's loss and true gradients ----------------------
+#
+# - exploding: a non-finite loss at any step, or label() on the steps the scaler did not skip says
+#   exploding; vanishing and dead_units likewise come from label().
+# - unstable: the loss fell by less than half (median of its last 10 % of steps over the median of its
+#   first 10 %), and either it spiked at least 3 separate times (a step at least 3x the median of the 20
+#   steps before it; spikes closer than 5 steps are one), or the later half of its 8-step means swings
+#   (90th over 10th percentile at least 10^0.5) with no downward trend (the last quarter's median at
+#   least 0.9x the third quarter's).
+# - stalled: the median of the last 10 % of steps is at least 0.9x the median of the first 10 %.
+# - healthy: none of these.
+SPIKE_RATIO, SPIKE_WINDOW, SPIKE_GAP, SPIKES = 3.0, 20, 5, 3
+SWING_DECADES, UNSTABLE_FALLS_TO = 0.5, 0.5
+
+
+def spike_episodes(losses: np.ndarray) -> list[int]:
+    steps = [
+        t
+        for t in range(SPIKE_WINDOW, len(losses))
+        if losses[t] >= SPIKE_RATIO * np.median(losses[t - SPIKE_WINDOW : t])
+    ]
+    return [t for i, t in enumerate(steps) if i == 0 or t - steps[i - 1] >= SPIKE_GAP]
+
+
+def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple[str, dict]:
+    """(label, the figures it rests on) from every step's loss and true gradient statistics (None on a
+    step the loss scaler skipped)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if not np.isfinite(losses).all():
+        return "exploding", {"nonfinite_loss_at": int(np.flatnonzero(~np.isfinite(losses))[0])}
+    steps = [h for h in history if h is not None]
+    kept = [float(v) for h, v in zip(history, losses) if h is not None]
+    gradient_label, _ = label(tags, steps, kept)
+    edge = max(1, len(losses) // 10)
+    start, end = float(np.median(losses[:edge])), float(np.median(losses[-edge:]))
+    detail = {"loss_first": round(start, 4), "loss_last": round(end, 4), "skipped_steps": len(history) - len(steps)}
+    if gradient_label in ("exploding", "vanishing", "dead_units"):
+        return gradient_label, detail
+    spikes = spike_episodes(losses)
+    half = losses[len(losses) // 2 :]
+    means = half[: len(half) // 8 * 8].reshape(-1, 8).mean(1)
+    swing = float(np.log10(np.percentile(means, 90) / max(np.percentile(means, 10), 1e-12)))
+    quarter = len(losses) // 4
+    flat_later = np.median(losses[-quarter:]) >= 0.9 * np.median(losses[-2 * quarter : -quarter])
+    detail.update(spikes=len(spikes), later_swing_decades=round(swing, 3))
+    if end > UNSTABLE_FALLS_TO * start and (
+        len(spikes) >= SPIKES or (swing >= SWING_DECADES and flat_later)
+    ):
+        return "unstable", detail
+    if end >= LOSS_FALLS_TO * start:
+        return "stalled", detail
+    return "healthy", detail

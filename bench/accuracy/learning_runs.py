@@ -1,0 +1,607 @@
+"""The learning corpus: trainings that stall, swing or learn, each logged every 1, 8 and 48 steps by the
+same training (three writers beside one loop), with labels from the true outcome (truth.learning_label:
+the loss at every step, the true unscaled gradients at every step), never from gradaudit.
+
+    python bench/accuracy/learning_runs.py [OUTDIR] [--only=recipe,recipe]   # default OUTDIR: learning_runs/
+    python bench/accuracy/score.py bench/accuracy/learning_runs                # held-back figure first
+
+The split is by recipe. The "dev" recipes are the shapes the stalled and unstable rules were built on
+(tests/test_learning_real.py, tests/test_learning_torch.py, tests/test_mixed_precision.py). The
+"held_back" recipes were written, and committed, before any of them was run or scored: other
+architectures (CNNs, LSTMs, GRUs on embeddings, transformers), other writers (gradaudit's Keras
+callback, plain tf.summary, PyTorch's and tensorboardX's SummaryWriter), other causes (too small a
+step, random labels, a schedule stuck at 0, clipping that keeps a too-fast run from diverging).
+Synthetic data of the shapes described; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import truth  # bench/accuracy/truth.py
+
+HERE = Path(__file__).resolve().parent
+EVERY = (1, 8, 48)
+STEPS = 480  # ten logged points at every 48
+
+
+# --- data: learnable unless a recipe says otherwise ---------------------------------------------------
+
+
+def _classes_of(features: np.ndarray, classes: int, rng) -> np.ndarray:
+    return np.argmax((features - features.mean(0)) @ rng.normal(size=(features.shape[1], classes)), axis=1)
+
+
+def images(n=4096, classes=4, channels_last=True, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 16, 16, 3)).astype("float32")
+    x += rng.normal(size=(n, 1, 1, 3)).astype("float32")  # a per-image colour the class depends on
+    y = _classes_of(x.mean(axis=(1, 2)), classes, rng)
+    return (x if channels_last else x.transpose(0, 3, 1, 2).copy()), y
+
+
+def sequences(n=4096, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 20, 8)).astype("float32")
+    y = _classes_of(x[:, -5:, :].mean(axis=1), classes, rng)
+    return x, y
+
+
+def tokens(n=4096, classes=4, vocab=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, vocab, size=(n, 20))
+    counts = np.stack([(x % classes == c).sum(1) for c in range(classes)], axis=1).astype("float32")
+    y = _classes_of(counts + rng.normal(0, 0.5, counts.shape), classes, rng)
+    return x, y
+
+
+def vectors(n=8192, features=32, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, features)).astype("float32")
+    return x, _classes_of(x, classes, rng)
+
+
+# --- what every loop records for the labels ------------------------------------------------------------
+
+
+@dataclass
+class Truth:
+    """Per training step: the loss, and the true (unscaled) gradients' statistics, None on a step the
+    scaler skipped."""
+
+    tags: list
+    losses: list
+    history: list
+
+    def add(self, loss: float, grads: dict | None) -> None:
+        self.losses.append(float(loss))
+        self.history.append(truth.step_stats(grads) if grads is not None else None)
+
+
+# --- PyTorch loops -------------------------------------------------------------------------------------
+
+
+class _TorchLogs:
+    """One SummaryWriter per interval, each writing what a loop logging every N steps writes."""
+
+    def __init__(self, dirs, writer: str, name_of):
+        if writer == "tbx":
+            from tensorboardX import SummaryWriter
+        else:
+            from torch.utils.tensorboard import SummaryWriter
+        self.writers = {every: SummaryWriter(str(path)) for every, path in dirs.items()}
+        self.name_of = name_of
+
+    def log(self, step, model, loss: float, scalars: dict | None = None):
+        for every, sw in self.writers.items():
+            if step % every:
+                continue
+            for name, p in model.named_parameters():
+                if p.grad is None:
+                    continue
+                g = p.grad.detach().float()
+                if torch_finite_any(g):  # add_histogram refuses an all-non-finite tensor
+                    sw.add_histogram(self.name_of(name), g, step)
+            if np.isfinite(loss):
+                sw.add_scalar("train/loss", loss, step)
+            for tag, value in (scalars or {}).items():
+                sw.add_scalar(tag, value, step)
+
+    def close(self):
+        for sw in self.writers.values():
+            sw.close()
+
+
+def torch_finite_any(g) -> bool:
+    import torch
+
+    return bool(torch.isfinite(g).any())
+
+
+def _torch_grads(model, scale: float = 1.0):
+    grads = {n: p.grad.detach().double().numpy() / scale for n, p in model.named_parameters() if p.grad is not None}
+    return grads if all(np.isfinite(g).all() for g in grads.values()) else None
+
+
+def torch_loop(dirs, writer, model, optimizer, data, batch, steps=STEPS, schedule=None, clip=None,
+               amp_scale=None, log_lr=False, name_of=lambda n: f"grad/{n}", seed=0) -> Truth:
+    """A plain PyTorch loop: gradients logged after backward (before clipping and the step), the loss
+    beside them; under amp_scale, float16 autocast and a GradScaler, the .grad logged scaled."""
+    import torch
+
+    x, y = (torch.from_numpy(a) for a in data)
+    rng = np.random.default_rng(seed)
+    logs = _TorchLogs(dirs, writer, name_of)
+    record = Truth([name_of(n) for n, _ in model.named_parameters()], [], [])
+    scaler = torch.amp.GradScaler("cpu", init_scale=amp_scale, growth_interval=50) if amp_scale else None
+    try:
+        for step in range(steps):
+            index = torch.from_numpy(rng.integers(0, len(x), batch))
+            optimizer.zero_grad()
+            if scaler is None:
+                loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+                loss.backward()
+                scale = 1.0
+            else:
+                with torch.autocast("cpu", dtype=torch.float16):
+                    loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+                scale = scaler.get_scale()
+                scaler.scale(loss).backward()
+            grads = _torch_grads(model, scale)
+            record.add(loss.item(), {name_of(n): g for n, g in grads.items()} if grads else None)
+            scalars = {"lr": optimizer.param_groups[0]["lr"]} if log_lr else {}
+            logs.log(step, model, loss.item(), scalars)
+            if scaler is None:
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
+            if schedule is not None:
+                schedule.step()
+            if not np.isfinite(loss.item()):
+                break  # diverged: the job ends, as it would for a user
+    finally:
+        logs.close()
+    return record
+
+
+def torch_cnn(norm=False, seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(3, 16, 3, padding=1)]
+    layers += [nn.BatchNorm2d(16)] if norm else []
+    layers += [nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1, stride=2)]
+    layers += [nn.BatchNorm2d(32)] if norm else []
+    layers += [nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4)]
+    return nn.Sequential(*layers)
+
+
+def torch_transformer(seed=0, vocab=200, width=32):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, width)
+            self.position = nn.Parameter(torch.randn(20, width) * 0.02)
+            layer = nn.TransformerEncoderLayer(width, 4, 64, dropout=0.0, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(width, 4)
+
+        def forward(self, x):
+            return self.head(self.encoder(self.embed(x) + self.position).mean(1))
+
+    return Classifier()
+
+
+def torch_lstm(seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 32, batch_first=True)
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0][:, -1])
+
+    return Classifier()
+
+
+def torch_tanh_mlp(seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 4))
+
+
+# --- TensorFlow / Keras loops --------------------------------------------------------------------------
+
+
+def tf_loop(dirs, model, optimizer, data, batch, steps=STEPS, summed=False, log_weights=False, lr_of=None,
+            name_of=lambda path: f"{path}/gradient", seed=0) -> Truth:
+    """A custom TF loop writing plain tf.summary: each variable's gradient (or, log_weights, its value),
+    the loss, and the learning rate where lr_of gives it."""
+    import keras
+    import tensorflow as tf
+
+    x, y = data
+    rng = np.random.default_rng(seed)
+    writers = {every: tf.summary.create_file_writer(str(path)) for every, path in dirs.items()}
+    variables = model.trainable_variables
+    loss_of = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="sum" if summed else "sum_over_batch_size"
+    )
+
+    @tf.function
+    def step_fn(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_of(yb, model(xb, training=True))
+        grads = tape.gradient(loss, variables)
+        grads = [tf.convert_to_tensor(g) for g in grads]
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss, grads
+
+    record = Truth([name_of(v.path) for v in variables], [], [])
+    for step in range(steps):
+        index = rng.integers(0, len(x), batch)
+        before = [v.numpy() for v in variables] if log_weights else None
+        loss, grads = step_fn(x[index], y[index])
+        loss = float(loss)
+        named = {name_of(v.path): g.numpy() for v, g in zip(variables, grads)}
+        record.add(loss, named if all(np.isfinite(g).all() for g in named.values()) else None)
+        for every, w in writers.items():
+            if step % every:
+                continue
+            with w.as_default():
+                if log_weights:  # the weights before this step's update, as logged at the step
+                    for v, value in zip(variables, before):
+                        tf.summary.histogram(v.path, value, step=step)
+                else:
+                    for tag, g in named.items():
+                        tf.summary.histogram(tag, g, step=step)
+                tf.summary.scalar("loss", loss, step=step)
+                if lr_of is not None:
+                    tf.summary.scalar("learning_rate", lr_of(step), step=step)
+        if not np.isfinite(loss):
+            break
+    for w in writers.values():
+        w.close()
+    return record
+
+
+def keras_fit(dirs, model, data, batch, steps=STEPS, seed=0) -> Truth:
+    """Keras fit with gradaudit's callback (one per interval); the truth is the gradients of a fixed
+    batch of 256 training samples and the training batch's loss at every step."""
+    import keras
+    import tensorflow as tf
+
+    from analyzer.callback import GradientHistograms
+
+    x, y = data
+    probe = (x[:64], y[:64])
+    fixed = (x[:256], y[:256])
+    record = Truth([], [], [])
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch_index, logs=None):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=fixed[0], y=fixed[1], y_pred=model(fixed[0], training=False))
+            grads = tape.gradient(loss, model.trainable_variables)
+            named = {f"gradients/{v.path}": tf.convert_to_tensor(g).numpy() for v, g in zip(model.trainable_variables, grads)}
+            record.tags = list(named)
+            record.add(float(loss), named if all(np.isfinite(g).all() for g in named.values()) else None)
+
+    callbacks = [GradientHistograms(str(path), probe=probe, every_n_batches=every) for every, path in dirs.items()]
+    steps_per_epoch = len(x) // batch
+    epochs = -(-steps // steps_per_epoch)
+    model.fit(x, y, batch_size=batch, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0,
+              callbacks=[*callbacks, Recorder()], shuffle=True)
+    return record
+
+
+def keras_cnn(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4),
+    ])
+
+
+def keras_lstm(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((20, 8)), keras.layers.LSTM(32), keras.layers.Dense(4)])
+
+
+def keras_gru_embed(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((20,), dtype="int32"),
+        keras.layers.Embedding(200, 16),
+        keras.layers.GRU(32),
+        keras.layers.Dense(4),
+    ])
+
+
+# --- the recipes -------------------------------------------------------------------------------------
+
+
+def _summed_sigmoid_mlp(dirs):
+    """Dev: the public TF project's failure (tests/test_learning_real.py), its weights logged."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y = vectors(n=10_000, features=784, classes=10)
+    init = keras.initializers.RandomNormal(0, 0.1)
+    model = keras.Sequential([
+        keras.Input((784,)),
+        keras.layers.Dense(128, activation="sigmoid", kernel_initializer=init, name="h1"),
+        keras.layers.Dense(256, activation="sigmoid", kernel_initializer=init, name="h2"),
+        keras.layers.Dense(10, kernel_initializer=init, name="logits"),
+    ])
+    return tf_loop(dirs, model, keras.optimizers.SGD(0.1), (x, y), 256, summed=True, log_weights=True,
+                   name_of=lambda p: p)
+
+
+def _shuffled_relu_mlp(dirs):
+    import keras
+
+    x, y = vectors()
+    y = np.random.default_rng(2).permutation(y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return keras_fit(dirs, model, (x, y), 64)
+
+
+def _converging_regression_like(dirs):
+    import keras
+
+    x, y = vectors()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)])
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return keras_fit(dirs, model, (x, y), 64)
+
+
+def _adam_tanh_tiny_batches(dirs):
+    import torch
+
+    model = torch_tanh_mlp()
+    return torch_loop(dirs, "torch", model, torch.optim.Adam(model.parameters(), lr=0.05), vectors(), 8)
+
+
+def _sgdr_tanh(dirs):
+    import torch
+
+    model = torch_tanh_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=100)
+    return torch_loop(dirs, "torch", model, opt, vectors(), 32, schedule=schedule, log_lr=True)
+
+
+def _amp_bn_cnn(dirs):
+    import torch
+
+    model = torch_cnn(norm=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return torch_loop(dirs, "torch", model, opt, images(channels_last=False), 64, amp_scale=2.0**16)
+
+
+# Held back: written before any was run.
+
+
+def _cnn_tiny_step(dirs):
+    import torch
+
+    model = torch_cnn()
+    return torch_loop(dirs, "torch", model, torch.optim.SGD(model.parameters(), lr=1e-5), images(channels_last=False), 32)
+
+
+def _lstm_random_labels(dirs):
+    import keras
+
+    x, _ = sequences(n=8192)
+    y = np.random.default_rng(5).integers(0, 4, len(x))  # labels that do not depend on the inputs
+    model = keras_lstm()
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return keras_fit(dirs, model, (x, y), 64)
+
+
+def _transformer_lr_zero(dirs):
+    import torch
+
+    model = torch_transformer()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # a warmup whose factor was written as integer division: 0 for every step of the run
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: step // 1000)
+    return torch_loop(dirs, "tbx", model, opt, tokens(), 32, schedule=schedule, log_lr=True,
+                      name_of=lambda n: f"{n}.grad")
+
+
+def _cnn_summed_softmax_blowup(dirs):
+    import keras
+
+    model = keras_cnn()
+    return tf_loop(dirs, model, keras.optimizers.SGD(0.5), images(), 128, summed=True)
+
+
+def _transformer_adam_no_warmup(dirs):
+    import torch
+
+    model = torch_transformer()
+    return torch_loop(dirs, "torch", model, torch.optim.Adam(model.parameters(), lr=1e-2), tokens(), 8)
+
+
+def _cnn_sgd_fast_clipped(dirs):
+    import keras
+
+    model = keras_cnn()
+    return tf_loop(dirs, model, keras.optimizers.SGD(0.5, momentum=0.9, clipnorm=1.0), images(), 8)
+
+
+def _lstm_sgd_fast_clipped(dirs):
+    import torch
+
+    model = torch_lstm()
+    return torch_loop(dirs, "tbx", model, torch.optim.SGD(model.parameters(), lr=3.0), sequences(), 8, clip=5.0,
+                      name_of=lambda n: f"{n}.grad")
+
+
+def _cnn_adam(dirs):
+    import keras
+
+    model = keras_cnn()
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return keras_fit(dirs, model, images(), 64)
+
+
+def _transformer_warmup_cosine(dirs):
+    import math
+
+    import torch
+
+    model = torch_transformer()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def factor(step):
+        return (step + 1) / 50 if step < 50 else 0.5 * (1 + math.cos(math.pi * (step - 50) / (STEPS - 50)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch_loop(dirs, "torch", model, opt, tokens(), 32, schedule=schedule, log_lr=True)
+
+
+def _gru_embed_restarts(dirs):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecayRestarts(0.01, first_decay_steps=120)
+    model = keras_gru_embed()
+    return tf_loop(dirs, model, keras.optimizers.Adam(schedule), tokens(), 32, lr_of=lambda s: float(schedule(s)))
+
+
+def _amp_cnn_unlogged_scale(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    return torch_loop(dirs, "tbx", model, opt, images(channels_last=False, seed=1), 32, amp_scale=2.0**16,
+                      name_of=lambda n: f"{n}.grad")
+
+
+def _amp_cnn_diverging(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=2)
+    opt = torch.optim.SGD(model.parameters(), lr=40.0, momentum=0.9)
+    return torch_loop(dirs, "torch", model, opt, images(channels_last=False, seed=2), 64, amp_scale=2.0**16)
+
+
+def _embed_bag_adam(dirs):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bag = nn.EmbeddingBag(200, 32)
+            self.hidden = nn.Linear(32, 32)
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.hidden(self.bag(x))))
+
+    model = Bag()
+    return torch_loop(dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=3e-3), tokens(), 32,
+                      name_of=lambda n: f"{n}.grad")
+
+
+# name: (intended outcome, split, writer, recipe)
+RECIPES = {
+    "summed_sigmoid_mlp": ("stalled", "dev", "tfsummary_weights", _summed_sigmoid_mlp),
+    "shuffled_relu_mlp": ("stalled", "dev", "keras", _shuffled_relu_mlp),
+    "relu_mlp_adam": ("healthy", "dev", "keras", _converging_regression_like),
+    "tanh_mlp_adam_tiny_batches": ("unstable", "dev", "torch", _adam_tanh_tiny_batches),
+    "tanh_mlp_sgdr": ("healthy", "dev", "torch", _sgdr_tanh),
+    "amp_bn_cnn": ("healthy", "dev", "torch", _amp_bn_cnn),
+    "cnn_tiny_step": ("stalled", "held_back", "torch", _cnn_tiny_step),
+    "lstm_random_labels": ("stalled", "held_back", "keras", _lstm_random_labels),
+    "transformer_lr_zero": ("stalled", "held_back", "tbx", _transformer_lr_zero),
+    "cnn_summed_softmax_blowup": ("stalled", "held_back", "tfsummary", _cnn_summed_softmax_blowup),
+    "transformer_adam_no_warmup": ("unstable", "held_back", "torch", _transformer_adam_no_warmup),
+    "cnn_sgd_fast_clipped": ("unstable", "held_back", "tfsummary", _cnn_sgd_fast_clipped),
+    "lstm_sgd_fast_clipped": ("unstable", "held_back", "tbx", _lstm_sgd_fast_clipped),
+    "cnn_adam": ("healthy", "held_back", "keras", _cnn_adam),
+    "transformer_warmup_cosine": ("healthy", "held_back", "torch", _transformer_warmup_cosine),
+    "gru_embed_restarts": ("healthy", "held_back", "tfsummary", _gru_embed_restarts),
+    "amp_cnn_unlogged_scale": ("healthy", "held_back", "tbx", _amp_cnn_unlogged_scale),
+    "amp_cnn_diverging": ("exploding", "held_back", "torch", _amp_cnn_diverging),
+    "embed_bag_adam": ("healthy", "held_back", "tbx", _embed_bag_adam),
+}
+
+
+def run_name(recipe: str, writer: str, every: int) -> str:
+    return f"{recipe}__{writer}__every{every}"
+
+
+def main(out_dir: Path, only: set[str] | None = None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels_path = out_dir / "labels.json"
+    labels = json.loads(labels_path.read_text())["runs"] if labels_path.exists() else {}
+    for recipe, (intended, split, writer, make) in RECIPES.items():
+        if only is not None and recipe not in only:
+            continue
+        dirs = {every: out_dir / run_name(recipe, writer, every) for every in EVERY}
+        for path in dirs.values():
+            shutil.rmtree(path, ignore_errors=True)
+        record = make(dirs)
+        label, detail = truth.learning_label(record.tags, record.history, record.losses)
+        for every, path in dirs.items():
+            labels[path.name] = {
+                "recipe": recipe,
+                "writer": writer,
+                "every": every,
+                "split": split,
+                "intended": intended,
+                "label": label,
+                "layers": [],
+                "truth": detail,
+            }
+        size = sum(f.stat().st_size for d in dirs.values() for f in d.rglob("*") if f.is_file()) // 1024
+        mark = "" if label == intended else f"   (intended {intended})"
+        print(f"{recipe:<32} {label:<10} {size:>6} KB  {detail}{mark}", flush=True)
+    labels_path.write_text(json.dumps({"runs": dict(sorted(labels.items()))}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent.parent))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    only = next((set(a[7:].split(",")) for a in sys.argv[1:] if a.startswith("--only=")), None)
+    main(Path(args[0]) if args else HERE / "learning_runs", only)
