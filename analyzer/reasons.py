@@ -143,6 +143,13 @@ def note(fact) -> str:
             if fact.skipped_steps
             else ""
         )
+        if not fact.scale_known and not fact.scale_changes:  # no scale seen: only its skipped steps
+            return (
+                f"{len(fact.skipped_steps)} logged step(s) of NaN/Inf between finite ones while the loss "
+                f"stayed finite (steps {', '.join(map(str, fact.skipped_steps[:5]))}) were left out as a "
+                "loss scaler's skipped updates (mixed precision); the magnitudes are as logged, "
+                "perhaps scaled"
+            )
         relative = "" if fact.scale_known else " (magnitudes relative to the first logged scale)"
         return (
             f"gradients logged before unscaling (a loss scale, as mixed precision's GradScaler applies it), "

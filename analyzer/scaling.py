@@ -42,13 +42,31 @@ def unscaled(
     else:
         changes = _power_of_two_changes(layers, steps, limits)
         if not changes:
-            return layers, None
+            # No scale seen to change (batch noise hides its steps when every step is logged), yet
+            # NaN/Inf steps between finite ones while the loss stays finite: in full precision an
+            # overflowing gradient leaves NaN weights, which no later step recovers from. They are a
+            # scaler's skipped updates; the magnitudes are left as logged (relative measures hold).
+            skipped = _skipped(layers, steps, course, limits)
+            if not skipped or course is None:
+                return layers, None
+            changes, factor = [], np.ones(len(steps))
+            scaling = LossScaling(SKIPS_ONLY, changes)
+            return _unscale(layers, steps, factor, scaling, skipped)
         factor = np.ones(len(steps))
         for step, k in changes:
             factor[steps >= step] *= 2.0**k
         factor /= factor[0]  # relative to the first logged scale
         scaling = LossScaling("steps where every layer moved by the same power of two", changes)
-    scaling.skipped_steps = _skipped(layers, steps, course, limits)
+    return _unscale(layers, steps, factor, scaling, _skipped(layers, steps, course, limits))
+
+
+SKIPS_ONLY = "NaN/Inf steps between finite ones while the loss stayed finite"
+
+
+def _unscale(
+    layers: list[LayerStats], steps: np.ndarray, factor: np.ndarray, scaling: LossScaling, skipped: list[int]
+) -> tuple[list[LayerStats], LossScaling]:
+    scaling.skipped_steps = skipped
     out = []
     for layer in layers:
         at = np.searchsorted(steps, layer.steps)
@@ -84,11 +102,16 @@ def _power_of_two_changes(
     if len(layers) < 2 or len(steps) < 2:
         return []
     changes = []
+    previous = 0  # the last step with finite values: a skipped step (Inf) is compared past, and the
+    # scaler's back-off that follows it shows against the step before the skip
     for t in range(1, len(steps)):
-        d = log2[:, t] - log2[:, t - 1]
+        d = log2[:, t] - log2[:, previous]
         d = d[np.isfinite(d)]
         if d.size < 2:
+            if np.isfinite(log2[:, t]).sum() >= 2:
+                previous = t
             continue
+        previous = t
         k = int(np.round(np.median(d)))
         close = np.abs(d - k) <= limits.scale_step_tolerance
         if k != 0 and close.mean() >= limits.scale_layer_share:
