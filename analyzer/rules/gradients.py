@@ -72,7 +72,9 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
     if nonfinite is not None:
         found.append(nonfinite)
     growing = _layers_growing(stats, limits)
-    rise = norm_rise(stats.steps, trends.global_norm, lambda: growing or list(stats.tags), limits)
+    rise = norm_rise(
+        stats.steps, trends.global_norm, lambda: growing or list(stats.tags), limits, trends.loss
+    )
     if rise is not None:
         found.append(rise)
     elif trends.loss is not None and loss_rules.loss_diverged(trends.loss, trends.global_trend, limits):

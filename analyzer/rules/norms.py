@@ -25,16 +25,23 @@ def early_log10(norm: np.ndarray, limits: Thresholds) -> float:
 
 
 def norm_rise(
-    steps: np.ndarray, norm: np.ndarray, layers: Callable[[], list[str]], limits: Thresholds
+    steps: np.ndarray,
+    norm: np.ndarray,
+    layers: Callable[[], list[str]],
+    limits: Thresholds,
+    loss: LossTrend | None = None,
 ) -> Finding | None:
     """The norm rose by the growth threshold over its early level on enough logged steps, or to the
-    last finite one (a rise cut short by NaN is no spike). `layers()`: the tags to name."""
+    last finite one (a rise cut short by NaN is no spike), and did not come back down while the
+    `loss` stayed finite. `layers()`: the tags to name."""
     log_norm = log10_positive(norm)
     early = early_log10(norm, limits)
     if not np.isfinite(early):
         return None
     above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
-    finite = np.flatnonzero(np.isfinite(log_norm))
+    if _came_back(norm, early, above, loss, limits):
+        return None
+    finite = np.flatnonzero(np.isfinite(norm))  # a norm of exactly 0 is logged and finite
     # A rise that lasts until the gradients stop being finite or logged is not a spike.
     cut_short = (
         len(above) > 0
@@ -56,6 +63,27 @@ def norm_rise(
         peak_step=int(steps[peak]),
     )
     return Finding(Kind.EXPLODING, Severity.HIGH, layers(), [int(s) for s in steps[above]], facts, limits)
+
+
+def _came_back(
+    norm: np.ndarray, early: float, above: np.ndarray, loss: LossTrend | None, limits: Thresholds
+) -> bool:
+    """A jump at the first updates that came back down: every point `above` the growth threshold lies
+    within twice the early window, the norm's last points (their median, zeros included) are back
+    below the threshold, and the training loss, logged at enough points, never went NaN/Inf nor
+    diverged. Such a jump did not explode the training: it is the cause of what followed (a
+    saturated output, dead units), not a verdict of its own. A rise later in the run stays exploding."""
+    if loss is None or loss.nonfinite_points or loss.points < limits.stall_min_points or not len(above):
+        return False
+    if above[-1] >= 2 * limits.early_points(int(np.isfinite(norm).sum())):
+        return False
+    if not loss.log10_change < limits.exploding_loss_decades:
+        return False
+    finite = norm[np.isfinite(norm)]
+    if finite.size < 2 * limits.early_min_points:
+        return False
+    late = float(np.median(finite[-limits.early_points(finite.size) :]))
+    return late < 10 ** (early + limits.exploding_growth_decades)
 
 
 def diagnose_norm(norm: NormTrend, loss: LossTrend | None, limits: Thresholds) -> Diagnosis:
@@ -91,7 +119,7 @@ def diagnose_norm(norm: NormTrend, loss: LossTrend | None, limits: Thresholds) -
                 gateable=False,
             )
         )
-    rise = norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda: [norm.series], limits)
+    rise = norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda: [norm.series], limits, loss)
     if rise is not None:
         rise.source = Source.GRADIENT_NORM
         rise.facts.spikes = norm.spikes or None
