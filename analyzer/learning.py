@@ -87,7 +87,11 @@ def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOL
     first_bad = int(series.steps[bad[0]]) if bad.size and finite[: bad[0]].any() else None
     if not len(values):
         return LossCourse(series.name, 0, int(bad.size), first_bad, float("nan"), float("nan"))
-    edge = max(1, int(len(values) * limits.stall_edge_share))
+    # its ends: their share of the points, and at least early_min_points of them so that one noisy
+    # batch decides nothing (a third of a short series at most)
+    edge = max(
+        1, min(len(values) // 3, max(limits.early_min_points, int(len(values) * limits.stall_edge_share)))
+    )
     later = values[int(len(values) * limits.loss_later_from) :]
     swing = float("nan")
     if len(later) >= limits.min_points_for_fit and (later >= 0).all():

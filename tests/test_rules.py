@@ -280,14 +280,23 @@ COLLAPSED = "gradients collapsed to a small fraction of their start in every lay
 NORMAL = "gradients look normal while the loss does not move"
 LEARNING_EDGES = [
     ("stall_band", 0.2, 0.1, slow_fall(0.15), None, verdict, "stalled", "healthy"),
-    ("stall_edge_share", 0.3, 0.1, [2.0] + [1.0] * 19, None, verdict, "stalled", "healthy"),
+    ("stall_edge_share", 0.3, 0.1, [2.0] * 3 + [1.0] * 37, None, verdict, "stalled", "healthy"),
     ("stall_min_points", 5, 7, [1.0] * 6, None, verdict, "stalled", "healthy"),
     ("collapse_decades", 2.5, 2.7, [1.0] * 20, collapsed(2.8), cause, COLLAPSED, NORMAL),
     ("unstable_min_spikes", 3, 4, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_spike_ratio", 3.0, 3.5, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
     ("unstable_spike_of_start", 0.5, 1.5, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_swing_decades", 0.35, 0.45, [1.0, 2.5] * 10, None, verdict, "unstable", "stalled"),
-    ("unstable_max_fall", 0.5, 0.3, [1.0, 1.0] + [0.2, 1.0] * 9, None, verdict, "unstable", "healthy"),
+    (
+        "unstable_max_fall",
+        0.5,
+        0.3,
+        [1.0] * 3 + [0.15, 0.6] * 8 + [0.6],
+        None,
+        verdict,
+        "unstable",
+        "healthy",
+    ),
 ]
 
 
@@ -311,6 +320,63 @@ def test_a_spike_at_a_warm_restart_of_the_learning_rate_is_the_restarts():
         learned(with_spikes(), spiking(), replace(restarts, restart_factor=20), rate=rate(lr)).verdict
         == "unstable"
     )
+
+
+def test_a_spike_a_few_points_after_a_warm_restart_is_the_restarts_but_not_beyond_the_spike_window():
+    lr = [0.1 if k in (5, 13, 21) else 0.01 for k in range(32)]  # raised three points before each spike
+    restarts = replace(DEFAULT_THRESHOLDS, restart_factor=5)
+    assert learned(with_spikes(), spiking(), restarts, rate=rate(lr)).verdict == "healthy"
+    assert (
+        learned(with_spikes(), spiking(), replace(restarts, spike_window=2), rate=rate(lr)).verdict
+        == "unstable"
+    )
+
+
+def test_a_jump_of_the_norm_that_came_back_while_the_loss_stayed_finite_is_no_explosion():
+    from analyzer.facts import NormRise
+
+    def run(late: float) -> list:
+        rms = [1.0] * 3 + [1e3] * 3 + [late] * 14  # up three decades on three steps, then `late`
+        return [layer(f"grad/l{i}/kernel", rms) for i in range(3)]
+
+    def rose(diagnosis) -> bool:
+        return any(isinstance(f.facts, NormRise) for f in diagnosis.findings)
+
+    flat = [loss([5.0] * 20)]
+    assert not rose(judged(run(1.0), losses=flat))  # back at its early level: the jump came back
+    assert not rose(judged(run(0.0), losses=flat))  # back to exact zeros (dead units): logged, finite
+    assert rose(judged(run(1.0)))  # without a loss nothing says the training survived it
+    assert rose(judged(run(1e3), losses=flat))  # still up at the end
+    assert rose(judged(run(1.0), losses=[loss([5.0] * 10 + [500.0] * 10)]))  # the loss diverged (+2 decades)
+    assert rose(judged(run(1.0), losses=[loss([5.0] * 19 + [float("nan")])]))  # the loss went NaN
+    later = [1.0] * 8 + [1e3] * 3 + [1.0] * 9  # the same jump from step 8: past twice the early window (3)
+    assert rose(judged([layer(f"grad/l{i}/kernel", later) for i in range(3)], losses=flat))
+
+
+def test_nan_steps_between_finite_ones_while_the_loss_stays_finite_are_skips_without_a_logged_scale():
+    from analyzer.learning import loss_course
+    from analyzer.scaling import unscaled
+
+    noisy = np.random.default_rng(0).lognormal(0, 0.2, (3, 20))  # batch noise: no exact power of two
+    bad = [k in (7, 14) for k in range(20)]
+    layers = [layer(f"grad/l{i}/kernel", noisy[i], nonfinite=bad if i == 0 else None) for i in range(3)]
+    limits = replace(DEFAULT_THRESHOLDS, skipped_max_share=0.1)
+    falling = loss_course(loss([1.0 - 0.02 * k for k in range(20)]), limits)
+    out, scaling = unscaled(layers, None, falling, limits)
+    assert scaling.skipped_steps == [7, 14] and scaling.scale_changes == [] and not scaling.scale_known
+    assert judged(out).verdict == "healthy" and judged(layers).verdict == "exploding"
+    assert unscaled(layers, None, None, limits)[1] is None  # no loss: nothing says the training went on
+    rising = loss_course(loss([1.0 + 0.05 * k for k in range(20)]), limits)
+    assert unscaled(layers, None, rising, limits)[1] is None
+    assert unscaled(layers, None, falling, replace(limits, skipped_max_share=0.05))[1] is None  # 2 of 20
+
+
+def test_the_ends_of_a_short_loss_are_medians_of_three_points_so_one_noisy_batch_decides_nothing():
+    from analyzer.learning import loss_course
+
+    course = loss_course(loss([3.0] + [1.0] * 9))  # 10 points: a tenth would be the first point alone
+    assert course.start == 1.0 and course.change == 0.0
+    assert loss_course(loss([3.0] + [1.0] * 4)).start == 3.0  # 5 points: a third is one
 
 
 def test_loss_spikes_without_gradient_norm_spikes_are_minibatch_noise_where_norms_are_logged():
@@ -465,4 +531,4 @@ def test_a_run_too_short_or_empty_is_insufficient_data_with_its_reason():
 
 
 def test_a_loss_that_reaches_zero_on_some_batches_swings_without_bound():
-    assert learned([0.5, 0.0] * 10).verdict == "unstable"  # the 10th percentile is 0
+    assert learned([0.5, 0.0] * 10 + [0.5]).verdict == "unstable"  # the 10th percentile is 0

@@ -95,7 +95,7 @@ def _unstable(
     course: LossCourse, gradients: GradientCourse, rate: RateCourse | None, limits: Thresholds
 ) -> Finding | None:
     restarts = rate.raised_at(limits) if rate is not None else np.zeros(0, np.int64)
-    spikes = [s for s in course.spikes if not _at_restart(s, restarts, course.steps)]
+    spikes = [s for s in course.spikes if not _at_restart(s, restarts, course.steps, limits)]
     excused = len(course.spikes) - len(spikes)
     with_norm = None
     if gradients.norm.size and np.isfinite(gradients.norm).any() and gradients.source != "weights":
@@ -121,12 +121,13 @@ def _unstable(
     return Finding(Kind.UNSTABLE, Severity.HIGH, [], steps, facts, limits, reads_loss=True, gateable=False)
 
 
-def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray) -> bool:
-    """The learning rate rose between the loss's point before the spike and the spike."""
+def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limits: Thresholds) -> bool:
+    """The learning rate rose within the spike_window loss points before the spike (or at it): after a
+    warm restart the loss climbs for a few steps, and a run logged every step shows its top there."""
     if not restarts.size:
         return False
     before = loss_steps[loss_steps < spike.step]
-    since = before[-1] if before.size else -1
+    since = before[-limits.spike_window] if len(before) >= limits.spike_window else -1
     return bool(((restarts > since) & (restarts <= spike.step)).any())
 
 
