@@ -35,6 +35,7 @@ from analyzer.runs import find_runs  # noqa: E402
 from analyzer.tags import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
 
 CLASSES = ["healthy", "vanishing", "exploding", "dead_units"]
+LEARNING_CLASSES = ["stalled", "unstable"]  # the learning corpus's (learning_runs.py)
 SPLITS = ("held_back", "dev")
 
 
@@ -82,9 +83,10 @@ def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
 # What each norms-only writer's evidence can show (make_runs.NORM_WRITERS): a run whose true label is
 # a kind its evidence cannot show is right when it is called healthy.
 JUDGED_BY_WRITER = {
-    "norms": {"vanishing", "exploding"},
-    "norms_total": {"exploding"},
-    "weights": {"vanishing", "exploding"},
+    "norms": {"vanishing", "exploding", *LEARNING_CLASSES},
+    "norms_total": {"exploding", *LEARNING_CLASSES},
+    "weights": {"vanishing", "exploding", *LEARNING_CLASSES},
+    "tfsummary_weights": {"vanishing", "exploding", *LEARNING_CLASSES},
 }
 
 
@@ -96,10 +98,11 @@ STALL_BAND = 0.1
 def expected_verdict(truth: dict) -> str:
     """The label where the run's evidence can show it; else stalled where the true loss did not fall,
     healthy where it did."""
-    judged = JUDGED_BY_WRITER.get(truth.get("writer"), set(CLASSES))
+    judged = JUDGED_BY_WRITER.get(truth.get("writer"), {*CLASSES, *LEARNING_CLASSES})
     if truth["label"] in judged:
         return truth["label"]
-    first, last = truth.get("loss_first"), truth.get("loss_last")
+    figures = truth.get("truth", truth)  # the learning corpus keeps them apart
+    first, last = figures.get("loss_first"), figures.get("loss_last")
     if truth["label"] != "healthy" and first and last is not None and last >= (1 - STALL_BAND) * first:
         return "stalled"
     return "healthy"
@@ -113,6 +116,7 @@ class SplitScore:
     accuracy: float
     false_alarms: list[str]  # healthy runs given another verdict
     overlaps: list[float]  # layer Jaccard of each correctly detected finding
+    failures_called_healthy: list[str]  # runs labelled anything but healthy, given healthy
 
     @property
     def meets_targets(self) -> bool:
@@ -123,7 +127,8 @@ def split_score(rows, split: str) -> SplitScore:
     rows = [(n, lab, g, o) for n, s, lab, g, o in rows if s == split]
     accuracy = sum(1 for _, lab, g, _ in rows if lab == g) / len(rows) if rows else float("nan")
     false_alarms = [n for n, lab, g, _ in rows if lab == "healthy" and g != "healthy"]
-    return SplitScore(len(rows), accuracy, false_alarms, [o for *_, o in rows if o is not None])
+    missed = [n for n, lab, g, _ in rows if lab != "healthy" and g == "healthy"]
+    return SplitScore(len(rows), accuracy, false_alarms, [o for *_, o in rows if o is not None], missed)
 
 
 def report(rows, split: str) -> bool:
@@ -137,14 +142,15 @@ def report(rows, split: str) -> bool:
         mark = "" if label == got else "   <-- miss"
         j = "" if overlap is None else f"{overlap:.2f}"
         print(f"{name:<58}{label:>11}{got:>19}{j:>10}{mark}")
-    predicted = CLASSES + sorted({g for _, _, g, _ in rows} - set(CLASSES))
+    classes = CLASSES + [c for c in LEARNING_CLASSES if any(lab == c for _, lab, _, _ in rows)]
+    predicted = classes + sorted({g for _, _, g, _ in rows} - set(classes))
     print("\nconfusion matrix (rows: true label, columns: verdict)")
     print(" " * 12 + "".join(f"{p:>18}" for p in predicted))
-    for label in CLASSES:
+    for label in classes:
         counts = [sum(1 for _, lab, g, _ in rows if lab == label and g == p) for p in predicted]
         print(f"{label:<12}" + "".join(f"{c:>18}" for c in counts))
     print("\nper class      precision   recall   runs")
-    for c in CLASSES:
+    for c in classes:
         tp = sum(1 for _, lab, g, _ in rows if lab == c and g == c)
         predicted_c = sum(1 for _, _, g, _ in rows if g == c)
         actual = sum(1 for _, lab, _, _ in rows if lab == c)
@@ -155,6 +161,10 @@ def report(rows, split: str) -> bool:
     print(
         f"{split}: healthy runs flagged: {len(figures.false_alarms)} (target 0) {figures.false_alarms or ''}"
     )
+    print(
+        f"{split}: failed runs called healthy: {len(figures.failures_called_healthy)} (target 0) "
+        f"{figures.failures_called_healthy or ''}"
+    )
     if figures.overlaps:
         o = figures.overlaps
         print(
@@ -164,12 +174,29 @@ def report(rows, split: str) -> bool:
     return figures.meets_targets
 
 
+def interval_disagreements(rows, runs_dir: Path) -> dict[str, dict[int, str]]:
+    """The learning corpus logs each training every 1, 8 and 48 steps: the recipes whose verdicts
+    differ between the intervals, with them."""
+    labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
+    verdicts: dict[str, dict[int, str]] = {}
+    for name, _, _, got, _ in rows:
+        if "every" in labels[name] and "recipe" in labels[name]:
+            verdicts.setdefault(labels[name]["recipe"], {})[labels[name]["every"]] = got
+    return {recipe: v for recipe, v in sorted(verdicts.items()) if len(set(v.values())) > 1}
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     chosen = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--split=")), "both")
     splits = SPLITS if chosen == "both" else (chosen,)
     rows = score(Path(args[0]) if args else HERE / "runs", weights="--weights" in sys.argv)
     ok = {split: report(rows, split) for split in splits}
+    runs_dir = Path(args[0]) if args else HERE / "runs"
+    differing = interval_disagreements(rows, runs_dir)
+    if any("every" in v for v in json.loads((runs_dir / "labels.json").read_text())["runs"].values()):
+        print(f"\nrecipes whose verdict differs between logging intervals: {len(differing)}")
+        for recipe, verdicts in differing.items():
+            print(f"  {recipe}: " + ", ".join(f"every {e}: {v}" for e, v in sorted(verdicts.items())))
     sys.exit(0 if ok[splits[0]] else 1)
 
 

@@ -125,9 +125,10 @@ def label(
 #   exploding; vanishing and dead_units likewise come from label().
 # - unstable: the loss fell by less than half (median of its last 10 % of steps over the median of its
 #   first 10 %), and either it spiked at least 3 separate times (a step at least 3x the median of the 20
-#   steps before it; spikes closer than 5 steps are one), or the later half of its 8-step means swings
-#   (90th over 10th percentile at least 10^0.5) with no downward trend (the last quarter's median at
-#   least 0.9x the third quarter's).
+#   steps before it and at least half the loss's first level, the median of its first 10 steps, so
+#   that the noise of a loss near 0 is no spike; spikes closer than 5 steps are one), or the later
+#   half of its 8-step means swings (90th over 10th percentile at least 10^0.5) with no downward
+#   trend (the last quarter's median at least 0.9x the third quarter's).
 # - stalled: the median of the last 10 % of steps is at least 0.9x the median of the first 10 %.
 # - healthy: none of these.
 SPIKE_RATIO, SPIKE_WINDOW, SPIKE_GAP, SPIKES = 3.0, 20, 5, 3
@@ -135,10 +136,11 @@ SWING_DECADES, UNSTABLE_FALLS_TO = 0.5, 0.5
 
 
 def spike_episodes(losses: np.ndarray) -> list[int]:
+    floor = 0.5 * np.median(losses[:10])
     steps = [
         t
         for t in range(SPIKE_WINDOW, len(losses))
-        if losses[t] >= SPIKE_RATIO * np.median(losses[t - SPIKE_WINDOW : t])
+        if losses[t] >= max(floor, SPIKE_RATIO * np.median(losses[t - SPIKE_WINDOW : t]))
     ]
     return [t for i, t in enumerate(steps) if i == 0 or t - steps[i - 1] >= SPIKE_GAP]
 
@@ -154,7 +156,11 @@ def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple
     gradient_label, _ = label(tags, steps, kept)
     edge = max(1, len(losses) // 10)
     start, end = float(np.median(losses[:edge])), float(np.median(losses[-edge:]))
-    detail = {"loss_first": round(start, 4), "loss_last": round(end, 4), "skipped_steps": len(history) - len(steps)}
+    detail = {
+        "loss_first": round(start, 4),
+        "loss_last": round(end, 4),
+        "skipped_steps": len(history) - len(steps),
+    }
     if gradient_label in ("exploding", "vanishing", "dead_units"):
         return gradient_label, detail
     spikes = spike_episodes(losses)
@@ -164,9 +170,7 @@ def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple
     quarter = len(losses) // 4
     flat_later = np.median(losses[-quarter:]) >= 0.9 * np.median(losses[-2 * quarter : -quarter])
     detail.update(spikes=len(spikes), later_swing_decades=round(swing, 3))
-    if end > UNSTABLE_FALLS_TO * start and (
-        len(spikes) >= SPIKES or (swing >= SWING_DECADES and flat_later)
-    ):
+    if end > UNSTABLE_FALLS_TO * start and (len(spikes) >= SPIKES or (swing >= SWING_DECADES and flat_later)):
         return "unstable", detail
     if end >= LOSS_FALLS_TO * start:
         return "stalled", detail
