@@ -647,6 +647,86 @@ def _embed_bag_adam(dirs):
     )
 
 
+# A second held-back set, written and committed after the first was scored and the rules changed, before
+# any of these was run: the figure for runs the current rules have never seen.
+
+
+def torch_gru(seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(8, 32, batch_first=True)
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0][:, -1])
+
+    return Classifier()
+
+
+def _gru_tiny_step(dirs):
+    import torch
+
+    model = torch_gru(seed=3)
+    return torch_loop(dirs, "torch", model, torch.optim.SGD(model.parameters(), lr=1e-5), sequences(seed=3), 32)
+
+
+def _tanh_mlp_random_labels(dirs):
+    import torch
+
+    x, _ = vectors(seed=4)
+    y = np.random.default_rng(4).integers(0, 4, len(x))
+    model = torch_tanh_mlp(seed=4)
+    return torch_loop(dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), (x, y), 64,
+                      name_of=lambda n: f"{n}.grad")
+
+
+def _cnn_bn_adam_keras(dirs):
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(16, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.Conv2D(32, 3, strides=2, padding="same"),
+        keras.layers.BatchNormalization(),
+        keras.layers.ReLU(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4),
+    ])
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return keras_fit(dirs, model, images(seed=5), 64)
+
+
+def _lstm_adam_tfsummary(dirs):
+    import keras
+
+    model = keras_lstm(seed=6)
+    return tf_loop(dirs, model, keras.optimizers.Adam(3e-3), sequences(seed=6), 32)
+
+
+def _embed_gru_lr_zero_keras(dirs):
+    import keras
+
+    model = keras_gru_embed(seed=7)
+    return tf_loop(dirs, model, keras.optimizers.Adam(0.0), tokens(seed=7), 32, lr_of=lambda s: 0.0)
+
+
+def _transformer_adam_steady(dirs):
+    import torch
+
+    model = torch_transformer(seed=8)
+    return torch_loop(dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), tokens(seed=8), 32,
+                      name_of=lambda n: f"{n}.grad")
+
+
 # name: (intended outcome, split, writer, recipe)
 RECIPES = {
     "summed_sigmoid_mlp": ("stalled", "dev", "tfsummary_weights", _summed_sigmoid_mlp),
@@ -669,7 +749,21 @@ RECIPES = {
     "amp_cnn_unlogged_scale": ("healthy", "held_back", "tbx", _amp_cnn_unlogged_scale),
     "amp_cnn_diverging": ("exploding", "held_back", "torch", _amp_cnn_diverging),
     "embed_bag_adam": ("healthy", "held_back", "tbx", _embed_bag_adam),
+    "gru_tiny_step": ("stalled", "held_back", "torch", _gru_tiny_step),
+    "tanh_mlp_random_labels": ("stalled", "held_back", "tbx", _tanh_mlp_random_labels),
+    "cnn_bn_adam_keras": ("healthy", "held_back", "keras", _cnn_bn_adam_keras),
+    "lstm_adam_tfsummary": ("healthy", "held_back", "tfsummary", _lstm_adam_tfsummary),
+    "embed_gru_lr_zero": ("stalled", "held_back", "tfsummary", _embed_gru_lr_zero_keras),
+    "transformer_adam_steady": ("healthy", "held_back", "tbx", _transformer_adam_steady),
 }
+SECOND_HELD_BACK = [
+    "gru_tiny_step",
+    "tanh_mlp_random_labels",
+    "cnn_bn_adam_keras",
+    "lstm_adam_tfsummary",
+    "embed_gru_lr_zero",
+    "transformer_adam_steady",
+]
 
 
 def run_name(recipe: str, writer: str, every: int) -> str:
