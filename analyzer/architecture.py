@@ -66,6 +66,7 @@ class ModelLayer:
     activation: str  # applied to its output, a separate activation layer included; "" unknown
     tags: list[str] = field(default_factory=list)  # its tags, in depth order
     parameters: int | None = None  # entries of its parameters, from their histograms
+    outputs: int | None = None  # entries of its bias: its output width, where it has one
 
     @property
     def recurrent(self) -> bool:
@@ -90,6 +91,11 @@ class Architecture:
     def known(self) -> bool:
         """Classes and activations are known (a config was logged)."""
         return self.source == FROM_CONFIG
+
+    @property
+    def output(self) -> ModelLayer | None:
+        """The last layer in depth order: the output layer where the run's tags reach it."""
+        return self.layers[-1] if self.layers else None
 
     def layer_of(self, tag: str) -> ModelLayer | None:
         return next((layer for layer in self.layers if tag in layer.tags), None)
@@ -122,6 +128,10 @@ def read_architecture(config: str | None, tags: list[str], sizes: dict[str, int]
     for layer in architecture.layers:
         counts = [sizes[tag] for tag in layer.tags if sizes.get(tag)]
         layer.parameters = sum(counts) if counts else None
+        biases = [
+            sizes[tag] for tag in layer.tags if sizes.get(tag) and "bias" in tag.lower().rsplit("/", 1)[-1]
+        ]
+        layer.outputs = biases[0] if len(biases) == 1 else None
     return architecture
 
 

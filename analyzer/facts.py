@@ -192,6 +192,7 @@ class StalledLoss:
     cause: str = measured(TEXT)  # a StallCause
     gradient_drop_decades: float | None = measured(DECADES, 3)  # the least any layer fell, early to late
     early_jump_decades: float | None = measured(DECADES, 3)  # the rise over the first logged point
+    chance_loss: float | None = measured(NUMBER, 4)  # ln C of a C-way classifier, where it ended there
     series: str = hidden("")
 
 

@@ -4,10 +4,12 @@ the gradients' or weights' course over steps that explains a loss that did not f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .architecture import Architecture
 from .events import LossSeries, ScalarSeries
 from .runstats import RunStats
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -209,3 +211,17 @@ def loss_shape(course: LossCourse | None, limits: Thresholds = DEFAULT_THRESHOLD
     if course.change < -limits.stall_band or course.trend_change < -limits.stall_band:
         return LossShape.FELL
     return LossShape.ROSE if course.change > limits.stall_band else LossShape.FLAT
+
+
+def chance_loss(
+    architecture: Architecture | None, course: LossCourse | None, limits: Thresholds
+) -> float | None:
+    """ln C, the loss of a C-way cross-entropy classifier that guesses, where the run shows it is one:
+    its output layer's width C (its bias) is known and at least 2, and that layer applies a softmax or
+    the loss starts within Thresholds.chance_start_share of ln C. None otherwise."""
+    output = architecture.output if architecture is not None else None
+    if output is None or not output.outputs or output.outputs < 2 or course is None or not course.points:
+        return None
+    chance = math.log(output.outputs)
+    starts_there = abs(course.start / chance - 1) <= limits.chance_start_share
+    return chance if output.activation == "softmax" or starts_there else None

@@ -20,7 +20,15 @@ from .events import (
     read_run,
 )
 from .findings import Diagnosis, Finding, joined, not_judged
-from .learning import GradientCourse, LossCourse, gradient_course, loss_course, norm_course, rate_course
+from .learning import (
+    GradientCourse,
+    LossCourse,
+    chance_loss,
+    gradient_course,
+    loss_course,
+    norm_course,
+    rate_course,
+)
 from .options import DEFAULT_READ_OPTIONS, DEFAULT_TAG_PATTERN, ReadOptions
 from .problems import Problem
 from .remedies import Remedy, remedies_for
@@ -139,14 +147,14 @@ def analyse_run(
         judged = _Judged(diagnose(stats, trends, limits), ALL_KINDS, Evidence.NONE, stats, trends)
     if norms_alone:
         judged = _with_parameter_norms(judged, norms_alone, sizes, sized, data, limits)
-    judged = _with_learning(judged, data, norm, limits)
+    architecture = _architecture(data, judged, sized)  # learning reads it too: a classifier's width
+    judged = _with_learning(judged, data, norm, architecture, limits)
 
     notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
     if scaling is not None:
         notes.append(
             F.LossScaled(scaling.how, len(scaling.scale_changes), scaling.skipped_steps, scaling.scale_known)
         )
-    architecture = _architecture(data, judged, sized)
     true_norms = scaling is None or scaling.scale_known  # no remedy quotes a norm still scaled
     diagnosis = judged.diagnosis
     return RunResult(
@@ -173,7 +181,9 @@ def analyse_run(
     )
 
 
-def _with_learning(judged: _Judged, data: RunData, norm: NormTrend | None, limits: Thresholds) -> _Judged:
+def _with_learning(
+    judged: _Judged, data: RunData, norm: NormTrend | None, architecture: Architecture, limits: Thresholds
+) -> _Judged:
     """The verdict asks whether the training learned, where the run logs a training loss: stalled and
     unstable beside (never above) what the gradients show, and judged even without gradients."""
     course = loss_course(training_loss(data.losses), limits)
@@ -188,7 +198,8 @@ def _with_learning(judged: _Judged, data: RunData, norm: NormTrend | None, limit
         gradients = gradient_course(judged.stats, judged.trends.global_norm, source, limits)
     else:
         gradients = GradientCourse("")
-    diagnosis = judge_learning(judged.diagnosis, course, gradients, rate_course(data.rates), limits)
+    chance = chance_loss(architecture, course, limits)
+    diagnosis = judge_learning(judged.diagnosis, course, gradients, rate_course(data.rates), limits, chance)
     return replace(judged, diagnosis=diagnosis, judged=judged.judged + LEARNING_KINDS, loss_course=course)
 
 

@@ -220,6 +220,8 @@ def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
         ]
     if cause == StallCause.FROZEN:
         return [frozen, rate]
+    if cause == StallCause.CHANCE:
+        return [labels, rate, output]
     if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL, StallCause.COLLAPSE):
         return [saturated, output, labels]
     return [rate, labels, frozen]

@@ -115,6 +115,13 @@ class Thresholds:
     unstable_swing_decades: float = 0.5
     # ... while the loss fell less than this share over the run (a converging loss's noise is no swing).
     unstable_max_fall: float = 0.5
+    # A classifier ends stalled at this share of the chance-level loss or above (cross-entropy over C
+    # classes guessed uniformly is ln C), however far it fell from a worse start, where its output
+    # width C (its last layer's bias) is known ...
+    chance_share: float = 0.9
+    # ... and it is a cross-entropy classifier: its last layer applies a softmax, or its loss starts
+    # within this share of ln C (an untrained classifier's logits are near 0: its loss is ln C).
+    chance_start_share: float = 0.15
     # A learning rate that rises by this factor from one logged point to the next is a warm restart:
     # a loss spike at that step is the restart's, not instability.
     restart_factor: float = 2.0

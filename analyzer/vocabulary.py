@@ -115,6 +115,7 @@ class StallCause(Word):
     JUMP_THEN_STILL = "a jump of the weights at the first updates, then no weight moved"
     FROZEN = "no weight moved"
     ZERO_RATE = "the learning rate is zero"
+    CHANCE = "it fell only to the loss of a classifier that guesses"
     NORMAL = "gradients look normal while the loss does not move"
     NORM_STAYS = (
         "the gradient norm did not collapse; norms cannot show vanishing gradients in early layers or dead "

@@ -110,6 +110,8 @@ def _stalled_loss(f: Finding, e: F.StalledLoss) -> str:
         if e.loss_change_share > band
         else f"stayed flat, within {100 * band:g} %"
     )
+    if e.chance_loss is not None and e.loss_change_share < -band:  # fell, to chance
+        how = f"fell {100 * -e.loss_change_share:.0f} % but only to chance level (ln C = {e.chance_loss:.4g})"
     return f"the training loss ({e.series}) {how} ({e.loss_start:.4g} → {e.loss_end:.4g}): {e.cause}"
 
 
@@ -198,7 +200,7 @@ def thresholds_of(finding: Finding) -> list[F.Limit]:
             F.Limit("edge_share", t.stall_edge_share, F.SHARE),
             F.Limit("min_points", t.stall_min_points),
             F.Limit("collapse_decades", t.collapse_decades, F.DECADES),
-        ]
+        ] + ([F.Limit("chance_share", f">= {t.chance_share}")] if e.chance_loss is not None else [])
     if isinstance(e, F.UnstableLoss):
         return [
             F.Limit("min_spikes", t.unstable_min_spikes),

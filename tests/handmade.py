@@ -110,9 +110,12 @@ def judged_weights(
     return diagnose_weights(stats, trends.loss, optimizer, limits)
 
 
-def learned(values, layers=None, limits: Thresholds = DEFAULT_THRESHOLDS, rate=None, steps=None) -> Diagnosis:
+def learned(
+    values, layers=None, limits: Thresholds = DEFAULT_THRESHOLDS, rate=None, steps=None, chance=None
+) -> Diagnosis:
     """The gradient rules', then the learning rules' diagnosis of a run whose training loss is
-    `values` (one point per step unless `steps` says), beside `layers` (three healthy ones by default)."""
+    `values` (one point per step unless `steps` says), beside `layers` (three healthy ones by default);
+    `chance`: the chance-level loss of the classifier the run shows."""
     from analyzer.learning import gradient_course, loss_course
     from analyzer.rules.learning import judge_learning
 
@@ -122,7 +125,7 @@ def learned(values, layers=None, limits: Thresholds = DEFAULT_THRESHOLDS, rate=N
     diagnosis = diagnose(stats, trends, limits)
     course = loss_course(series, limits)
     gradients = gradient_course(stats, trends.global_norm, "gradients", limits)
-    return judge_learning(diagnosis, course, gradients, rate, limits)
+    return judge_learning(diagnosis, course, gradients, rate, limits, chance)
 
 
 def rate(values, steps=None):

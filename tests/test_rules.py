@@ -4,6 +4,7 @@ must change the outcome, and nothing else differs between the two."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields, replace
 
 import numpy as np
@@ -332,6 +333,43 @@ def test_a_spike_a_few_points_after_a_warm_restart_is_the_restarts_but_not_beyon
     )
 
 
+def test_a_classifier_that_fell_only_to_chance_level_is_stalled_with_chance_as_its_cause():
+    values = [2.9] * 4 + [1.3] * 16  # fell 55 % from a bad start, to 1.3 against ln 4 = 1.386
+    chance = math.log(4)
+    assert learned(values).verdict == "healthy"  # without the output width, a fall is a fall
+    diagnosis = learned(values, chance=chance)
+    assert (
+        diagnosis.verdict == "stalled"
+        and cause(diagnosis) == "it fell only to the loss of a classifier that guesses"
+    )
+    assert "only to chance level (ln C = 1.386)" in wording.summary(diagnosis.findings[0])
+    assert (
+        learned(values, limits=replace(DEFAULT_THRESHOLDS, chance_share=0.95), chance=chance).verdict
+        == "healthy"
+    )
+    below = [2.9] * 4 + [0.5] * 16  # it learned past the class prior
+    assert learned(below, chance=chance).verdict == "healthy"
+
+
+def test_a_classifier_is_known_by_its_output_width_and_a_softmax_or_a_loss_that_starts_at_chance():
+    from analyzer.architecture import read_architecture
+    from analyzer.learning import chance_loss, loss_course
+
+    tags = ["grad/hidden/weight", "grad/hidden/bias", "grad/head/weight", "grad/head/bias"]
+    sizes = {"grad/hidden/weight": 640, "grad/hidden/bias": 32, "grad/head/weight": 128, "grad/head/bias": 4}
+    model = read_architecture(None, tags, sizes)
+    assert model.output.outputs == 4
+    near = loss_course(loss([1.5] * 10))  # 8 % above ln 4
+    assert chance_loss(model, near, DEFAULT_THRESHOLDS) == pytest.approx(math.log(4))
+    assert chance_loss(model, near, replace(DEFAULT_THRESHOLDS, chance_start_share=0.05)) is None
+    far = loss_course(loss([3.0] * 10))
+    assert chance_loss(model, far, DEFAULT_THRESHOLDS) is None  # no sign it is a cross-entropy classifier
+    model.output.activation = "softmax"
+    assert chance_loss(model, far, DEFAULT_THRESHOLDS) == pytest.approx(math.log(4))
+    regression = read_architecture(None, tags[:3] + ["grad/head/bias"], {**sizes, "grad/head/bias": 1})
+    assert chance_loss(regression, near, DEFAULT_THRESHOLDS) is None  # one output: no classes
+
+
 def test_a_jump_of_the_norm_that_came_back_while_the_loss_stayed_finite_is_no_explosion():
     from analyzer.facts import NormRise
 
@@ -475,6 +513,7 @@ def test_the_scalers_skipped_steps_are_left_out_only_where_they_look_like_skips(
 def test_every_threshold_is_moved_by_a_test_here():
     moved = {e[0] for e in GRADIENT_EDGES + LOSS_EDGES + LOSS_RISES + WEIGHT_EDGES + LEARNING_EDGES}
     moved |= {"restart_factor", "scale_layer_share", "scale_step_tolerance", "skipped_max_share"}
+    moved |= {"chance_share", "chance_start_share"}
     moved |= {"early_share", "norm_size_decades", "sparse_zero_share", "sparse_step_share"}
     moved |= {"spike_decades", "spike_window", "min_points_for_fit", "confidence"}
     assert moved == {f.name for f in fields(Thresholds)}

@@ -21,13 +21,15 @@ def judge_learning(
     gradients: GradientCourse,
     rate: RateCourse | None,
     limits: Thresholds,
+    chance: float | None = None,
 ) -> Diagnosis:
     """`diagnosis` with the stalled and unstable findings the loss shows; a run the gradients called
-    healthy but whose loss did not fall is stalled. Without a loss of enough points, unchanged."""
+    healthy but whose loss did not fall, or that ends at the `chance` level of a classifier (ln C where
+    the run shows it is one), is stalled. Without a loss of enough points, unchanged."""
     if course is None or course.points < limits.stall_min_points:
         return diagnosis
     findings = list(diagnosis.findings)
-    stalled = _stalled(course, gradients, rate, limits)
+    stalled = _stalled(course, gradients, rate, limits, chance)
     if stalled is not None:
         if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
             findings = [f for f in findings if not isinstance(f.facts, NormRise)]
@@ -48,16 +50,24 @@ def judge_learning(
 
 
 def _stalled(
-    course: LossCourse, gradients: GradientCourse, rate: RateCourse | None, limits: Thresholds
+    course: LossCourse,
+    gradients: GradientCourse,
+    rate: RateCourse | None,
+    limits: Thresholds,
+    chance: float | None = None,
 ) -> Finding | None:
-    if course.first_nonfinite_step is not None or not course.change >= -limits.stall_band:
-        return None  # it fell, or went NaN/Inf (diverged: exploding's)
-    if course.trend_change < -limits.stall_band:
-        return None  # its ends are noisy, but along its trend it fell: learning
+    if course.first_nonfinite_step is not None:
+        return None  # it went NaN/Inf (diverged: exploding's)
+    at_chance = chance is not None and course.end >= limits.chance_share * chance
+    fell = not course.change >= -limits.stall_band or course.trend_change < -limits.stall_band
+    if fell and not at_chance:
+        return None  # it fell (along its noisy ends or its trend): learning
     drops = gradients.layer_drop_decades
     collapsed = bool(drops.size) and float(drops.min()) >= limits.collapse_decades
     if rate is not None and rate.zero:
         cause = StallCause.ZERO_RATE
+    elif fell:  # at chance after a fall from a worse start: it learned the class prior, nothing more
+        cause = StallCause.CHANCE
     elif gradients.source == "weights" and not gradients.weights_moved:
         jumped = gradients.early_jump_decades >= limits.weight_growth_decades
         cause = StallCause.JUMP_THEN_STILL if jumped else StallCause.FROZEN
@@ -85,6 +95,7 @@ def _stalled(
         early_jump_decades=gradients.early_jump_decades
         if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL)
         else None,
+        chance_loss=chance if at_chance else None,
         series=course.series,
     )
     steps = [int(s) for s in course.steps]
