@@ -45,11 +45,28 @@ _ACTIVATION_LAYERS = {
     "PReLU": "prelu",
     "Softmax": "softmax",
     "ThresholdedReLU": "relu",
+    # PyTorch's activation modules, as gradaudit's PyTorch logger lists them
+    "ReLU6": "relu",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Mish": "mish",
+    "SELU": "selu",
+    "CELU": "celu",
+    "Hardtanh": "hard_tanh",
+    "Hardsigmoid": "hard_sigmoid",
+    "Hardswish": "hard_swish",
+    "Softplus": "softplus",
+    "Softsign": "softsign",
+    "LogSoftmax": "softmax",
 }
 
 
 # Layers an activation layer looks through to the layer it activates: they change no sign.
-_PASS_THROUGH = re.compile(r"Normalization|Dropout|GaussianNoise|ActivityRegularization|Reshape|Flatten")
+_PASS_THROUGH = re.compile(
+    r"Normalization|Norm(\dd)?$|Dropout|GaussianNoise|ActivityRegularization|Reshape|Flatten|Identity"
+)
 
 
 _RESIDUAL = frozenset({"Add", "Residual"})
@@ -146,9 +163,9 @@ def _from_config(nodes: list[_Node], tags: list[str]) -> Architecture:
             continue
         layer = by_path.get(node.path)
         if layer is None:
-            layer = by_path[node.path] = ModelLayer(
-                node.name, node.path, node.class_name, activation[node.path]
-            )
+            # "unknown": a logger that cannot see the activation (PyTorch's F.gelu inside forward())
+            own = "" if activation[node.path] == "unknown" else activation[node.path]
+            layer = by_path[node.path] = ModelLayer(node.name, node.path, node.class_name, own)
         layer.tags.append(tag)
     layers = list(by_path.values()) + _layers_by_name(unmapped)  # shown, with what the config cannot say
     order = {tag: i for i, tag in enumerate(tags)}

@@ -112,6 +112,24 @@ class Binning:
             tally = self._tally_large(group[0]) if large else self._tally_group(group)
             yield from self._histograms_of(tally.plus_zeros(zeros[start:stop], self._zero))
 
+    def from_counts(
+        self,
+        counts: np.ndarray,
+        sizes: np.ndarray,
+        total: np.ndarray,
+        total_squares: np.ndarray,
+        minimum: np.ndarray,
+        maximum: np.ndarray,
+    ):
+        """The Histogram of each row of bucket counts and moments of finite entries reduced elsewhere
+        (on the device a gradient lives on), as histograms() makes them: a row that counts fewer
+        entries than its size had non-finite ones, and its sums are NaN."""
+        counts = np.asarray(counts, dtype=np.float64)
+        not_counted = counts.sum(axis=1) < sizes
+        total = np.where(not_counted, np.nan, total)
+        total_squares = np.where(not_counted, np.nan, total_squares)
+        return self._histograms_of(_Tally(counts, np.asarray(sizes), total, total_squares, minimum, maximum))
+
     def _groups(self, sizes: list[int]):
         """(start, stop) of consecutive gradients of up to a chunk's entries in all; a gradient
         larger than a chunk alone."""

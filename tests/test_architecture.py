@@ -56,7 +56,7 @@ ORDER = [
     "cli",
     "dashboard",  # TensorBoard's plugin: the batch pipeline behind TensorBoard's server
 ]
-LOGGERS = {"callback"}  # import a training framework; nothing imports them
+LOGGERS = {"callback", "torch_logger"}  # import a training framework; nothing imports them
 
 
 def _path(module: str) -> Path:
