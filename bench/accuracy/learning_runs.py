@@ -673,7 +673,9 @@ def _gru_tiny_step(dirs):
     import torch
 
     model = torch_gru(seed=3)
-    return torch_loop(dirs, "torch", model, torch.optim.SGD(model.parameters(), lr=1e-5), sequences(seed=3), 32)
+    return torch_loop(
+        dirs, "torch", model, torch.optim.SGD(model.parameters(), lr=1e-5), sequences(seed=3), 32
+    )
 
 
 def _tanh_mlp_random_labels(dirs):
@@ -682,25 +684,34 @@ def _tanh_mlp_random_labels(dirs):
     x, _ = vectors(seed=4)
     y = np.random.default_rng(4).integers(0, 4, len(x))
     model = torch_tanh_mlp(seed=4)
-    return torch_loop(dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), (x, y), 64,
-                      name_of=lambda n: f"{n}.grad")
+    return torch_loop(
+        dirs,
+        "tbx",
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        (x, y),
+        64,
+        name_of=lambda n: f"{n}.grad",
+    )
 
 
 def _cnn_bn_adam_keras(dirs):
     import keras
 
     keras.utils.set_random_seed(5)
-    model = keras.Sequential([
-        keras.Input((16, 16, 3)),
-        keras.layers.Conv2D(16, 3, padding="same"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.Conv2D(32, 3, strides=2, padding="same"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(4),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(16, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ]
+    )
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return keras_fit(dirs, model, images(seed=5), 64)
 
@@ -723,8 +734,15 @@ def _transformer_adam_steady(dirs):
     import torch
 
     model = torch_transformer(seed=8)
-    return torch_loop(dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), tokens(seed=8), 32,
-                      name_of=lambda n: f"{n}.grad")
+    return torch_loop(
+        dirs,
+        "tbx",
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        tokens(seed=8),
+        32,
+        name_of=lambda n: f"{n}.grad",
+    )
 
 
 # name: (intended outcome, split, writer, recipe)
