@@ -146,62 +146,62 @@ class GradientLogger:
 
     # --- what ---------------------------------------------------------------------------------
 
+    def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The model's trainable parameters, in its order; none once the model is gone."""
+        model = self._model()
+        return [] if model is None else [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
     def log(self, step: int) -> None:
         """Reduce the gradients the model holds now and hand them to the writer thread."""
-        model = self._model()
-        if model is None or not self._writes_here:
-            return
-        named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        named = self.parameters()
+        if named and self._writes_here:
+            self.log_taken(step, [self.take(p.grad) for _, p in named])
+
+    @property
+    def on_device(self) -> bool:
+        """Reduce on the gradients' device: where the model has a parameter off the CPU, unless told."""
+        if self.reduce_on_device is None:
+            self.reduce_on_device = any(p.device.type != "cpu" for _, p in self.parameters())
+        return self.reduce_on_device
+
+    def take(self, gradient):
+        """What a logged step keeps of one gradient, at once (the next backward writes into it): its
+        reduction on its device, or on the CPU a copy of its entries."""
+        if gradient is None:
+            return None
+        return self._row(gradient) if self.on_device else _host_copy(gradient)
+
+    def log_taken(self, step: int, taken: list) -> None:
+        """Log what take() kept of each parameter's gradient (in the parameters' order, None for one
+        without a gradient) as the histograms of `step`, beside the loss given since the last one."""
+        named = self.parameters()
         tags = [self.tag_prefix + name for name, _ in named]
         sizes = np.array([p.numel() for _, p in named])
-        grads = [p.grad for _, p in named]
         loss, self._loss = self._loss, None
-        on_device = self.reduce_on_device
-        if on_device is None:
-            on_device = any(g is not None and g.device.type != "cpu" for g in grads)
-        if on_device:
-            reduced = self._reduce_on_device(grads, loss)
+        if self.on_device:
+            reduced = self._to_host(taken, loss)
             self._writer.submit(self._write_reduced, step, tags, sizes, reduced)
         else:
-            copies = [_host_copy(g) for g in grads]
             loss = float(loss) if isinstance(loss, torch.Tensor) else loss
-            self._writer.submit(self._write_binned, step, tags, sizes, copies, loss)
+            self._writer.submit(self._write_binned, step, tags, sizes, taken, loss)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """A scalar beside the histograms (a clipping norm, a loss scale), written in order with them."""
+        if self._writes_here:
+            summary = summary_pb2.Summary()
+            summary.value.add(tag=tag, simple_value=float(value))
+            event = event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
+            self._writer.submit(self._events.add_event, event)
 
     @torch.no_grad()
-    def _reduce_on_device(self, grads: list, loss) -> tuple:
-        """Each gradient's bucket counts and sum, sum of squares, minimum and maximum of its finite
-        entries, as one [parameters, buckets + 4] float64 tensor made on the gradients' device and
-        copied to the host in one transfer (not waited for here), and the loss in the same copy."""
-        rows = []
-        device = next((g.device for g in grads if g is not None), torch.device("cpu"))
+    def _to_host(self, rows: list, loss) -> tuple:
+        """The rows of the reduced gradients (NaN rows for those without one) as one [parameters,
+        buckets + 4] float64 tensor, and the loss, copied to the host in one transfer (not waited for
+        here)."""
+        device = next(r.device for r in rows if isinstance(r, torch.Tensor))
         buckets = len(self._limits) + 1
-        for g in grads:
-            if g is None:  # never touched by the loss: all of it zeros, counted on the host
-                rows.append(torch.full((buckets + 4,), float("nan"), dtype=torch.float64, device=device))
-                continue
-            size = g.numel()
-            if g.is_sparse:  # the rows the batch touched; the others are zeros
-                g = g.coalesce().values()
-            values = g.detach().reshape(-1)
-            if values.dtype in (torch.float16, torch.bfloat16):
-                values = values.float()  # float32 holds them exactly
-            finite = torch.isfinite(values)
-            index = torch.bucketize(values, self._boundaries_for(values), right=True)
-            index = torch.where(finite, index, buckets)  # non-finite: a column dropped below
-            # scatter_add, not bincount: bincount reads its input's maximum back to the host to size
-            # its output, a synchronisation on an accelerator
-            ones = torch.ones((), dtype=torch.float64, device=values.device).expand(index.shape)
-            counts = torch.zeros(buckets + 1, dtype=torch.float64, device=values.device)
-            counts = counts.scatter_add_(0, index, ones)[:buckets]
-            kept = torch.where(finite, values, 0).to(torch.float64)
-            low = torch.where(finite, values, float("inf")).min().to(torch.float64)
-            high = torch.where(finite, values, float("-inf")).max().to(torch.float64)
-            if size > values.numel():  # a sparse gradient's untouched entries: zeros
-                counts[self._zero] += size - values.numel()
-                low, high = torch.clamp(low, max=0.0), torch.clamp(high, min=0.0)
-            moments = torch.stack([kept.sum(), kept.square().sum(), low, high])
-            rows.append(torch.cat([counts, moments]).to(device))  # a no-op where all share a device
-        reduced = torch.stack(rows)
+        missing = torch.full((buckets + 4,), float("nan"), dtype=torch.float64, device=device)
+        reduced = torch.stack([missing if r is None else r.to(device) for r in rows])
         if isinstance(loss, torch.Tensor):
             loss = loss.reshape(1).to(dtype=torch.float64)
             reduced = torch.cat([reduced.reshape(-1), loss if loss.device == device else loss.to(device)])
@@ -211,6 +211,34 @@ class GradientLogger:
         if done is not None:
             done.record()
         return host, done, loss if not isinstance(loss, torch.Tensor) else None
+
+    @torch.no_grad()
+    def _row(self, g: torch.Tensor) -> torch.Tensor:
+        """A gradient's bucket counts and the sum, sum of squares, minimum and maximum of its finite
+        entries, as buckets + 4 float64 numbers made on its device."""
+        buckets = len(self._limits) + 1
+        size = g.numel()
+        if g.is_sparse:  # the rows the batch touched; the others are zeros
+            g = g.coalesce().values()
+        values = g.detach().reshape(-1)
+        if values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()  # float32 holds them exactly
+        finite = torch.isfinite(values)
+        index = torch.bucketize(values, self._boundaries_for(values), right=True)
+        index = torch.where(finite, index, buckets)  # non-finite: a column dropped below
+        # scatter_add, not bincount: bincount reads its input's maximum back to the host to size
+        # its output, a synchronisation on an accelerator
+        ones = torch.ones((), dtype=torch.float64, device=values.device).expand(index.shape)
+        counts = torch.zeros(buckets + 1, dtype=torch.float64, device=values.device)
+        counts = counts.scatter_add_(0, index, ones)[:buckets]
+        kept = torch.where(finite, values, 0).to(torch.float64)
+        low = torch.where(finite, values, float("inf")).min().to(torch.float64)
+        high = torch.where(finite, values, float("-inf")).max().to(torch.float64)
+        if size > values.numel():  # a sparse gradient's untouched entries: zeros
+            counts[self._zero] += size - values.numel()
+            low, high = torch.clamp(low, max=0.0), torch.clamp(high, min=0.0)
+        moments = torch.stack([kept.sum(), kept.square().sum(), low, high])
+        return torch.cat([counts, moments])
 
     def _boundaries_for(self, values: torch.Tensor) -> torch.Tensor:
         """The bucket limits in the gradient's dtype and device: for float32, each limit raised to the

@@ -56,7 +56,12 @@ ORDER = [
     "cli",
     "dashboard",  # TensorBoard's plugin: the batch pipeline behind TensorBoard's server
 ]
-LOGGERS = {"callback", "torch_logger"}  # import a training framework; nothing imports them
+LOGGERS = {
+    "callback",
+    "torch_logger",
+    "hf_callback",
+    "lightning_callback",
+}  # import a training framework; nothing imports them
 
 
 def _path(module: str) -> Path:
