@@ -12,7 +12,9 @@ exact), log-spaced buckets (10 per decade, so 1e-9 and 1e-3 stay apart) and a bu
 exact zeros (so dead units can be told from small gradients). ``tf.summary.histogram`` also turns a
 whole histogram into NaN edges and zero counts when a single value is NaN; here the finite values are
 kept and the non-finite ones show as missing entries and a NaN sum. TensorBoard shows both encodings.
-This is the only module of gradaudit that imports TensorFlow.
+It works on the three backends of Keras 3, each through its own autodiff: TensorFlow
+(analyzer/keras_tf.py, the only module of gradaudit that imports TensorFlow), JAX and PyTorch
+(analyzer/keras_stateless.py), with the same output.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import keras
-import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 
 from .binning import BUCKETS_PER_DECADE, Binning, bucket_limits
@@ -82,7 +83,8 @@ class GradientHistograms(keras.callbacks.Callback):
         self.every_n_batches = every_n_batches
         self.tag_prefix = tag_prefix
         self.training = training
-        self._probe = _as_probe(probe)
+        self._backend = _backend_of(keras.backend.backend())
+        self._probe = self._backend.as_probe(probe)
         self._binning = Binning(bucket_limits(buckets_per_decade))
         self._events = None  # this callback's event file: created and written on the probe thread
         self._gradient_function = None
@@ -100,20 +102,25 @@ class GradientHistograms(keras.callbacks.Callback):
             # creates its variables at its first call, which Keras makes when it traces the train
             # step: after the snapshot before training. A call on symbolic inputs creates them now.
             model(
-                tf.nest.map_structure(
-                    lambda t: keras.KerasTensor((None, *t.shape[1:]), t.dtype.name), self._probe[0]
+                keras.tree.map_structure(
+                    lambda t: keras.KerasTensor(
+                        (None, *t.shape[1:]), keras.backend.standardize_dtype(t.dtype)
+                    ),
+                    self._probe[0],
                 )
             )
-        _check_probe_fits(model, self._probe[0])
+        self._backend.model = model
+        self._backend.check_fits(model, self._probe[0])
         trainable, non_trainable = list(model.trainable_variables), list(model.non_trainable_variables)
         variables_key = [id(v) for v in trainable + non_trainable]
         if self._gradient_function is None or variables_key != self._variables_key:
             self._variables_key = variables_key
-            # The backend's tf.Variables: reading them directly is the cheapest snapshot.
-            self._backend_variables = [v.value for v in trainable + non_trainable]
+            self._backend_variables = self._backend.handles(trainable + non_trainable)
             self._tags = [self.tag_prefix + v.path for v in trainable]
             self._sizes = [math.prod(v.shape) for v in trainable]
-            self._gradient_function = self._trace_gradient_function(trainable, non_trainable)
+            self._gradient_function = self._backend.gradient_function(
+                model, self.training, self._probe, trainable, non_trainable, self._snapshot()
+            )
             self._model_event = _model_config_event(model)
         self._prober = _ProbeThread(self._write_probe)
         self._submit_probe()
@@ -138,90 +145,36 @@ class GradientHistograms(keras.callbacks.Callback):
 
     def _submit_probe(self):
         """Hand the probe of the weights as they are now to the probe thread."""
+        snapshot = self._snapshot()  # first: on JAX it puts the trainer's state back into the variables
         optimizer = self.model.optimizer
         step = int(optimizer.iterations.numpy()) if optimizer is not None else self._batches_seen
-        self._prober.submit(step, self._snapshot())
+        self._prober.submit(step, snapshot)
 
     def _snapshot(self):
-        """The trainable then the non-trainable weights. A read of a variable shares its buffer, and
-        TensorFlow copies that buffer before updating the variable while a read still holds it, so
-        the snapshot costs a copy only of what training then changes."""
-        return [variable.value() for variable in self._backend_variables]
-
-    def _trace_gradient_function(self, trainable_variables, non_trainable_variables):
-        """The probe's forward and backward pass, traced here on the training thread.
-
-        Tracing calls the model's layers in Python, so it happens before Keras traces its own steps
-        and never on the probe thread: two threads calling the same layers can lose each other's
-        add_loss() terms, and a thread tracing beside Keras's Python loop contends with it for the
-        GIL and slows training by far more than the trace costs alone. The probe thread only runs
-        the traced function, whose instantiation and execution release the GIL.
-
-        The function takes the probe's tensors then the snapshot, flat. It computes gradients only:
-        histograms are numpy's job (per-variable histogram ops made the graph 4x larger and slower
-        to trace than the gradients). The weights come in as arguments through a StatelessScope:
-        the probe sees its snapshot while training goes on, and what a forward pass would update
-        (BatchNorm moving statistics, dropout seeds, Keras's per-output loss trackers) is collected
-        by the scope and dropped.
-        """
-        model, training, probe = self.model, self.training, self._probe
-        variables = trainable_variables + non_trainable_variables
-        probe_size = len(tf.nest.flatten(probe))
-
-        def gradients(*arguments):
-            x, y, *weights = tf.nest.pack_sequence_as(probe, arguments[:probe_size])
-            sample_weight = weights[0] if weights else None
-            snapshot = list(arguments[probe_size:])
-            trainable = snapshot[: len(trainable_variables)]
-            with keras.StatelessScope(
-                state_mapping=list(zip(variables, snapshot)), collect_losses=True, initialize_variables=False
-            ):
-                with tf.GradientTape() as tape:
-                    tape.watch(trainable)
-                    y_pred = model(x, training=training)
-                    loss = model.compute_loss(
-                        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
-                    )
-            gradients = [_entries(g, v) for g, v in zip(tape.gradient(loss, trainable), trainable)]
-            return [tf.cast(loss, tf.float64), *gradients]
-
-        # wrap_function, not tf.function: the same graph for one fixed signature, without
-        # tf.function's automatic control dependencies, output identities and signature machinery:
-        # 39 ms instead of 47 for the 11-layer sample model. Nothing in the graph needs ordering: under
-        # the StatelessScope the forward pass reads its snapshot and updates no variable.
-        signature = [tf.TensorSpec.from_tensor(t) for t in tf.nest.flatten(probe) + self._snapshot()]
-        gradient_function = tf.compat.v1.wrap_function(gradients, signature)
-        # Variables first made during the trace (the per-output loss trackers of a model Keras has
-        # not traced yet) wait for the outermost stateless scope to close in eager mode: they must
-        # not be made inside the wrapped graph.
-        with keras.StatelessScope():
-            pass
-        return gradient_function
+        """The trainable then the non-trainable weights as they are now (the backend's cheapest copy)."""
+        return self._backend.snapshot(self._backend_variables)
 
     def _write_probe(self, step, snapshot):
         """Runs on the probe thread: gradients, histograms and the probe's loss, one event."""
-        loss, *gradients = self._gradient_function(*tf.nest.flatten(self._probe), *snapshot)
+        loss, entries = self._gradient_function(snapshot)
         if self._model_event is not None:
             model_event, self._model_event = self._model_event, None
             self._write_event(model_event)
         summary = summary_pb2.Summary()
         # A sparse gradient comes as the rows the probe touched: the others are zeros, counted.
-        entries = [g.numpy() for g in gradients]
         untouched = [size - e.size for size, e in zip(self._sizes, entries)]
         for tag, histogram in zip(self._tags, self._binning.histograms(entries, untouched)):
             histogram.fill(summary.value.add(tag=tag).histo)
         # The probe's loss: the second symptom the analyzer's verdicts read beside the gradients.
-        summary.value.add(tag=LOSS_TAG, simple_value=float(loss.numpy()))
+        summary.value.add(tag=LOSS_TAG, simple_value=loss)
         self._write_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
     def _write_event(self, event):
-        """Append one event to this callback's own event file, created at its first event. A record
-        writer frames and checksums in C++; tf.summary's writer costs eager ops per event and more
-        than the probe itself on small models. Each event is flushed: TensorBoard shows it at once,
-        and a crash loses nothing written."""
+        """Append one event to this callback's own event file, created at its first event, by the
+        backend's record writer. Each event is flushed: TensorBoard shows it at once, and a crash
+        loses nothing written."""
         if self._events is None:
-            tf.io.gfile.makedirs(self.log_dir)
-            self._events = tf.io.TFRecordWriter(os.path.join(self.log_dir, _event_file_name()))
+            self._events = self._backend.record_writer(os.path.join(self.log_dir, _event_file_name()))
             header = event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
             self._events.write(header.SerializeToString())
         self._events.write(event.SerializeToString())
@@ -316,39 +269,14 @@ def _event_file_name() -> str:
 _FILES = itertools.count()
 
 
-def _check_probe_fits(model, x):
-    """Refuse a probe a single-input model cannot take, with a message that names both shapes; the
-    trace's own error would speak of the dimensions of a matrix product deep inside the model."""
-    inputs = getattr(model, "inputs", None)  # Functional and Sequential models know their input
-    if inputs and len(inputs) == 1 and tf.is_tensor(x):
-        expected = tf.TensorShape(inputs[0].shape[1:])
-        if not expected.is_compatible_with(x.shape[1:]):
-            raise ValueError(
-                f"the probe's x has shape {tuple(x.shape)}, but the model takes inputs of shape "
-                f"{(None, *expected.as_list())}"
-            )
+def _backend_of(name: str):
+    """The probe's machinery for Keras's backend; TensorFlow is imported only on its own."""
+    if name == "tensorflow":
+        from .keras_tf import TensorFlowProbe
 
+        return TensorFlowProbe()
+    if name in ("jax", "torch"):
+        from .keras_stateless import StatelessProbe
 
-def _entries(gradient, weight):
-    """A gradient's entries, dense, or for a sparse (IndexedSlices) gradient, as an embedding's is,
-    the sums of the rows the probe touched: the rows it did not touch are zeros, and the histogram
-    counts them without making them (a 50,000-word embedding of width 768 is 38 M entries, a probe
-    of 64 sequences touches a few thousand rows of it). A weight the loss does not depend on has
-    no entries here: all of its gradient is zeros."""
-    if gradient is None:
-        return tf.zeros([0], weight.dtype)
-    if isinstance(gradient, tf.IndexedSlices):
-        rows, position = tf.unique(gradient.indices)  # a row met twice has the sum of its slices
-        return tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
-    return gradient
-
-
-def _as_probe(probe):
-    """(x, y) or (x, y, sample_weight) as tensors (or nests of them)."""
-    if isinstance(probe, tf.data.Dataset):
-        probe = next(iter(probe))
-    if not isinstance(probe, (tuple, list)) or len(probe) not in (2, 3):
-        raise ValueError("probe must be (x, y), (x, y, sample_weight) or a tf.data.Dataset of those")
-    if len(probe) == 3 and probe[2] is None:  # no sample weights, said explicitly
-        probe = probe[:2]
-    return tuple(tf.nest.map_structure(tf.convert_to_tensor, part) for part in probe)
+        return StatelessProbe(name, None)
+    raise ValueError(f"GradientHistograms runs on Keras's tensorflow, jax and torch backends, not {name}")

@@ -58,6 +58,8 @@ ORDER = [
 ]
 LOGGERS = {
     "callback",
+    "keras_tf",
+    "keras_stateless",
     "torch_logger",
     "hf_callback",
     "lightning_callback",
