@@ -104,6 +104,7 @@ class GradientLogger:
     ):
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps}")
+        model = _unwrapped(model)
         _refuse_sharded(model)
         self.every_n_steps = every_n_steps
         self.tag_prefix = tag_prefix
@@ -356,6 +357,18 @@ def _event_sink(log_dir):
     os.makedirs(log_dir, exist_ok=True)
     suffix = f".{socket.gethostname()}.gradaudit"
     return EventFileWriter(str(log_dir), flush_secs=10, filename_suffix=suffix)
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose parameters the user named: torch.compile's wrapper holds it as `_orig_mod`
+    and DistributedDataParallel as `module` (their names would prefix every tag)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and type(model).__name__ == "DistributedDataParallel":
+            inner = model.module
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
 
 
 def _is_rank_zero() -> bool:

@@ -179,8 +179,31 @@ class _Transformer(torch.nn.Module):
         return self.head(torch.nn.functional.gelu(self.encoder(self.embed(x)).mean(1)))
 
 
+def _cnn():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, padding=1, stride=2),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 4),
+    )
+
+
+def _images(n=2048):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 3, 16, 16)).astype("float32") + rng.normal(size=(n, 3, 1, 1)).astype("float32")
+    y = np.argmax(x.mean(axis=(2, 3)) @ rng.normal(size=(3, 4)), axis=1)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
 RECIPES = {
     # name: (model, optimizer, lr, steps, data)
+    "healthy_cnn": (_cnn, "adam", 1e-3, 150, _images),
     "healthy_mlp": (lambda: _mlp([32, 64, 64, 4], torch.nn.ReLU), "adam", 1e-3, 200, _data),
     "vanishing_sigmoid": (lambda: _mlp([32] + [64] * 10 + [4], torch.nn.Sigmoid), "sgd", 0.1, 200, _data),
     "exploding_lr": (lambda: _mlp([32, 64, 64, 64, 4], torch.nn.ReLU, std=0.3), "sgd", 1.0, 100, _data),
@@ -313,3 +336,20 @@ def test_under_a_grad_scaler_the_gradients_are_read_unscaled_and_skipped_steps_a
     assert len(logged) == 3  # the skipped step never reached the optimizer
     rms = [float(np.sqrt(h.sum_squares / h.num)) for h in logged]
     assert rms == pytest.approx([true_rms[0], true_rms[1], true_rms[3]], rel=1e-3)  # unscaled
+
+
+def test_a_compiled_model_is_logged_under_its_own_parameter_names(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    compiled = torch.compile(model, backend="aot_eager")  # the graph capture, no C++ toolchain needed
+    optimizer = torch.optim.SGD(compiled.parameters(), lr=0.1)
+    with watch(compiled, tmp_path / "run", every_n_steps=2):
+        for _ in range(5):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(
+                compiled(torch.randn(16, 8)), torch.randint(0, 4, (16,))
+            ).backward()
+            optimizer.step()
+    logged = _steps_logged(tmp_path / "run")
+    assert sorted(logged) == sorted(f"gradients/{name}" for name, _ in model.named_parameters())
+    assert logged["gradients/0.weight"] == [0, 2, 4]
