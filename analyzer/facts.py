@@ -205,7 +205,13 @@ class UnstableLoss:
     norm_spikes_with_them: int | None = measured()  # of them with a gradient-norm spike, where logged
     restarts_excused: int | None = measured()  # spikes at a warm restart of the learning rate
     later_swing_decades: float | None = measured(DECADES, 3)  # the later half's 90th over 10th percentile
+    warmup: str | None = measured(TEXT)  # WARMUP_SEEN or NO_WARMUP where the learning rate is logged
+    typical_gradient_norm: float | None = measured(NUMBER, 3)  # the global norm's median, where logged
     series: str = hidden("")
+
+
+NO_WARMUP = "none: the logged learning rate starts at its peak"
+WARMUP_SEEN = "the logged learning rate rises first"
 
 
 # --- the basis of a verdict no finding sets -------------------------------------------------------

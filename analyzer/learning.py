@@ -58,6 +58,16 @@ class RateCourse:
         finite = self.values[np.isfinite(self.values)]
         return bool(finite.size) and bool((finite == 0).all())
 
+    @property
+    def warms_up(self) -> bool | None:
+        """It rises before it falls: its first logged value is below half its peak over the first
+        quarter of the run (a warm-up); None with fewer than two finite values."""
+        finite = self.values[np.isfinite(self.values)]
+        if finite.size < 2:
+            return None
+        early = finite[: max(2, finite.size // 4)]
+        return bool(finite[0] < 0.5 * early.max())
+
     def raised_at(self, limits: Thresholds = DEFAULT_THRESHOLDS) -> np.ndarray:
         """Steps where it went up by Thresholds.restart_factor or more (a warm restart), the first
         logged step excepted (warm-up starts there)."""

@@ -12,7 +12,7 @@ from .architecture import (
     Architecture,
     ModelLayer,
 )
-from .facts import shown
+from .facts import NO_WARMUP, shown
 from .findings import Finding
 from .vocabulary import Kind, StallCause
 
@@ -32,6 +32,8 @@ def remedies_for(
     model = model or Architecture(FROM_PARAMETER_NAMES, [])
     if finding.kind is Kind.EXPLODING:
         return _exploding(finding, model, true_norms)
+    if finding.kind is Kind.UNSTABLE:
+        return _unstable(finding, model, true_norms)
     return _BY_KIND[finding.kind](finding, model)
 
 
@@ -227,27 +229,31 @@ def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
     return [rate, labels, frozen]
 
 
-def _unstable(finding: Finding, model: Architecture) -> list[Remedy]:
-    return [
-        Remedy(
-            "Lower the learning rate (try 1/3 to 1/10)",
-            "a step too large for the loss's curvature overshoots: the loss jumps, then recovers",
-        ),
-        Remedy(
-            "Add a learning-rate warm-up (linear over the first few percent of steps)",
-            "early steps with an untrained model's large gradients are the ones that overshoot, as "
-            "transformers trained with Adam and no warm-up show",
-        ),
-        Remedy(
-            "Clip gradients by global norm near their typical norm before the spikes "
-            "(keras.optimizers.Adam(clipnorm=...) or torch.nn.utils.clip_grad_norm_)",
-            "clipping caps the steps that throw the loss up without changing the others",
-        ),
-        Remedy(
-            "Use larger batches (or accumulate gradients over several)",
-            "a tiny batch's gradient is noisy: single batches throw the loss around",
-        ),
-    ]
+def _unstable(finding: Finding, model: Architecture, true_norms: bool = True) -> list[Remedy]:
+    facts = finding.facts
+    rate = Remedy(
+        "Lower the learning rate (try 1/3 to 1/10)",
+        "a step too large for the loss's curvature overshoots: the loss jumps, then recovers",
+    )
+    no_warmup = getattr(facts, "warmup", None) == NO_WARMUP
+    warmup = Remedy(
+        "Add a learning-rate warm-up (linear over the first few percent of steps)",
+        ("the logged learning rate starts at its peak: " if no_warmup else "")
+        + "early steps with an untrained model's large gradients are the ones that overshoot, as "
+        "transformers trained with Adam and no warm-up show",
+    )
+    norm = getattr(facts, "typical_gradient_norm", None)
+    at = f"{norm:.3g} (the run's median global norm)" if norm and true_norms else "their typical norm"
+    clip = Remedy(
+        f"Clip gradients by global norm near {at} "
+        "(keras.optimizers.Adam(clipnorm=...) or torch.nn.utils.clip_grad_norm_)",
+        "clipping caps the steps that throw the loss up without changing the others",
+    )
+    batches = Remedy(
+        "Use larger batches (or accumulate gradients over several)",
+        "a tiny batch's gradient is noisy: single batches throw the loss around",
+    )
+    return [warmup, rate, clip, batches] if no_warmup else [rate, warmup, clip, batches]
 
 
 def _named(layers: list[ModelLayer]) -> str:

@@ -138,7 +138,8 @@ def _unstable_loss(f: Finding, e: F.UnstableLoss) -> str:
     else:
         ratio = 10 ** (e.later_swing_decades or 0.0)
         said = f"the training loss ({e.series}) swings {ratio:.3g}x in its later half with no downward trend"
-    return said + ", without diverging"
+    warmup = ", with no warm-up of the learning rate" if e.warmup == F.NO_WARMUP else ""
+    return said + warmup + ", without diverging"
 
 
 _SUMMARIES: dict[type, Callable] = {

@@ -417,6 +417,26 @@ def test_the_ends_of_a_short_loss_are_medians_of_three_points_so_one_noisy_batch
     assert loss_course(loss([3.0] + [1.0] * 4)).start == 3.0  # 5 points: a third is one
 
 
+def test_an_unstable_run_whose_logged_learning_rate_starts_at_its_peak_is_told_to_warm_up():
+    from analyzer.facts import NO_WARMUP, WARMUP_SEEN
+    from analyzer.remedies import remedies_for
+
+    assert rate([0.1] * 32).warms_up is False
+    assert rate([0.06] + [0.1] * 31).warms_up is False  # starts above half its early peak
+    assert rate([0.04] + [0.1] * 31).warms_up is True
+    assert rate([0.1]).warms_up is None
+    flat = learned(with_spikes(), spiking(), rate=rate([0.1] * 32))
+    [finding] = flat.findings
+    assert finding.facts.warmup == NO_WARMUP and "no warm-up" in wording.summary(finding)
+    assert remedies_for(finding)[0].action.startswith("Add a learning-rate warm-up")
+    assert finding.facts.typical_gradient_norm == pytest.approx(math.sqrt(3 * 1000))  # three layers, RMS 1
+    assert "clip" in remedies_for(finding)[2].action.lower() and "54.8" in remedies_for(finding)[2].action
+    assert "54.8" not in remedies_for(finding, true_norms=False)[2].action  # never a scaled norm
+    warmed = learned(with_spikes(), spiking(), rate=rate([0.04 + 0.006 * k for k in range(10)] + [0.1] * 22))
+    [finding] = warmed.findings
+    assert finding.facts.warmup == WARMUP_SEEN and remedies_for(finding)[0].action.startswith("Lower")
+
+
 def test_loss_spikes_without_gradient_norm_spikes_are_minibatch_noise_where_norms_are_logged():
     assert learned(with_spikes(), spiking()).verdict == "unstable"
     assert learned(with_spikes(), three(steps=32)).verdict == "healthy"  # the norm stayed put

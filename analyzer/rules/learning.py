@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..facts import NormRise, StalledLoss, StillWeights, UnstableLoss, WeightGrowth
+from ..facts import NO_WARMUP, WARMUP_SEEN, NormRise, StalledLoss, StillWeights, UnstableLoss, WeightGrowth
 from ..findings import Diagnosis, Finding, ranked
 from ..learning import GradientCourse, LossCourse, RateCourse, Spike
 from ..thresholds import Thresholds
@@ -120,7 +120,11 @@ def _unstable(
     )
     if not (by_spikes or by_swing):
         return None
+    warms_up = rate.warms_up if rate is not None else None
+    norms = gradients.norm[np.isfinite(gradients.norm)] if gradients.source != "weights" else np.zeros(0)
     facts = UnstableLoss(
+        warmup=None if warms_up is None else (WARMUP_SEEN if warms_up else NO_WARMUP),
+        typical_gradient_norm=float(np.median(norms)) if norms.size else None,
         loss_spikes=len(spikes),
         largest_spike_ratio=max((s.ratio for s in spikes), default=None),
         norm_spikes_with_them=with_norm,
