@@ -745,6 +745,60 @@ def _transformer_adam_steady(dirs):
     )
 
 
+# A third held-back set, for the unstable class the second set lacked: too fast a step on tiny batches
+# across architectures, and one healthy control; written and committed before any of these was run.
+
+
+def _gru_adam_fast_tiny_batches(dirs):
+    import torch
+
+    model = torch_gru(seed=11)
+    return torch_loop(
+        dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=5e-2), sequences(seed=11), 4,
+        name_of=lambda n: f"{n}.grad",
+    )  # fmt: skip
+
+
+def _keras_lstm_adam_fast_tiny_batches(dirs):
+    import keras
+
+    model = keras_lstm(seed=12)
+    return tf_loop(dirs, model, keras.optimizers.Adam(5e-2), sequences(seed=12), 4)
+
+
+def _tanh_mlp_momentum_fast_tiny_batches(dirs):
+    import torch
+
+    model = torch_tanh_mlp(seed=13)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.95)
+    return torch_loop(dirs, "torch", model, opt, vectors(seed=13), 4)
+
+
+def _bn_cnn_adam_fast_tiny_batches(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=14)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    return torch_loop(dirs, "torch", model, opt, images(channels_last=False, seed=14), 4)
+
+
+def _keras_gru_embed_adam_fast_tiny_batches(dirs):
+    import keras
+
+    model = keras_gru_embed(seed=15)
+    return tf_loop(dirs, model, keras.optimizers.Adam(3e-2), tokens(seed=15), 4)
+
+
+def _gru_adam_steady(dirs):
+    import torch
+
+    model = torch_gru(seed=16)
+    return torch_loop(
+        dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), sequences(seed=16), 32,
+        name_of=lambda n: f"{n}.grad",
+    )  # fmt: skip
+
+
 # name: (intended outcome, split, writer, recipe)
 RECIPES = {
     "summed_sigmoid_mlp": ("stalled", "dev", "tfsummary_weights", _summed_sigmoid_mlp),
@@ -773,7 +827,36 @@ RECIPES = {
     "lstm_adam_tfsummary": ("healthy", "held_back", "tfsummary", _lstm_adam_tfsummary),
     "embed_gru_lr_zero": ("stalled", "held_back", "tfsummary", _embed_gru_lr_zero_keras),
     "transformer_adam_steady": ("healthy", "held_back", "tbx", _transformer_adam_steady),
+    "gru_adam_fast_tiny_batches": ("unstable", "held_back", "tbx", _gru_adam_fast_tiny_batches),
+    "keras_lstm_adam_fast_tiny_batches": (
+        "unstable",
+        "held_back",
+        "tfsummary",
+        _keras_lstm_adam_fast_tiny_batches,
+    ),
+    "tanh_mlp_momentum_fast_tiny_batches": (
+        "unstable",
+        "held_back",
+        "torch",
+        _tanh_mlp_momentum_fast_tiny_batches,
+    ),
+    "bn_cnn_adam_fast_tiny_batches": ("unstable", "held_back", "torch", _bn_cnn_adam_fast_tiny_batches),
+    "keras_gru_embed_adam_fast_tiny_batches": (
+        "unstable",
+        "held_back",
+        "tfsummary",
+        _keras_gru_embed_adam_fast_tiny_batches,
+    ),  # fmt: skip
+    "gru_adam_steady": ("healthy", "held_back", "tbx", _gru_adam_steady),
 }
+THIRD_HELD_BACK = [
+    "gru_adam_fast_tiny_batches",
+    "keras_lstm_adam_fast_tiny_batches",
+    "tanh_mlp_momentum_fast_tiny_batches",
+    "bn_cnn_adam_fast_tiny_batches",
+    "keras_gru_embed_adam_fast_tiny_batches",
+    "gru_adam_steady",
+]
 SECOND_HELD_BACK = [
     "gru_tiny_step",
     "tanh_mlp_random_labels",
