@@ -73,6 +73,7 @@ def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
             got == expected
             and expected not in ("healthy", "stalled", "unstable")
             and truth.get("writer") != "norms_total"
+            and truth.get("layers")  # the learning corpus labels runs, not layers
         ):
             named, true = layers[name].get(got, set()), {layer_of(t) for t in truth["layers"]}
             overlap = len(named & true) / len(named | true) if named | true else 1.0
