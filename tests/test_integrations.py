@@ -26,12 +26,17 @@ def test_a_lightning_module_logged_by_the_callback_gets_the_verdicts_of_hand_log
     from analyzer.lightning_callback import GradientHistograms
 
     class Module(pl.LightningModule):
-        def __init__(self, depth: int, activation, lr: float):
+        def __init__(self, depth: int, activation, lr: float, bias: float = 0.0, std: float | None = None):
             super().__init__()
             torch.manual_seed(0)
             widths = [32] + [64] * depth
             layers = [m for a, b in zip(widths, widths[1:]) for m in (torch.nn.Linear(a, b), activation())]
             self.net = torch.nn.Sequential(*layers, torch.nn.Linear(64, 4))
+            for layer in self.net[:-1]:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.constant_(layer.bias, bias)  # a negative bias: units born dead
+                    if std is not None:
+                        torch.nn.init.normal_(layer.weight, 0, std)
             self.lr = lr
 
         def training_step(self, batch, _):
@@ -41,15 +46,20 @@ def test_a_lightning_module_logged_by_the_callback_gets_the_verdicts_of_hand_log
             return loss
 
         def on_before_optimizer_step(self, optimizer):  # hand-written logging, full precision
-            if self.global_step % 5 == 0:
+            if self.by_hand and self.global_step % 5 == 0:
                 for name, p in self.named_parameters():
                     self.logger.experiment.add_histogram(f"grad/{name}", p.grad, self.global_step)
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=self.lr)
 
-    intended = {"healthy": (2, torch.nn.ReLU, 0.1), "vanishing": (10, torch.nn.Sigmoid, 0.1)}
-    for name, (depth, activation, lr) in intended.items():
+    intended = {
+        "healthy": (2, torch.nn.ReLU, 0.1, 0.0, None),
+        "vanishing": (10, torch.nn.Sigmoid, 0.1, 0.0, None),
+        "dead_units": (2, torch.nn.ReLU, 0.05, -3.0, None),
+        "exploding": (3, torch.nn.ReLU, 1.0, 0.0, 0.3),
+    }
+    for name, (depth, activation, lr, bias, std) in intended.items():
         for how in ("callback", "by_hand"):
             callbacks = [GradientHistograms(every_n_steps=5)] if how == "callback" else []
             trainer = pl.Trainer(
@@ -61,7 +71,12 @@ def test_a_lightning_module_logged_by_the_callback_gets_the_verdicts_of_hand_log
                 enable_model_summary=False,
                 log_every_n_steps=5,
             )
-            trainer.fit(Module(depth, activation, lr), torch.utils.data.DataLoader(_data(), batch_size=64))
+            module = Module(depth, activation, lr, bias, std)
+            module.by_hand = how == "by_hand"
+            try:
+                trainer.fit(module, torch.utils.data.DataLoader(_data(), batch_size=64))
+            except ValueError:  # add_histogram refuses an all-NaN gradient: the job ends, as a user's
+                assert how == "by_hand" and name == "exploding"
     for how in ("callback", "by_hand"):
         runs = runs_by_name(report_json(tmp_path / f"{how}.json", tmp_path / how, args=["--no-html"])[1])
         for name in intended:

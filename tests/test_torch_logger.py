@@ -353,3 +353,45 @@ def test_a_compiled_model_is_logged_under_its_own_parameter_names(tmp_path):
     logged = _steps_logged(tmp_path / "run")
     assert sorted(logged) == sorted(f"gradients/{name}" for name, _ in model.named_parameters())
     assert logged["gradients/0.weight"] == [0, 2, 4]
+
+
+def _ddp_worker(rank: int, root: str, port: int) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = DistributedDataParallel(
+            torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        )
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        with watch(model, f"{root}/rank{rank}", every_n_steps=2, optimizer=optimizer):
+            for _ in range(5):
+                optimizer.zero_grad()
+                x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_distributed_data_parallel_rank_zero_writes_under_the_models_own_names(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
+    logged = _steps_logged(tmp_path / "rank0")
+    assert sorted(logged) == [
+        "gradients/0.bias",
+        "gradients/0.weight",
+        "gradients/2.bias",
+        "gradients/2.weight",
+    ]
+    assert logged["gradients/0.weight"] == [0, 2, 4]
+    assert not list((tmp_path / "rank1").glob("events.out.tfevents.*"))  # only rank 0 writes
