@@ -134,3 +134,69 @@ def test_a_trainer_on_a_tiny_model_from_a_config_is_logged_before_it_clips(tmp_p
     assert [np.sqrt(ours[s]) for s in common] == pytest.approx([theirs[s] for s in common], rel=1e-3)
     assert max(theirs.values()) > 1.0  # clipped at 1.0, and logged as they were before it
     assert [e.value for e in events.Scalars("gradaudit/max_grad_norm")] == [1.0]
+
+
+class _Classifier(torch.nn.Module):
+    """What a Trainer trains: a module whose forward returns the loss."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def _net(depth, activation, bias=0.0, std=None):
+    torch.manual_seed(0)
+    widths = [32] + [64] * depth
+    layers = [m for a, b in zip(widths, widths[1:]) for m in (torch.nn.Linear(a, b), activation())]
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(64, 4))
+    for layer in net[:-1]:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.constant_(layer.bias, bias)
+            if std is not None:
+                torch.nn.init.normal_(layer.weight, 0, std)
+    return net
+
+
+def test_the_trainer_callback_gets_the_four_outcomes_of_an_mlp(tmp_path, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    from analyzer.hf_callback import GradientHistograms
+
+    data = [{"x": x, "labels": y} for x, y in _data()]
+    recipes = {  # name: (net, learning rate, max_grad_norm)
+        "healthy": (_net(2, torch.nn.ReLU), 0.1, 1.0),
+        "vanishing": (_net(10, torch.nn.Sigmoid), 0.1, 1.0),
+        "dead_units": (_net(2, torch.nn.ReLU, bias=-3.0), 0.05, 1.0),
+        # a linear stack (no unit can die) at too fast a step; clipping at the default 1.0 keeps it
+        # from diverging: it is turned off, as in a run that sets max_grad_norm=0
+        "exploding": (_net(3, torch.nn.Identity, std=0.3), 1.0, 0.0),
+    }
+    for name, (net, lr, clip) in recipes.items():
+        monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "logs" / name))
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / "out" / name),
+            report_to=["tensorboard"],
+            max_steps=160,
+            per_device_train_batch_size=64,
+            learning_rate=lr,
+            optim="sgd",
+            lr_scheduler_type="constant",
+            max_grad_norm=clip,
+            logging_steps=5,
+            save_strategy="no",
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = transformers.Trainer(
+            model=_Classifier(net),
+            args=args,
+            train_dataset=data,
+            callbacks=[GradientHistograms(every_n_steps=5)],
+        )
+        trainer.train()
+    runs = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1])
+    for name in recipes:
+        assert runs[name]["verdict"] == name, (name, runs[name]["reason"])

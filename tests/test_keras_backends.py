@@ -31,14 +31,24 @@ TRAIN = textwrap.dedent(
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1024, 16)).astype("float32")
     y = np.argmax(x @ rng.normal(size=(16, 4)), axis=1)
-    for name, depth, activation, lr in [("vanishing", 8, "sigmoid", 0.1), ("healthy", 2, "relu", 0.1)]:
+    recipes = [  # name, depth, activation, learning rate, hidden biases, weights' std
+        ("vanishing", 8, "sigmoid", 0.1, None, 0.3),
+        ("healthy", 2, "relu", 0.1, None, 0.3),
+        ("dead_units", 2, "relu", 0.05, -3.0, 0.3),
+        ("exploding", 3, "linear", 1.0, None, 0.3),
+    ]
+    for name, depth, activation, lr, bias, std in recipes:
         model = keras.Sequential(
             [keras.Input((16,))]
             + [keras.layers.Dense(32, activation=activation) for _ in range(depth)]
             + [keras.layers.Dense(4)]
         )
         weights = np.random.default_rng(1)
-        model.set_weights([weights.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()])
+        values = [weights.normal(0, std, w.shape).astype("float32") for w in model.get_weights()]
+        if bias is not None:  # every hidden layer's bias: units born dead
+            last = len(values) - 1
+            values = [np.full_like(v, bias) if v.ndim == 1 and i < last else v for i, v in enumerate(values)]
+        model.set_weights(values)
         model.compile(keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         callback = GradientHistograms(os.path.join(out, name), probe=(x[:64], y[:64]), every_n_batches=8)
         model.fit(x, y, batch_size=32, epochs=6, shuffle=False, verbose=0, callbacks=[callback])
@@ -86,10 +96,12 @@ def test_the_callback_gives_the_same_output_on_tensorflow_jax_and_pytorch(tmp_pa
             report_json(tmp_path / f"{backend}.json", tmp_path / backend, args=["--no-html"])[1]
         )
         verdicts[backend] = {name: run["verdict"] for name, run in runs.items()}
-    assert verdicts["tensorflow"] == {"vanishing": "vanishing", "healthy": "healthy"}
+    assert verdicts["tensorflow"] == {
+        name: name for name in ("vanishing", "healthy", "dead_units", "exploding")
+    }
     assert verdicts["jax"] == verdicts["torch"] == verdicts["tensorflow"]
 
-    for name in ("vanishing", "healthy"):
+    for name in ("vanishing", "healthy", "dead_units", "exploding"):
         reference = _histograms(tmp_path / "tensorflow" / name)
         for backend in ("jax", "torch"):
             other = _histograms(tmp_path / backend / name)
