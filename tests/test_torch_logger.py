@@ -395,3 +395,30 @@ def test_under_distributed_data_parallel_rank_zero_writes_under_the_models_own_n
     ]
     assert logged["gradients/0.weight"] == [0, 2, 4]
     assert not list((tmp_path / "rank1").glob("events.out.tfevents.*"))  # only rank 0 writes
+
+
+def _fsdp_worker(rank: int, root: str, port: int) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=1)
+    try:
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        sharded = FullyShardedDataParallel(model, device_id=torch.device("cpu"))
+        with pytest.raises(ValueError, match="sharded by FSDP"):
+            watch(sharded, root)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_parameters_sharded_by_fsdp_are_refused_in_one_line(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fsdp_worker, args=(str(tmp_path / "run"), port), nprocs=1, join=True)
+    assert not (tmp_path / "run").exists()  # refused before anything is written
