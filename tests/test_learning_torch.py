@@ -55,6 +55,9 @@ def test_adam_too_fast_on_tiny_batches_is_unstable_and_warm_restarts_are_healthy
     assert runs["adam_spikes"]["verdict"] == "unstable", runs["adam_spikes"]["reason"]
     assert runs["adam_swings"]["verdict"] == "unstable", runs["adam_swings"]["reason"]
     [finding] = [f for f in runs["adam_spikes"]["findings"] if f["kind"] == "unstable"]
-    assert finding["remedies"][0].startswith("Lower the learning rate")
+    # the logged learning rate starts at its peak (0.1 throughout): a warm-up first, then a lower rate
+    assert finding["evidence"]["warmup"] == "none: the logged learning rate starts at its peak"
+    assert finding["remedies"][0].startswith("Add a learning-rate warm-up")
+    assert finding["remedies"][1].startswith("Lower the learning rate")
     assert runs["sgdr"]["verdict"] == "healthy", runs["sgdr"]["reason"]
     assert runs["sgdr"]["loss"]["state"] == "fell"
