@@ -121,3 +121,17 @@ def real_logs() -> Path:
             pytest.fail(f"{REAL_LOGS} is missing (set GRADAUDIT_REAL_LOGS)")
         pytest.skip(f"{REAL_LOGS} not present")
     return REAL_LOGS
+
+
+def legacy_histograms(log_dir: Path) -> dict[str, list]:
+    """Each tag's (step, HistogramProto) in the order written, read by TensorBoard's loader of legacy
+    events from the run's event files."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    found: dict[str, list] = {}
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.HasField("histo"):
+                    found.setdefault(value.tag, []).append((event.step, value.histo))
+    return found

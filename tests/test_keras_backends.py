@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import REPO, report_json, runs_by_name
+from conftest import REPO, legacy_histograms, report_json, runs_by_name
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch, pytest.mark.slow]
 
@@ -60,15 +60,8 @@ TRAIN = textwrap.dedent(
 
 
 def _histograms(run_dir) -> dict:
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-    found: dict = {}
-    for path in sorted(run_dir.glob("events.out.tfevents.*")):
-        for event in LegacyEventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.HasField("histo"):
-                    found.setdefault(value.tag, {})[event.step] = value.histo
-    return found
+    """Each tag's HistogramProto by step."""
+    return {tag: dict(steps) for tag, steps in legacy_histograms(run_dir).items()}
 
 
 def test_the_callback_gives_the_same_output_on_tensorflow_jax_and_pytorch(tmp_path):

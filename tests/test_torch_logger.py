@@ -9,7 +9,7 @@ import weakref
 
 import numpy as np
 import pytest
-from conftest import report_json, runs_by_name
+from conftest import legacy_histograms, report_json, runs_by_name
 from tensorboard.compat.proto import summary_pb2
 
 pytestmark = pytest.mark.torch
@@ -22,16 +22,8 @@ BUCKETS = len(bucket_limits()) + 1
 
 
 def _histograms(log_dir) -> dict:
-    """Each tag's HistogramProtos as written, read by TensorBoard's loader of legacy events."""
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-    found: dict = {}
-    for path in sorted(log_dir.glob("events.out.tfevents.*")):
-        for event in LegacyEventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.HasField("histo"):
-                    found.setdefault(value.tag, []).append(value.histo)
-    return found
+    """Each tag's HistogramProtos as written, in order."""
+    return {tag: [h for _, h in steps] for tag, steps in legacy_histograms(log_dir).items()}
 
 
 def _awkward_gradient() -> torch.Tensor:
@@ -269,15 +261,7 @@ def test_real_pytorch_trainings_logged_by_watch_get_the_intended_verdicts_and_th
 
 
 def _steps_logged(log_dir) -> dict[str, list[int]]:
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-
-    steps: dict[str, list[int]] = {}
-    for path in sorted(log_dir.glob("events.out.tfevents.*")):
-        for event in LegacyEventFileLoader(str(path)).Load():
-            for value in event.summary.value:
-                if value.HasField("histo"):
-                    steps.setdefault(value.tag, []).append(event.step)
-    return steps
+    return {tag: [step for step, _ in steps] for tag, steps in legacy_histograms(log_dir).items()}
 
 
 def test_one_line_watches_any_optimizer_of_the_model_and_no_other(tmp_path):
@@ -376,8 +360,8 @@ def _ddp_worker(rank: int, root: str, port: int) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_under_distributed_data_parallel_rank_zero_writes_under_the_models_own_names(tmp_path):
+def _spawn(worker, root: str, processes: int) -> None:
+    """Run worker(rank, root, port) in `processes` fresh processes that meet at a free local port."""
     import socket
 
     import torch.multiprocessing as mp
@@ -385,7 +369,12 @@ def test_under_distributed_data_parallel_rank_zero_writes_under_the_models_own_n
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
+    mp.spawn(worker, args=(root, port), nprocs=processes, join=True)
+
+
+@pytest.mark.slow
+def test_under_distributed_data_parallel_rank_zero_writes_under_the_models_own_names(tmp_path):
+    _spawn(_ddp_worker, str(tmp_path), 2)
     logged = _steps_logged(tmp_path / "rank0")
     assert sorted(logged) == [
         "gradients/0.bias",
@@ -413,12 +402,5 @@ def _fsdp_worker(rank: int, root: str, port: int) -> None:
 
 @pytest.mark.slow
 def test_parameters_sharded_by_fsdp_are_refused_in_one_line(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_fsdp_worker, args=(str(tmp_path / "run"), port), nprocs=1, join=True)
+    _spawn(_fsdp_worker, str(tmp_path / "run"), 1)
     assert not (tmp_path / "run").exists()  # refused before anything is written

@@ -221,7 +221,9 @@ def torch_transformer(seed=0, vocab=200, width=32):
     return Classifier()
 
 
-def torch_lstm(seed=0):
+def torch_recurrent(kind: str, seed=0):
+    """An LSTM or a GRU (the attribute named after it, as its tags are) over sequences of 8 features,
+    its last state read by a linear head."""
     import torch
     from torch import nn
 
@@ -230,13 +232,17 @@ def torch_lstm(seed=0):
     class Classifier(nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = nn.LSTM(8, 32, batch_first=True)
+            setattr(self, kind, {"lstm": nn.LSTM, "gru": nn.GRU}[kind](8, 32, batch_first=True))
             self.head = nn.Linear(32, 4)
 
         def forward(self, x):
-            return self.head(self.lstm(x)[0][:, -1])
+            return self.head(getattr(self, kind)(x)[0][:, -1])
 
     return Classifier()
+
+
+def torch_lstm(seed=0):
+    return torch_recurrent("lstm", seed)
 
 
 def torch_tanh_mlp(seed=0):
@@ -432,29 +438,27 @@ def _summed_sigmoid_mlp(dirs):
     )
 
 
-def _shuffled_relu_mlp(dirs):
+def _relu_mlp_fit(dirs, labels: str):
+    """Dev: a ReLU MLP by Keras's fit with the callback, on its own labels or shuffled ones."""
     import keras
 
     x, y = vectors()
-    y = np.random.default_rng(2).permutation(y)
+    if labels == "shuffled":
+        y = np.random.default_rng(2).permutation(y)
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)]
     )
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return keras_fit(dirs, model, (x, y), 64)
+
+
+def _shuffled_relu_mlp(dirs):
+    return _relu_mlp_fit(dirs, "shuffled")
 
 
 def _converging_regression_like(dirs):
-    import keras
-
-    x, y = vectors()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)]
-    )
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, (x, y), 64)
+    return _relu_mlp_fit(dirs, "own")
 
 
 def _adam_tanh_tiny_batches(dirs):
@@ -652,21 +656,7 @@ def _embed_bag_adam(dirs):
 
 
 def torch_gru(seed=0):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-
-    class Classifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gru = nn.GRU(8, 32, batch_first=True)
-            self.head = nn.Linear(32, 4)
-
-        def forward(self, x):
-            return self.head(self.gru(x)[0][:, -1])
-
-    return Classifier()
+    return torch_recurrent("gru", seed)
 
 
 def _gru_tiny_step(dirs):
@@ -749,14 +739,19 @@ def _transformer_adam_steady(dirs):
 # across architectures, and one healthy control; written and committed before any of these was run.
 
 
-def _gru_adam_fast_tiny_batches(dirs):
+def _gru_adam(dirs, lr: float, batch: int, seed: int):
+    """A PyTorch GRU under Adam, its gradients written by tensorboardX."""
     import torch
 
-    model = torch_gru(seed=11)
+    model = torch_gru(seed=seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     return torch_loop(
-        dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=5e-2), sequences(seed=11), 4,
-        name_of=lambda n: f"{n}.grad",
-    )  # fmt: skip
+        dirs, "tbx", model, optimizer, sequences(seed=seed), batch, name_of=lambda n: f"{n}.grad"
+    )
+
+
+def _gru_adam_fast_tiny_batches(dirs):
+    return _gru_adam(dirs, 5e-2, 4, 11)
 
 
 def _keras_lstm_adam_fast_tiny_batches(dirs):
@@ -790,13 +785,7 @@ def _keras_gru_embed_adam_fast_tiny_batches(dirs):
 
 
 def _gru_adam_steady(dirs):
-    import torch
-
-    model = torch_gru(seed=16)
-    return torch_loop(
-        dirs, "tbx", model, torch.optim.Adam(model.parameters(), lr=1e-3), sequences(seed=16), 32,
-        name_of=lambda n: f"{n}.grad",
-    )  # fmt: skip
+    return _gru_adam(dirs, 1e-3, 32, 16)
 
 
 # name: (intended outcome, split, writer, recipe)
