@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .tags import layer_path
+from .tags import is_bias, layer_path
 
 # Where the layers came from.
 FROM_CONFIG = "the model config the run logged"
@@ -145,9 +145,7 @@ def read_architecture(config: str | None, tags: list[str], sizes: dict[str, int]
     for layer in architecture.layers:
         counts = [sizes[tag] for tag in layer.tags if sizes.get(tag)]
         layer.parameters = sum(counts) if counts else None
-        biases = [
-            sizes[tag] for tag in layer.tags if sizes.get(tag) and "bias" in tag.lower().rsplit("/", 1)[-1]
-        ]
+        biases = [sizes[tag] for tag in layer.tags if sizes.get(tag) and is_bias(tag)]
         layer.outputs = biases[0] if len(biases) == 1 else None
     return architecture
 

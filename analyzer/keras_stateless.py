@@ -99,20 +99,4 @@ class StatelessProbe:
 
     def record_writer(self, path: str):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        return _Records(RecordWriter(open(path, "wb")))
-
-
-class _Records:
-    """TensorBoard's record writer with the calls the callback makes of TensorFlow's."""
-
-    def __init__(self, writer: RecordWriter):
-        self._writer = writer
-
-    def write(self, record: bytes) -> None:
-        self._writer.write(record)
-
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
+        return RecordWriter(open(path, "wb"))  # write() and flush(), as TensorFlow's

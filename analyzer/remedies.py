@@ -30,10 +30,8 @@ def remedies_for(
     the layers and activations that cause the finding named. `true_norms`: the gradients' magnitudes
     are true ones (not scaled by mixed precision's unknown loss scale), so a clip value may be quoted."""
     model = model or Architecture(FROM_PARAMETER_NAMES, [])
-    if finding.kind is Kind.EXPLODING:
-        return _exploding(finding, model, true_norms)
-    if finding.kind is Kind.UNSTABLE:
-        return _unstable(finding, model, true_norms)
+    if finding.kind in _QUOTING_NORMS:
+        return _QUOTING_NORMS[finding.kind](finding, model, true_norms)
     return _BY_KIND[finding.kind](finding, model)
 
 
@@ -229,7 +227,7 @@ def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
     return [rate, labels, frozen]
 
 
-def _unstable(finding: Finding, model: Architecture, true_norms: bool = True) -> list[Remedy]:
+def _unstable(finding: Finding, model: Architecture, true_norms: bool) -> list[Remedy]:
     facts = finding.facts
     rate = Remedy(
         "Lower the learning rate (try 1/3 to 1/10)",
@@ -288,8 +286,8 @@ def _suggested_clip_norm(norm: object) -> float | None:
 
 _BY_KIND = {
     Kind.VANISHING: _vanishing,
-    Kind.EXPLODING: _exploding,
     Kind.DEAD_UNITS: _dead_units,
     Kind.STALLED: _stalled,
-    Kind.UNSTABLE: _unstable,
 }
+# The remedies that may quote a gradient norm: only where the norms are true (not loss-scaled).
+_QUOTING_NORMS = {Kind.EXPLODING: _exploding, Kind.UNSTABLE: _unstable}

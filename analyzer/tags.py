@@ -60,6 +60,13 @@ _PARAMETER = re.compile(
 )
 
 
+def is_bias(tag: str) -> bool:
+    """The tag holds a layer's bias (``…/bias``, ``…/biases``, ``head.bias``, tf.keras 2's ``bias_0``),
+    not a recurrent layer's ``bias_ih_l0``."""
+    own = _PARAMETER.search(parameter_name(tag))
+    return bool(own) and own.group(1) in ("bias", "biases")
+
+
 def layer_path(tag: str) -> str:
     """The layer a tag belongs to, with its model scope (``gradients/sequential/dense_1/kernel`` and
     ``…/bias`` → ``sequential/dense_1``; ``grad/encoder.layers.1.linear1.weight`` →

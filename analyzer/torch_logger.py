@@ -29,23 +29,20 @@ import os
 import socket
 import time
 import weakref
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
-from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .binning import BUCKETS_PER_DECADE, Binning, bucket_limits
+from .eventlog import LAYER_LIST_PLUGIN, LAYER_LIST_TAG, OrderedThread, text_event
 
 # Every 100th optimizer step (and the first): ten points over 1,000 steps for the analyzer's fits, at
 # a cost under 1 % on the trainings bench/torch_overhead.py measures. W&B's watch() logs every 1,000.
 DEFAULT_EVERY = 100
 LOSS_TAG = "train/loss"
-_LAYER_LIST_PLUGIN = "gradaudit_model"
-_MODEL_TAG = "gradaudit/model_layers"
 # Module classes that are the activation of the module before them in an nn.Sequential.
 _ACTIVATIONS = {
     "ReLU",
@@ -111,13 +108,14 @@ class GradientLogger:
         self.reduce_on_device = reduce_on_device
         self._model = weakref.ref(model)  # never keeps the model (and its gradients) alive
         self._ids = {id(p) for p in model.parameters()}
+        self._optimizers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # steps our parameters?
         self._limits = bucket_limits(buckets_per_decade)
         self._zero = int(np.searchsorted(self._limits, 0.0, side="right"))  # the bucket of exact zeros
         self._binning = Binning(self._limits)
         self._boundaries: dict[tuple, torch.Tensor] = {}
         self._writes_here = _is_rank_zero()
         self._events = _event_sink(log_dir) if self._writes_here else None
-        self._writer = _WriterThread() if self._writes_here else None
+        self._writer = OrderedThread("gradaudit-writer") if self._writes_here else None
         self._model_event = _module_tree_event(model)
         self._steps = 0
         self._loss = None
@@ -134,7 +132,11 @@ class GradientLogger:
             self._hooks.append(register_optimizer_step_pre_hook(self._before_step))
 
     def _before_step(self, optimizer, args, kwargs) -> None:
-        if not any(id(p) in self._ids for group in optimizer.param_groups for p in group["params"]):
+        steps_ours = self._optimizers.get(optimizer)
+        if steps_ours is None:  # asked once per optimizer: the hook runs at every step of every one
+            steps_ours = any(id(p) in self._ids for group in optimizer.param_groups for p in group["params"])
+            self._optimizers[optimizer] = steps_ours
+        if not steps_ours:
             return  # another model's optimizer
         if self._steps % self.every_n_steps == 0:
             self.log(self._steps)
@@ -199,11 +201,12 @@ class GradientLogger:
         """The rows of the reduced gradients (NaN rows for those without one) as one [parameters,
         buckets + 4] float64 tensor, and the loss, copied to the host in one transfer (not waited for
         here)."""
-        device = next(r.device for r in rows if isinstance(r, torch.Tensor))
+        device = next((r.device for r in rows if isinstance(r, torch.Tensor)), torch.device("cpu"))
         buckets = len(self._limits) + 1
         missing = torch.full((buckets + 4,), float("nan"), dtype=torch.float64, device=device)
         reduced = torch.stack([missing if r is None else r.to(device) for r in rows])
-        if isinstance(loss, torch.Tensor):
+        loss_in_host = isinstance(loss, torch.Tensor)  # its last number
+        if loss_in_host:
             loss = loss.reshape(1).to(dtype=torch.float64)
             reduced = torch.cat([reduced.reshape(-1), loss if loss.device == device else loss.to(device)])
         pinned = device.type == "cuda"
@@ -211,7 +214,7 @@ class GradientLogger:
         done = torch.cuda.Event() if pinned else None
         if done is not None:
             done.record()
-        return host, done, loss if not isinstance(loss, torch.Tensor) else None
+        return host, done, None if loss_in_host else loss, loss_in_host
 
     @torch.no_grad()
     def _row(self, g: torch.Tensor) -> torch.Tensor:
@@ -260,12 +263,12 @@ class GradientLogger:
     # --- the writer thread ------------------------------------------------------------------------
 
     def _write_reduced(self, step, tags, sizes, reduced) -> None:
-        host, done, loss = reduced
+        host, done, loss, loss_in_host = reduced
         if done is not None:
             done.synchronize()
         values = host.numpy()
         buckets = len(self._limits) + 1
-        if values.size == len(tags) * (buckets + 4) + 1:
+        if loss_in_host:
             values, loss = values[:-1], float(values[-1])
         table = values.reshape(len(tags), buckets + 4)
         untouched = np.isnan(table[:, 0])  # no gradient: zeros
@@ -321,31 +324,6 @@ def _host_copy(gradient) -> np.ndarray | None:
     return gradient.reshape(-1).numpy().copy()
 
 
-class _WriterThread:
-    """One thread that builds and writes logged steps in order; at most two wait, so a writer slower
-    than training slows training instead of holding copies without bound."""
-
-    _MAX_PENDING = 2
-
-    def __init__(self):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradaudit-writer")
-        self._pending: deque[Future] = deque()
-
-    def submit(self, fn, *args) -> None:
-        while self._pending and self._pending[0].done():
-            self._pending.popleft().result()
-        while len(self._pending) >= self._MAX_PENDING:
-            self._pending.popleft().result()
-        self._pending.append(self._executor.submit(fn, *args))
-
-    def close(self) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._executor.shutdown(wait=True)
-
-
 def _event_sink(log_dir):
     """Where events go: a SummaryWriter's own file (PyTorch's or tensorboardX's), or a new event file
     in the folder `log_dir`, written by TensorBoard's writer (no TensorFlow)."""
@@ -394,13 +372,7 @@ def _module_tree_event(model: torch.nn.Module) -> event_pb2.Event:
     children in order (an activation module there is the activation of the module before it), any
     other module's children in attribute order with their activation unknown."""
     config = {"class_name": type(model).__name__, "config": _children(model)}
-    summary = summary_pb2.Summary()
-    value = summary.value.add(tag=_MODEL_TAG)
-    value.metadata.plugin_data.plugin_name = _LAYER_LIST_PLUGIN
-    value.metadata.plugin_data.content = b"1"
-    value.tensor.dtype = types_pb2.DT_STRING
-    value.tensor.string_val.append(json.dumps(config).encode("utf-8"))
-    return event_pb2.Event(wall_time=time.time(), step=0, summary=summary)
+    return text_event(LAYER_LIST_TAG, LAYER_LIST_PLUGIN, json.dumps(config))
 
 
 def _children(module: torch.nn.Module) -> dict:

@@ -1,7 +1,7 @@
 """What gradaudit's PyTorch logger (analyzer/torch_logger.py) costs a training, by the windows method of
 bench/callback_overhead.py.
 
-    python bench/torch_overhead.py [--steps 1200] [--threads 2]
+    python bench/torch_overhead.py [--steps 800] [--threads 2]
 
 One training of each model on the CPU, in a fresh process, with watch() logging every 2 x WINDOW
 optimizer steps: a CNN (three conv blocks with BatchNorm, 32x32x3 inputs, batches of 64, ~0.6 M
@@ -11,7 +11,9 @@ that starts with a logged step is compared with the mean of the windows before a
 apart: that is the wall time one logged step adds, with the distribution-free 95 % interval of its
 median. The overhead at a frequency is that time over the time of the steps between two logged
 steps: at the default (every 100 steps) and every 50 steps. Figures are printed, never asserted;
-the logger's own thread competes with training for the two cores here.
+the logger's own thread competes with training for the two cores here. First it prints what binning
+a million float32 entries costs by the two reductions: the device path's bucketize and scatter_add
+(run here on the CPU) and the CPU path's copy binned by Binning's table.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,8 +77,6 @@ def _model_and_batch(name: str):
 
 def job(name: str, steps: int, threads: int) -> dict:
     """One training: the wall time of each window of WINDOW steps, watch() logging every 2 x WINDOW."""
-    import tempfile
-
     import torch
 
     from analyzer.torch_logger import watch
@@ -118,15 +119,46 @@ def added_per_log(windows: list[float]) -> tuple[list[float], list[float]]:
     return added, step
 
 
+def reduction_ms_per_million(repeats: int = 10) -> tuple[float, float]:
+    """Milliseconds to reduce a million float32 entries: the device path (torch) and the CPU path
+    (a copy, binned by Binning's table), medians of `repeats`."""
+    import torch
+
+    from analyzer.torch_logger import GradientLogger
+
+    holder = torch.nn.Linear(1000, 1000, bias=False)
+    holder.weight.grad = torch.randn(1000, 1000)
+    with tempfile.TemporaryDirectory() as log_dir:
+        logger = GradientLogger(holder, log_dir)
+        times = {}
+        for name, reduce in (
+            ("device", lambda g: logger._row(g)),
+            ("cpu", lambda g: next(logger._binning.histograms([g.numpy().copy()]))),
+        ):
+            samples = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                reduce(holder.weight.grad)
+                samples.append(time.perf_counter() - started)
+            times[name] = statistics.median(samples) * 1000
+        logger.close()
+    return times["device"], times["cpu"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--job")
     args = parser.parse_args()
     if args.job:
         print(json.dumps(job(args.job, args.steps, args.threads)))
         return
+    device_ms, cpu_ms = reduction_ms_per_million()
+    print(
+        f"a million float32 entries: {device_ms:.1f} ms by bucketize and scatter_add (the device path, "
+        f"here on the CPU), {cpu_ms:.1f} ms copied and binned by Binning's table (the CPU path)\n"
+    )
     print(
         f"watch() logging every {2 * WINDOW} steps; each window of {WINDOW} steps that starts with a logged "
         "step against the mean of the windows before and after it (medians, 95 % intervals)"

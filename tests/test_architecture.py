@@ -15,6 +15,7 @@ ORDER = [
     "vocabulary",  # the words every layer shares
     "options",  # what to read
     "binning",  # gradients → legacy histograms, for every logger (numpy only)
+    "eventlog",  # the loggers' model-layers event, file names and writing thread (TensorBoard's protos)
     "runs",
     "records",
     "blocks",

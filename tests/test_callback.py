@@ -469,58 +469,14 @@ def test_embedding_lstm_dataset_validation_and_a_second_fit(tmp_path):
     assert np.all(embedding.rms > 0) and not embedding.nonfinite.any()
 
 
-def _depthwise_batchnorm_cnn():
-    """A MobileNet-like CNN: depthwise and pointwise convolutions, each followed by BatchNorm."""
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-
-    def block(h, filters, strides):
-        h = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(h)
-        h = layers.ReLU()(layers.BatchNormalization()(h))
-        h = layers.Conv2D(filters, 1, use_bias=False)(h)
-        return layers.ReLU()(layers.BatchNormalization()(h))
-
-    inputs = keras.Input((32, 32, 3))
-    h = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)
-    h = layers.ReLU()(layers.BatchNormalization()(h))
-    for filters, strides in [(32, 1), (64, 2), (64, 1), (128, 2)]:
-        h = block(h, filters, strides)
-    model = keras.Model(inputs, layers.Dense(4)(layers.GlobalAveragePooling2D()(h)))
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
 @pytest.mark.slow
 def test_the_default_probe_sees_a_batchnorm_cnn_as_training_does(tmp_path):
     """Early in training, BatchNorm's moving statistics are not warmed up: a probe in inference mode
     reads a model that is not the one training sees. The default (training mode) does."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2048, 32, 32, 3)).astype("float32")
-    x += rng.normal(size=(2048, 1, 1, 3)).astype("float32")  # a per-image colour the class depends on
-    y = np.argmax(x.mean(axis=(1, 2)) @ rng.normal(size=(3, 4)), axis=1)
+    import probe_mode  # bench/: the measure it prints
 
-    class BatchLosses(keras.callbacks.Callback):
-        """Each epoch's last 10 training batches' losses (Keras logs their running mean)."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.means = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.means.append(float(logs["loss"]))
-
-        def on_epoch_end(self, epoch, logs=None):
-            k = np.arange(1, len(self.means) + 1)
-            means = np.array(self.means)
-            per_batch = k * means - np.concatenate([[0.0], k[:-1] * means[:-1]])
-            self.last = [*getattr(self, "last", []), float(np.median(per_batch[-10:]))]
-
-    probe_losses = {}
-    for mode, kwargs in (("default", {}), ("inference", {"training": False})):
-        model, seen = _depthwise_batchnorm_cnn(), BatchLosses()
-        callback = GradientHistograms(tmp_path / mode, probe=(x[-64:], y[-64:]), **kwargs)
-        model.fit(x[:-64], y[:-64], batch_size=64, epochs=2, verbose=0, callbacks=[callback, seen])
-        [loss] = [series for series in _read(tmp_path / mode).losses if series.name.endswith("probe/loss")]
-        probe_losses[mode] = loss.values.tolist()
-    after_first_epoch = seen.last[0]
-    assert probe_losses["default"][1] == pytest.approx(after_first_epoch, rel=0.2)
-    assert probe_losses["inference"][1] > 2 * after_first_epoch  # moving statistics not warmed up
+    default, seen = probe_mode.probe_and_training_losses(tmp_path / "default", epochs=2)
+    inference, _ = probe_mode.probe_and_training_losses(tmp_path / "inference", epochs=2, training=False)
+    after_first_epoch = seen[0]
+    assert default[1] == pytest.approx(after_first_epoch, rel=0.2)
+    assert inference[1] > 2 * after_first_epoch  # moving statistics not warmed up

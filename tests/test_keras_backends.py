@@ -79,6 +79,7 @@ def test_the_callback_gives_the_same_output_on_tensorflow_jax_and_pytorch(tmp_pa
             assert set(said["analyzer"]) <= {
                 "analyzer.callback",
                 "analyzer.binning",
+                "analyzer.eventlog",
                 "analyzer.keras_stateless",
             }
     assert imported == {"tensorflow": True, "jax": False, "torch": False}

@@ -71,3 +71,18 @@ def test_a_tag_two_layers_fit_equally_stays_unmapped():
 )
 def test_weight_tags_as_people_write_them(tag, weights, layer):
     assert is_weight_histogram(tag) is weights and layer_path(tag) == layer
+
+
+def test_a_bias_is_told_by_its_parameter_name_whoever_wrote_it():
+    from analyzer.tags import is_bias
+
+    for tag in (
+        "gradients/sequential/dense_1/bias",
+        "grad/head.bias",
+        "head.bias.grad",
+        "h1/biases",
+        "dense/bias_0",
+    ):
+        assert is_bias(tag), tag
+    for tag in ("grad/lstm.bias_ih_l0", "grad/bias_layer.weight", "gradients/dense/kernel", "grad/norm.beta"):
+        assert not is_bias(tag), tag

@@ -175,14 +175,14 @@ def report(rows, split: str) -> bool:
     return figures.meets_targets
 
 
-def interval_disagreements(rows, runs_dir: Path) -> dict[str, dict[int, str]]:
+def interval_disagreements(rows, labels: dict) -> dict[str, dict[int, str]] | None:
     """The learning corpus logs each training every 1, 8 and 48 steps: the recipes whose verdicts
-    differ between the intervals, with them."""
-    labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
+    differ between the intervals, with them; None for a corpus without intervals."""
+    if not any("every" in truth for truth in labels.values()):
+        return None
     verdicts: dict[str, dict[int, str]] = {}
     for name, _, _, got, _ in rows:
-        if "every" in labels[name] and "recipe" in labels[name]:
-            verdicts.setdefault(labels[name]["recipe"], {})[labels[name]["every"]] = got
+        verdicts.setdefault(labels[name]["recipe"], {})[labels[name]["every"]] = got
     return {recipe: v for recipe, v in sorted(verdicts.items()) if len(set(v.values())) > 1}
 
 
@@ -190,11 +190,11 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     chosen = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--split=")), "both")
     splits = SPLITS if chosen == "both" else (chosen,)
-    rows = score(Path(args[0]) if args else HERE / "runs", weights="--weights" in sys.argv)
-    ok = {split: report(rows, split) for split in splits}
     runs_dir = Path(args[0]) if args else HERE / "runs"
-    differing = interval_disagreements(rows, runs_dir)
-    if any("every" in v for v in json.loads((runs_dir / "labels.json").read_text())["runs"].values()):
+    rows = score(runs_dir, weights="--weights" in sys.argv)
+    ok = {split: report(rows, split) for split in splits}
+    differing = interval_disagreements(rows, json.loads((runs_dir / "labels.json").read_text())["runs"])
+    if differing is not None:
         print(f"\nrecipes whose verdict differs between logging intervals: {len(differing)}")
         for recipe, verdicts in differing.items():
             print(f"  {recipe}: " + ", ".join(f"every {e}: {v}" for e, v in sorted(verdicts.items())))
