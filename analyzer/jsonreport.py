@@ -164,7 +164,8 @@ def _loss_document(result: RunResult) -> dict:
 
 def _course_document(course) -> dict | None:
     """The training loss's course: the medians of its first and last points, its change between them
-    and along its Theil–Sen line (shares), its spikes and the swing of its later half."""
+    and along its Theil–Sen line (shares; whether that line's interval lies below zero), its spikes
+    and the swing of its later half."""
     if course is None:
         return None
     return {
@@ -176,6 +177,7 @@ def _course_document(course) -> dict | None:
         "end": course.end,
         "change_share": course.change,
         "trend_change_share": course.trend_change,
+        "trend_falls": course.trend_falls,
         "spike_steps": [spike.step for spike in course.spikes],
         "later_swing_decades": course.swing_decades,
     }

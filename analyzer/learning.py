@@ -37,7 +37,13 @@ class LossCourse:
     swing_decades: float = float("nan")  # log10 of the later half's 90th over 10th percentile
     later_slope_ci_high: float = float("nan")  # upper end of the later half's Theil–Sen interval
     trend_change: float = float("nan")  # end / start - 1 along the whole run's Theil–Sen line
+    trend_falls: bool = False  # that line's interval lies below zero: a fall, not the noise of its points
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # of the finite points
+
+    def fell(self, band: float) -> bool:
+        """It fell by more than `band`: its ends say so, or its Theil–Sen line does with an interval
+        below zero (ten noisy points give a line that tilts either way by chance)."""
+        return self.change < -band or (self.trend_change < -band and self.trend_falls)
 
     @property
     def change(self) -> float:
@@ -121,6 +127,7 @@ def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOL
         end=float(np.median(values[-edge:])),
         spikes=_spikes(steps, values, float(values[0]), limits),
         trend_change=_trend_change(whole, steps),
+        trend_falls=whole is not None and whole.ci_high < 0,
         swing_decades=swing,
         later_slope_ci_high=trend.ci_high if trend else float("nan"),
         steps=steps,
@@ -218,7 +225,7 @@ def loss_shape(course: LossCourse | None, limits: Thresholds = DEFAULT_THRESHOLD
         return LossShape.DIVERGED
     if course.points < limits.stall_min_points:
         return LossShape.TOO_FEW
-    if course.change < -limits.stall_band or course.trend_change < -limits.stall_band:
+    if course.fell(limits.stall_band):
         return LossShape.FELL
     return LossShape.ROSE if course.change > limits.stall_band else LossShape.FLAT
 

@@ -201,9 +201,13 @@ def loss_words(course, limits) -> str:
         return f"went NaN/Inf at step {course.first_nonfinite_step}"
     if shape is LossShape.TOO_FEW:
         return f"was logged at {course.points} point(s), too few to say"
-    if shape is LossShape.FELL:
-        fell = -100 * min(course.change, course.trend_change)
-        return f"fell {fell:.0f} % ({course.start:.4g} → {course.end:.4g})"
+    if shape is LossShape.FELL and course.change < -limits.stall_band:
+        return f"fell {-100 * course.change:.0f} % ({course.start:.4g} → {course.end:.4g})"
+    if shape is LossShape.FELL:  # along its trend line, not between its noisy ends
+        return (
+            f"fell {-100 * course.trend_change:.0f} % along its trend line "
+            f"(its noisy ends {course.start:.4g} → {course.end:.4g})"
+        )
     if shape is LossShape.ROSE:
         return f"rose {100 * course.change:.0f} % ({course.start:.4g} → {course.end:.4g})"
     if shape is LossShape.FLAT:

@@ -187,6 +187,13 @@ def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
     return out
 
 
+# Too large a step: the first remedy for a loss that swings, spikes or rises while gradients look normal.
+_LOWER_RATE = Remedy(
+    "Lower the learning rate (try 1/3 to 1/10)",
+    "a step too large for the loss's curvature overshoots: the loss jumps, then recovers",
+)
+
+
 def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
     cause = _fact(finding, "cause")
     rate = Remedy(
@@ -224,15 +231,14 @@ def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
         return [labels, rate, output]
     if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL, StallCause.COLLAPSE):
         return [saturated, output, labels]
+    if cause in (StallCause.SWINGS, StallCause.RISES):  # raising the rate would make it worse
+        return [_LOWER_RATE, labels]
     return [rate, labels, frozen]
 
 
 def _unstable(finding: Finding, model: Architecture, true_norms: bool) -> list[Remedy]:
     facts = finding.facts
-    rate = Remedy(
-        "Lower the learning rate (try 1/3 to 1/10)",
-        "a step too large for the loss's curvature overshoots: the loss jumps, then recovers",
-    )
+    rate = _LOWER_RATE
     no_warmup = getattr(facts, "warmup", None) == NO_WARMUP
     warmup = Remedy(
         "Add a learning-rate warm-up (linear over the first few percent of steps)",

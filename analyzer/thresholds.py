@@ -66,6 +66,10 @@ class Thresholds:
     # An estimate lumps the smallest values with the zeros: from coarse buckets a layer is claimed
     # dead at this larger share.
     coarse_dead_zero_share: float = 0.75
+    # A coarse step whose largest |g| stands this many decades above the layer's own course (its
+    # Theil–Sen line over steps) had its even buckets stretched by a few outliers: its zero bucket
+    # swallows the layer's ordinary entries, so it shows nothing about zeros and never counts as dead.
+    widened_range_decades: float = 1.0
     # Sparse by data, where no name says so: the input-side weight (one-hot or bag-of-words inputs)
     # whose entries are at least this share exact zeros on its first logged step ...
     sparse_zero_share: float = 0.5

@@ -117,6 +117,11 @@ class StallCause(Word):
     ZERO_RATE = "the learning rate is zero"
     CHANCE = "it fell only to the loss of a classifier that guesses"
     NORMAL = "gradients look normal while the loss does not move"
+    RISES = "gradients look normal while the loss rose: steps that overshoot, not steps too small"
+    SWINGS = (
+        "the loss swings without settling (the unstable finding): each swing undoes what the steps "
+        "between learned"
+    )
     NORM_STAYS = (
         "the gradient norm did not collapse; norms cannot show vanishing gradients in early layers or dead "
         "units"

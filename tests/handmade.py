@@ -27,18 +27,22 @@ def layer(
     count=1000.0,
     zero_width=None,
     steps=None,
+    widen=0.0,
 ) -> LayerStats:
     """One tag's statistics: `rms` per step (NaN: nothing finite), the share of zeros (`zero`), counted
     exactly (`exact`: a zero bucket of width 0) or in a coarse bucket a tenth of the largest |g| wide
     with its spike ratio and excess share over the fit; `zero_width`: the zero bucket's width as a
-    share of the largest |g|, where a test sets it."""
+    share of the largest |g|, where a test sets it; `widen`: decades by which outliers stretched the
+    largest |g| (and so the coarse buckets) per step."""
     rms = np.asarray(rms, float)
     n = len(rms)
 
     def per_step(value, dtype=float):
         return np.broadcast_to(np.asarray(value, dtype), (n,)).copy()
 
-    max_abs = np.where(np.isfinite(rms), 4 * rms, np.nan)
+    max_abs = np.where(
+        np.isfinite(rms), 4 * rms * 10 ** np.broadcast_to(np.asarray(widen, float), (n,)), np.nan
+    )
     if zero_width is None:
         zero_width = 0.0 if exact else 0.1
     return LayerStats(

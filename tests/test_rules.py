@@ -16,7 +16,7 @@ from analyzer.events import NormSeries
 from analyzer.rules.loss import loss_state_of
 from analyzer.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from analyzer.trends import norm_trend, theil_sen
-from analyzer.vocabulary import Kind, LossState, Severity, Verdict
+from analyzer.vocabulary import Kind, LossShape, LossState, Severity, Verdict
 
 NAN = float("nan")
 
@@ -105,6 +105,15 @@ GRADIENT_EDGES = [
         0.75,
         0.85,
         three(zero=0.9, exact=False, spike=6, excess=0.8),
+        verdict,
+        "dead_units",
+        "healthy",
+    ),
+    (  # outliers stretched the buckets of late steps 5, 7 and 9 by 1.5 decades: two of five late steps left
+        "widened_range_decades",
+        2.0,
+        1.0,
+        three(zero=0.9, exact=False, spike=6, excess=0.8, widen=[0.0] * 5 + [1.5, 0.0] * 2 + [1.5]),
         verdict,
         "dead_units",
         "healthy",
@@ -591,3 +600,59 @@ def test_a_run_too_short_or_empty_is_insufficient_data_with_its_reason():
 
 def test_a_loss_that_reaches_zero_on_some_batches_swings_without_bound():
     assert learned([0.5, 0.0] * 10 + [0.5]).verdict == "unstable"  # the 10th percentile is 0
+
+
+def test_a_dead_layer_whose_range_grows_with_its_gradients_keeps_its_coarse_dead_units():
+    # the largest |g| grows three decades over the run: every late step stands far above the run's
+    # median range, but on the layer's own course, so no step is one that outliers widened
+    growing = np.linspace(0.0, 3.0, 10)
+    assert judged(three(zero=0.9, exact=False, spike=6, excess=0.8, widen=growing)).verdict == "dead_units"
+
+
+def test_a_noisy_loss_falls_along_its_trend_line_only_where_that_lines_interval_lies_below_zero():
+    from analyzer.learning import loss_course, loss_shape
+    from analyzer.reasons import loss_words
+
+    # a transformer swinging under Adam at 2e-2, its loss logged every 48 steps: the Theil–Sen line
+    # falls 13 %, its interval reaches far above zero, and the median of the last points is 14 % up
+    swinging = [0.568, 3.141, 0.967, 1.068, 0.782, 0.751, 0.739, 0.296, 1.107, 1.382]
+    course = loss_course(loss(swinging))
+    assert course.trend_change < -0.1 and not course.trend_falls
+    assert loss_shape(course) is LossShape.ROSE
+    assert loss_words(course, DEFAULT_THRESHOLDS) == "rose 14 % (0.967 → 1.107)"
+    assert learned(swinging).verdict == "stalled"
+    # a steady fall whose first and last three points sit at the same level: the line falls for sure
+    steady = [0.95] * 3 + [1.0 - 0.015 * k for k in range(3, 27)] + [0.95] * 3
+    course = loss_course(loss(steady))
+    assert abs(course.change) < 0.1 and course.trend_falls
+    assert loss_shape(course) is LossShape.FELL
+    assert (
+        loss_words(course, DEFAULT_THRESHOLDS)
+        == "fell 40 % along its trend line (its noisy ends 0.95 → 0.95)"
+    )
+    assert learned(steady).verdict == "healthy"
+
+
+def test_a_stall_that_rose_or_swings_is_told_to_lower_the_rate_and_a_flat_one_to_raise_it():
+    from analyzer.remedies import remedies_for
+
+    def first_remedy(diagnosis) -> str:
+        [finding] = [f for f in diagnosis.findings if f.kind == "stalled"]
+        return remedies_for(finding)[0].action
+
+    flat = learned([1.0] * 20)
+    assert cause(flat) == NORMAL and first_remedy(flat).startswith("Raise the learning rate")
+    # the loss rose 15 %, beyond stall_band, while the gradients look normal: steps that overshoot
+    rose = learned([1.0] * 10 + [1.15] * 10)
+    assert cause(rose).startswith("gradients look normal while the loss rose")
+    assert first_remedy(rose).startswith("Lower the learning rate")
+    assert cause(learned([1.0] * 10 + [1.05] * 10)) == NORMAL  # within the band: flat
+    # spikes with the gradient norm on a loss that does not fall: the unstable finding explains the stall
+    flat_with_spikes = [8.0 if k in (8, 16, 24) else 2.0 for k in range(32)]
+    swinging = learned(flat_with_spikes, spiking(size=6.0))
+    assert (
+        sorted(f.kind for f in swinging.findings) == ["stalled", "unstable"]
+        and swinging.verdict == "unstable"
+    )
+    assert cause(swinging).startswith("the loss swings without settling")
+    assert first_remedy(swinging).startswith("Lower the learning rate")

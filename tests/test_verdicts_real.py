@@ -54,6 +54,42 @@ def test_coarse_tf2_buckets_claim_dead_units_only_far_above_a_heavy_tailed_fit(t
     assert finding["evidence"]["zero_share_estimated"] is True
 
 
+def _tf2_histograms(log_dir, dead_share: float, seed: int = 0) -> None:
+    """Three 64x64 gradients of N(0, 1e-3) logged by tf.summary.histogram (TF2's 30 even buckets) over
+    20 steps, the middle one with `dead_share` of exact zeros; on steps 11, 13, ..., 19 eight of its
+    entries are outliers up to 0.5, as at the loss spikes of a seed-style run."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        for step in range(20):
+            for i in range(3):
+                g = rng.normal(size=(64, 64)) * 1e-3
+                if i == 1:
+                    g[rng.random(g.shape) < dead_share] = 0.0
+                    if step > 10 and step % 2:
+                        g.flat[:8] = [0.5, -0.3, 0.1, 0.05, -0.04, 0.03, 0.02, -0.02]
+                tf.summary.histogram(f"grad/dense_{i}/kernel", g, step=step)
+    writer.close()
+
+
+def test_a_step_whose_range_a_few_outliers_widened_shows_no_dead_units_in_tf2_buckets(tmp_path):
+    # Eight outliers stretch the 30 even buckets 100-fold: the ordinary entries all fall in the
+    # bucket holding zero, with the outliers' tail beside it; before, "an estimated 50 % zero".
+    _tf2_histograms(tmp_path / "outliers", dead_share=0.0)
+    [run] = find_runs([str(tmp_path / "outliers")]).runs
+    document = process_run(run, BatchOptions(html=False)).document
+    assert document["verdict"] == "healthy", document["findings"]
+    # The same outliers beside 90 % exact zeros: the steps they left alone still show the dead units.
+    _tf2_histograms(tmp_path / "dead", dead_share=0.9)
+    [run] = find_runs([str(tmp_path / "dead")]).runs
+    document = process_run(run, BatchOptions(html=False)).document
+    [finding] = _findings(document, "dead_units")
+    assert finding["layers"] == ["grad/dense_1/kernel"] and document["verdict"] == "dead_units"
+
+
 def test_a_writer_that_drops_nan_leaves_missing_entries_that_count_as_exploding(tmp_path):
     # A linear MLP whose momentum SGD diverges; its writer leaves NaN/Inf out of every histogram and
     # (as Hugging Face does by default) logs no non-finite loss.

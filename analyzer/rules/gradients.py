@@ -22,10 +22,10 @@ from ..facts import (
 )
 from ..findings import Diagnosis, Finding, not_judged, verdict_of
 from ..runstats import RunStats
-from ..stats import resolves_exact_zeros
+from ..stats import LayerStats, resolves_exact_zeros
 from ..tags import follows_depth
 from ..thresholds import Thresholds
-from ..trends import RunTrends, log10_positive
+from ..trends import RunTrends, log10_positive, theil_sen
 from ..vocabulary import Kind, Measure, Severity, Source
 from . import loss as loss_rules
 from .norms import early_log10, norm_rise
@@ -152,7 +152,7 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         spike = layer.zero_spike_ratio >= limits.coarse_zero_spike_ratio
         share = np.where(exact, layer.zero_share, np.where(spike, layer.zero_excess_share, 0.0))
         needed = np.where(exact, limits.dead_zero_share, limits.coarse_dead_zero_share)
-        zero = (share >= needed) & ~layer.nonfinite
+        zero = (share >= needed) & ~layer.nonfinite & ~_range_widened(layer, exact, limits)
         in_late = late[np.searchsorted(stats.steps, layer.steps)]
         if in_late.sum() == 0 or zero[in_late].mean() < limits.dead_step_share:
             continue
@@ -173,6 +173,22 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
     return [Finding(Kind.DEAD_UNITS, severity, dead_layers, sorted(steps), facts, limits, gateable=estimated)]
 
 
+def _range_widened(layer: LayerStats, exact: np.ndarray, limits: Thresholds) -> np.ndarray:
+    """Per step: coarse buckets whose range a few outliers stretched, its largest |g| standing
+    widened_range_decades above the layer's own course (the Theil–Sen line of log10 max |g| over its
+    steps, which a range growing with the gradients follows). TF2's 30 even buckets then put the
+    layer's ordinary entries into the bucket holding zero, with the outliers' tail beside it: what
+    looks like a spike of zeros is the bulk of the gradient."""
+    log_max = log10_positive(layer.max_abs)
+    finite = np.isfinite(log_max)
+    if not finite.any():
+        return np.zeros(len(log_max), bool)
+    line = theil_sen(layer.steps[finite], log_max[finite], limits)
+    usual = line.predict_log10(layer.steps) if line is not None else np.nanmedian(log_max)
+    with np.errstate(invalid="ignore"):
+        return ~exact & (log_max >= usual + limits.widened_range_decades)
+
+
 def _late(stats: RunStats, limits: Thresholds) -> np.ndarray:
     """The later logged steps, which dead units do not recover in."""
     return np.arange(len(stats.steps)) >= int(len(stats.steps) * limits.dead_late_from)
@@ -189,6 +205,7 @@ def _coarse_layers_beside(
             continue
         in_late = late[np.searchsorted(stats.steps, layer.steps)]
         unfitted = (layer.zero_spike_ratio == 0) & (layer.zero_share >= limits.coarse_dead_zero_share)
+        unfitted &= ~_range_widened(layer, resolves_exact_zeros(layer, limits.exact_zero_resolution), limits)
         if in_late.any() and unfitted[in_late].mean() >= limits.dead_step_share:
             out.append(layer.tag)
     return out

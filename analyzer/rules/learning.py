@@ -29,7 +29,8 @@ def judge_learning(
     if course is None or course.points < limits.stall_min_points:
         return diagnosis
     findings = list(diagnosis.findings)
-    stalled = _stalled(course, gradients, rate, limits, chance)
+    unstable = _unstable(course, gradients, rate, limits)
+    stalled = _stalled(course, gradients, rate, limits, chance, swings=unstable is not None)
     if stalled is not None:
         if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
             findings = [f for f in findings if not isinstance(f.facts, NormRise)]
@@ -38,7 +39,6 @@ def judge_learning(
             # layer that moved less than the one that moved most) is that first jump, the stall's cause.
             findings = [f for f in findings if not isinstance(f.facts, (WeightGrowth, StillWeights))]
         findings.append(stalled)
-    unstable = _unstable(course, gradients, rate, limits)
     if unstable is not None:
         findings.append(unstable)
     if len(findings) == len(diagnosis.findings) and stalled is None:
@@ -55,11 +55,13 @@ def _stalled(
     rate: RateCourse | None,
     limits: Thresholds,
     chance: float | None = None,
+    swings: bool = False,
 ) -> Finding | None:
+    """`swings`: the same loss is unstable, which then explains a stall the gradients do not."""
     if course.first_nonfinite_step is not None:
         return None  # it went NaN/Inf (diverged: exploding's)
     at_chance = chance is not None and course.end >= limits.chance_share * chance
-    fell = not course.change >= -limits.stall_band or course.trend_change < -limits.stall_band
+    fell = course.fell(limits.stall_band) or not course.change >= -limits.stall_band  # NaN: no start
     if fell and not at_chance:
         return None  # it fell (along its noisy ends or its trend): learning
     drops = gradients.layer_drop_decades
@@ -81,8 +83,12 @@ def _stalled(
         cause = StallCause.COLLAPSE
     elif gradients.norm.size and np.nanmax(np.abs(gradients.norm), initial=0.0) == 0:
         cause = StallCause.FROZEN
+    elif swings:
+        cause = StallCause.SWINGS
     elif gradients.source in ("gradient norm", "gradient norms"):
         cause = StallCause.NORM_STAYS
+    elif course.change > limits.stall_band:
+        cause = StallCause.RISES
     else:
         cause = StallCause.NORMAL
     facts = StalledLoss(
