@@ -656,3 +656,16 @@ def test_a_stall_that_rose_or_swings_is_told_to_lower_the_rate_and_a_flat_one_to
     )
     assert cause(swinging).startswith("the loss swings without settling")
     assert first_remedy(swinging).startswith("Lower the learning rate")
+
+
+def test_a_rise_logged_at_ten_points_is_sustained_by_its_trend_when_it_lasts_to_the_last_point():
+    # a GRU under Adam at 5e-2 on batches of 4, logged every 48 steps (its global norm): in truth its
+    # norm stood 100x above its start on many steps, of which the log holds only the last
+    gru = [0.867, 2.244, 2.865, 1.17, 4.653, 22.988, 3.292, 8.347, 42.796, 282.246]
+    assert judged([layer(f"grad/l{i}/kernel", gru) for i in range(3)]).verdict == "exploding"
+    # the same rise come back down at the last point, or one jump at the end of a flat zigzag: no
+    # sustained rise (the line's interval reaches zero, or the last point is below the threshold)
+    back = gru[:-1] + [2.0]
+    assert judged([layer(f"grad/l{i}/kernel", back) for i in range(3)]).verdict == "healthy"
+    jump = [1.0, 3.0] * 4 + [1.0, 300.0]
+    assert judged([layer(f"grad/l{i}/kernel", jump) for i in range(3)]).verdict == "healthy"

@@ -32,8 +32,9 @@ def norm_rise(
     loss: LossTrend | None = None,
 ) -> Finding | None:
     """The norm rose by the growth threshold over its early level on enough logged steps, or to the
-    last finite one (a rise cut short by NaN is no spike), and did not come back down while the
-    `loss` stayed finite. `layers()`: the tags to name."""
+    last finite one (a rise cut short by NaN is no spike), or at the last logged point along a
+    Theil–Sen line whose interval lies above zero (a lasting rise that sparse logging caught once), and
+    did not come back down while the `loss` stayed finite. `layers()`: the tags to name."""
     log_norm = log10_positive(norm)
     early = early_log10(norm, limits)
     if not np.isfinite(early):
@@ -48,7 +49,11 @@ def norm_rise(
         and above[-1] == finite[-1]
         and log_norm[above[-1]] >= early + limits.exploding_cut_short_decades
     )
-    if len(above) < limits.exploding_min_steps and not cut_short:
+    # A rise that lasts to the last logged point along a line whose interval lies above zero: sparse
+    # logging (ten points) shows a sustained rise by its trend, not by three points above the threshold.
+    whole = theil_sen(steps[finite], log_norm[finite], limits) if len(finite) >= 2 else None
+    lasting = len(above) > 0 and above[-1] == finite[-1] and whole is not None and whole.ci_low > 0
+    if len(above) < limits.exploding_min_steps and not cut_short and not lasting:
         return None
     peak = int(np.nanargmax(log_norm))
     rise = theil_sen(steps[: peak + 1], log_norm[: peak + 1], limits)
