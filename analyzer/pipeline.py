@@ -110,7 +110,16 @@ def analyse_run(
     parameters without histograms beside them, or alone; a global norm where it has only that;
     weight histograms where it has no gradient evidence at all."""
     options = replace(options, zero_spike_fit_share=limits.zero_spike_fit_share)
-    data, from_weights = _read_evidence(run, options)
+    data, from_weights = read_evidence(run, options)
+    return analyse_evidence(data, from_weights, options, limits)
+
+
+def analyse_evidence(
+    data: RunData, from_weights: bool, options: ReadOptions, limits: Thresholds = DEFAULT_THRESHOLDS
+) -> RunResult:
+    """analyse_run on what a run's files held (`from_weights`: its histograms are weights); also for
+    the same evidence thinned, as a run logged less often would hold it (bench/accuracy/sparse_logging.py)."""
+    run = data.run
     hparams = {**run.hparams, **data.hparams}
     optimizer = optimizer_of(hparams)
     norm = norm_trend(data.norms, limits)
@@ -272,7 +281,7 @@ def _architecture(data: RunData, judged: _Judged, sized: bool) -> Architecture:
     )
 
 
-def _read_evidence(run: Run, options: ReadOptions) -> tuple[RunData, bool]:
+def read_evidence(run: Run, options: ReadOptions) -> tuple[RunData, bool]:
     """The run's files, and whether its histograms are weights. A run with no gradient evidence but
     weight histograms (Keras's TensorBoard(histogram_freq=1)) is read again for those. Weights, chosen
     here or by --tags, are judged by the weight rules; beside gradients (--tags matching both), the

@@ -137,3 +137,24 @@ def test_a_post_ln_transformer_under_adam_without_warmup_swings_and_is_unstable(
         if run["loss"]["state"] == "rose":
             remedies = [r for f in run["findings"] for r in f["remedies"]]
             assert not any(r.startswith("Raise the learning rate") for r in remedies), remedies
+    # bench/accuracy/sparse_logging.py measures what sparse logs show by thinning the every-step log:
+    # thinned to every 8 or 48 steps from step 0 it is the log those writers wrote beside it.
+    import sparse_logging  # bench/accuracy/ is on pytest's pythonpath
+
+    from analyzer.options import DEFAULT_READ_OPTIONS
+    from analyzer.pipeline import analyse_evidence, analyse_run, read_evidence
+    from analyzer.runs import find_runs
+
+    [every_step] = find_runs([str(tmp_path / "logs" / "every1")]).runs
+    data, from_weights = read_evidence(every_step, DEFAULT_READ_OPTIONS)
+    for every in (8, 48):
+        thinned = analyse_evidence(sparse_logging.thinned(data, every, 0), from_weights, DEFAULT_READ_OPTIONS)
+        [logged] = find_runs([str(tmp_path / "logs" / f"every{every}")]).runs
+        written = analyse_run(logged)
+        assert list(thinned.stats.steps) == list(written.stats.steps) == list(range(0, 480, every))
+        assert thinned.stats.rms.tolist() == written.stats.rms.tolist()
+        assert (thinned.loss_course.start, thinned.loss_course.end) == (
+            written.loss_course.start,
+            written.loss_course.end,
+        )
+        assert thinned.diagnosis.verdict == written.diagnosis.verdict
