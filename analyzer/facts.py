@@ -326,6 +326,14 @@ class LossScaled:
 
 
 @dataclass
+class LossSparse:
+    """The training loss logged every `every` steps (the median gap between its points)."""
+
+    series: str
+    every: int
+
+
+@dataclass
 class FromWeights:
     optimizer: str | None
 

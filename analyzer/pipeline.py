@@ -160,6 +160,11 @@ def analyse_evidence(
     judged = _with_learning(judged, data, norm, architecture, limits)
 
     notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
+    course = judged.loss_course
+    if course is not None and course.points >= limits.stall_min_points:
+        every = int(np.median(np.diff(course.steps)))
+        if every > 1:  # spikes of one to three steps fall between its points (sparse_logging.py)
+            notes.append(F.LossSparse(course.series, every))
     if scaling is not None:
         notes.append(
             F.LossScaled(scaling.how, len(scaling.scale_changes), scaling.skipped_steps, scaling.scale_known)

@@ -136,6 +136,12 @@ def note(fact) -> str:
             f"gradient norms of {fact.parameters} parameters were logged beside their "
             "histograms; the histograms were used for them"
         )
+    if isinstance(fact, F.LossSparse):
+        return (
+            f"the training loss ({fact.series}) is logged every {fact.every} steps: a spike lasting a few "
+            "steps shows only where it falls on a logged step, so unstable rests on its swings; log the "
+            "loss at every step (a scalar) to count its spikes"
+        )
     if isinstance(fact, F.LossScaled):
         skipped = (
             f"; {len(fact.skipped_steps)} logged step(s) of NaN/Inf, each followed by a finite one, were "

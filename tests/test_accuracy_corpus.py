@@ -127,11 +127,11 @@ KNOWN_LEARNING_MISSES = {
     # dev: true first-layer gradients 1e-3 of the last (tanh saturated by Adam at 0.05); batches of
     # 8 leave most ReLU-free tanh gradients at exact 0 in the logged histograms
     "tanh_mlp_adam_tiny_batches__torch__every48": "dead_units",
-    # the third held-back set's misses, all logged every 48 steps (ten points of a noisy loss): 17
-    # spikes between them; a true norm rise of 100x on three steps none of them falls on; and a
-    # loss that truly fell 37 % whose ten points swing
+    # the third held-back set's misses left, both logged every 48 steps (ten points of a noisy loss):
+    # 17 spikes between them; a loss that truly fell 37 % whose ten points swing. (Its GRU whose norm
+    # truly rose 100x, at one logged point, is exploding since a rise lasting to the last point along
+    # a rising line counts.) bench/accuracy/sparse_logging.py measures what ten points can show.
     "bn_cnn_adam_fast_tiny_batches__torch__every48": "healthy",
-    "gru_adam_fast_tiny_batches__tbx__every48": "healthy",
     "keras_lstm_adam_fast_tiny_batches__tfsummary__every48": "unstable",
 }
 KNOWN_LEARNING_FALSE_ALARMS = {"keras_lstm_adam_fast_tiny_batches__tfsummary__every48"}

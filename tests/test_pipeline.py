@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_LOGS, shrinking_series
+from conftest import SAMPLE_LOGS, report_json, runs_by_name, shrinking_series
 
 from analyzer import facts, reasons, wording
 from analyzer.findings import Finding
@@ -138,3 +138,19 @@ def test_remedies_never_print_a_number_the_evidence_lacks(kind):
         text = f"{remedy.action} {remedy.why}".lower()
         assert "nan" not in text.replace("finite", "") and "inf" not in text.replace("infinit", "")
         assert remedy.action.strip() and remedy.why.strip()
+
+
+def test_a_loss_logged_every_few_steps_says_its_spikes_fall_between_its_points(tmp_path, rng):
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
+    for every in (1, 16):
+        writer = SummaryWriter(str(tmp_path / "logs" / f"every{every}"))
+        for step in range(0, 160, every):
+            for layer in range(2):
+                writer.add_histogram(f"grad/l{layer}", rng.normal(size=100), global_step=step)
+            writer.add_scalar("train/loss", 2.0 * 0.99**step, global_step=step)
+        writer.close()
+    runs = runs_by_name(report_json(tmp_path / "r.json", tmp_path / "logs", args=["--no-html"])[1])
+    assert runs["every1"]["verdict"] == runs["every16"]["verdict"] == "healthy"
+    assert not [n for n in runs["every1"]["notes"] if "is logged every" in n]
+    [note] = [n for n in runs["every16"]["notes"] if "is logged every" in n]
+    assert note.startswith("the training loss (train/loss) is logged every 16 steps")

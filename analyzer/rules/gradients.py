@@ -73,7 +73,11 @@ def _exploding(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[F
         found.append(nonfinite)
     growing = _layers_growing(stats, limits)
     rise = norm_rise(
-        stats.steps, trends.global_norm, lambda: growing or list(stats.tags), limits, trends.loss
+        stats.steps,
+        trends.global_norm,
+        lambda by_trend: (_layers_rising(stats, trends) if by_trend else growing) or list(stats.tags),
+        limits,
+        trends.loss,
     )
     if rise is not None:
         found.append(rise)
@@ -228,11 +232,7 @@ def _defer_to_measured_dead_units(findings: list[Finding]) -> None:
 
 def _loss_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Finding:
     loss = trends.loss
-    # A divergence caught at its onset: the layers whose RMS rose over the run (their Theil–Sen
-    # interval above zero), however far.
-    rising = [
-        t for t, trend in zip(stats.tags, trends.layer_trends) if trend is not None and trend.ci_low > 0
-    ]
+    rising = _layers_rising(stats, trends)  # a divergence caught at its onset
     facts = LossDivergence(loss.first, loss.last, loss.log10_change, loss.nonfinite_points, loss.series)
     steps = [int(s) for s in stats.steps]
     return Finding(
@@ -245,6 +245,11 @@ def _loss_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Findin
         reads_loss=True,
         gateable=False,
     )
+
+
+def _layers_rising(stats: RunStats, trends: RunTrends) -> list[str]:
+    """Tags whose RMS rose over the run (their Theil–Sen interval above zero), however far."""
+    return [t for t, trend in zip(stats.tags, trends.layer_trends) if trend is not None and trend.ci_low > 0]
 
 
 def _layers_growing(stats: RunStats, limits: Thresholds) -> list[str]:

@@ -61,7 +61,7 @@ def _stalled(
     if course.first_nonfinite_step is not None:
         return None  # it went NaN/Inf (diverged: exploding's)
     at_chance = chance is not None and course.end >= limits.chance_share * chance
-    fell = course.fell(limits.stall_band) or not course.change >= -limits.stall_band  # NaN: no start
+    fell = course.fell(limits.stall_band) or not np.isfinite(course.change)  # NaN: no start to judge
     if fell and not at_chance:
         return None  # it fell (along its noisy ends or its trend): learning
     drops = gradients.layer_drop_decades

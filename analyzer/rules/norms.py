@@ -27,14 +27,15 @@ def early_log10(norm: np.ndarray, limits: Thresholds) -> float:
 def norm_rise(
     steps: np.ndarray,
     norm: np.ndarray,
-    layers: Callable[[], list[str]],
+    layers: Callable[[bool], list[str]],
     limits: Thresholds,
     loss: LossTrend | None = None,
 ) -> Finding | None:
     """The norm rose by the growth threshold over its early level on enough logged steps, or to the
     last finite one (a rise cut short by NaN is no spike), or at the last logged point along a
     Theil–Sen line whose interval lies above zero (a lasting rise that sparse logging caught once), and
-    did not come back down while the `loss` stayed finite. `layers()`: the tags to name."""
+    did not come back down while the `loss` stayed finite. `layers(by_trend)`: the tags to name, for a
+    rise shown by its trend (True) or by its points (False)."""
     log_norm = log10_positive(norm)
     early = early_log10(norm, limits)
     if not np.isfinite(early):
@@ -67,7 +68,10 @@ def norm_rise(
         rise_ci_high=rise.ci_high if rise else None,
         peak_step=int(steps[peak]),
     )
-    return Finding(Kind.EXPLODING, Severity.HIGH, layers(), [int(s) for s in steps[above]], facts, limits)
+    by_trend = len(above) < limits.exploding_min_steps and not cut_short
+    return Finding(
+        Kind.EXPLODING, Severity.HIGH, layers(by_trend), [int(s) for s in steps[above]], facts, limits
+    )
 
 
 def _came_back(
@@ -124,7 +128,7 @@ def diagnose_norm(norm: NormTrend, loss: LossTrend | None, limits: Thresholds) -
                 gateable=False,
             )
         )
-    rise = norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda: [norm.series], limits, loss)
+    rise = norm_rise(norm.steps, np.where(finite, norm.values, np.nan), lambda _: [norm.series], limits, loss)
     if rise is not None:
         rise.source = Source.GRADIENT_NORM
         rise.facts.spikes = norm.spikes or None
