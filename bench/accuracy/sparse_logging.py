@@ -2,12 +2,15 @@
 every Nth step at each of the N phases (steps p, p+N, p+2N, ...), and judged as gradaudit judges a run.
 
     python bench/accuracy/sparse_logging.py [RUNS_DIR] [--every=8,48]   # default: learning_runs/
+    python bench/accuracy/sparse_logging.py [RUNS_DIR] --loss-every-step   # thin the gradients only
 
 The corpus logs each training every 1, 8 and 48 steps from one phase (step 0). A verdict that differs
 at every 48 may be the rules' fault, or the ten points' : the spikes of a loss on tiny batches last
 one to three steps, and a log every 48 steps holds them by chance. Thinning the every-step log at all
 48 phases measures that chance: the share of phases whose verdict is the run's true label. Where few
-phases get it right whatever the rules, the ten points do not hold the answer. Labels come from
+phases get it right whatever the rules, the ten points do not hold the answer. With --loss-every-step
+only the gradients are thinned, as a loop that logs its loss every step and histograms every N
+steps writes them. Labels come from
 labels.json (the loss and true gradients of every step, truth.learning_label), never from gradaudit.
 """
 
@@ -31,9 +34,9 @@ from analyzer.runs import find_runs  # noqa: E402
 from analyzer.thresholds import DEFAULT_THRESHOLDS  # noqa: E402
 
 
-def thinned(data: RunData, every: int, phase: int) -> RunData:
+def thinned(data: RunData, every: int, phase: int, loss_every_step: bool = False) -> RunData:
     """The run's evidence at steps phase, phase + every, ... only: histograms, losses, norms, rates and
-    scales alike."""
+    scales alike, or (loss_every_step) the histograms and norms only."""
 
     def kept(steps: np.ndarray) -> np.ndarray:
         return np.flatnonzero((steps >= phase) & ((steps - phase) % every == 0))
@@ -47,14 +50,14 @@ def thinned(data: RunData, every: int, phase: int) -> RunData:
     return replace(
         data,
         layers=layers,
-        losses=series(data.losses),
+        losses=data.losses if loss_every_step else series(data.losses),
         norms=series(data.norms),
-        rates=series(data.rates),
+        rates=data.rates if loss_every_step else series(data.rates),
         scales=series(data.scales),
     )
 
 
-def main(runs_dir: Path, intervals: list[int]) -> None:
+def main(runs_dir: Path, intervals: list[int], loss_every_step: bool = False) -> None:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
     every_step = {name: truth for name, truth in labels.items() if truth["every"] == 1}
     runs = {run.name.split("/")[0]: run for run in find_runs([str(runs_dir)]).runs}
@@ -73,7 +76,11 @@ def main(runs_dir: Path, intervals: list[int]) -> None:
         row = f"{truth['recipe']:<40} {truth['label']:>10} {full:>11}"
         for n in intervals:
             verdicts = Counter(
-                str(analyse_evidence(thinned(data, n, p), from_weights, options).diagnosis.verdict)
+                str(
+                    analyse_evidence(
+                        thinned(data, n, p, loss_every_step), from_weights, options
+                    ).diagnosis.verdict
+                )
                 for p in range(n)
             )
             share = verdicts[truth["label"]] / n
@@ -94,4 +101,5 @@ def main(runs_dir: Path, intervals: list[int]) -> None:
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     every = next((a[8:] for a in sys.argv[1:] if a.startswith("--every=")), "8,48")
-    main(Path(args[0]) if args else HERE / "learning_runs", [int(n) for n in every.split(",")])
+    intervals = [int(n) for n in every.split(",")]
+    main(Path(args[0]) if args else HERE / "learning_runs", intervals, "--loss-every-step" in sys.argv)
