@@ -328,13 +328,19 @@ def tf_loop(
     return record
 
 
-def keras_fit(dirs, model, data, batch, steps=STEPS, seed=0) -> Truth:
+def keras_fit(dirs, model, data, batch, steps=STEPS, seed=0, adam: float | None = None) -> Truth:
     """Keras fit with gradaudit's callback (one per interval); the truth is the gradients of a fixed
-    batch of 256 training samples and the training batch's loss at every step."""
+    batch of 256 training samples and the training batch's loss at every step. `adam`: compile the
+    model with Adam at this rate and a cross-entropy on logits first."""
     import keras
     import tensorflow as tf
 
     from analyzer.callback import GradientHistograms
+
+    if adam is not None:
+        model.compile(
+            keras.optimizers.Adam(adam), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
 
     x, y = data
     probe = (x[:64], y[:64])
@@ -449,8 +455,7 @@ def _relu_mlp_fit(dirs, labels: str):
     model = keras.Sequential(
         [keras.Input((32,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(4)]
     )
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, (x, y), 64)
+    return keras_fit(dirs, model, (x, y), 64, adam=1e-3)
 
 
 def _shuffled_relu_mlp(dirs):
@@ -498,13 +503,11 @@ def _cnn_tiny_step(dirs):
 
 
 def _lstm_random_labels(dirs):
-    import keras
 
     x, _ = sequences(n=8192)
     y = np.random.default_rng(5).integers(0, 4, len(x))  # labels that do not depend on the inputs
     model = keras_lstm()
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, (x, y), 64)
+    return keras_fit(dirs, model, (x, y), 64, adam=1e-3)
 
 
 def _transformer_lr_zero(dirs):
@@ -566,11 +569,9 @@ def _lstm_adam_fast_tiny_batches(dirs):
 
 
 def _cnn_adam(dirs):
-    import keras
 
     model = keras_cnn()
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, images(), 64)
+    return keras_fit(dirs, model, images(), 64, adam=1e-3)
 
 
 def _transformer_warmup_cosine(dirs):
@@ -668,21 +669,17 @@ def _gru_tiny_step(dirs):
     )
 
 
-def _tanh_mlp_random_labels(dirs):
+def _adam_on_random_labels(dirs, model, x: np.ndarray, batch: int, seed: int) -> Truth:
+    """A PyTorch model under Adam at 1e-3 on labels that do not depend on its inputs, by tensorboardX."""
     import torch
 
-    x, _ = vectors(seed=4)
-    y = np.random.default_rng(4).integers(0, 4, len(x))
-    model = torch_tanh_mlp(seed=4)
-    return torch_loop(
-        dirs,
-        "tbx",
-        model,
-        torch.optim.Adam(model.parameters(), lr=1e-3),
-        (x, y),
-        64,
-        name_of=lambda n: f"{n}.grad",
-    )
+    y = np.random.default_rng(seed).integers(0, 4, len(x))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return torch_loop(dirs, "tbx", model, optimizer, (x, y), batch, name_of=lambda n: f"{n}.grad")
+
+
+def _tanh_mlp_random_labels(dirs):
+    return _adam_on_random_labels(dirs, torch_tanh_mlp(seed=4), vectors(seed=4)[0], 64, 4)
 
 
 def _cnn_bn_adam_keras(dirs):
@@ -702,8 +699,7 @@ def _cnn_bn_adam_keras(dirs):
             keras.layers.Dense(4),
         ]
     )
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, images(seed=5), 64)
+    return keras_fit(dirs, model, images(seed=5), 64, adam=1e-3)
 
 
 def _lstm_adam_tfsummary(dirs):
@@ -795,20 +791,7 @@ def _gru_adam_steady(dirs):
 
 
 def _cnn_random_labels(dirs):
-    import torch
-
-    x, _ = images(channels_last=False, seed=21)
-    y = np.random.default_rng(21).integers(0, 4, len(x))
-    model = torch_cnn(seed=21)
-    return torch_loop(
-        dirs,
-        "tbx",
-        model,
-        torch.optim.Adam(model.parameters(), lr=1e-3),
-        (x, y),
-        32,
-        name_of=lambda n: f"{n}.grad",
-    )
+    return _adam_on_random_labels(dirs, torch_cnn(seed=21), images(channels_last=False, seed=21)[0], 32, 21)
 
 
 def _conv1d_embed_adam_keras(dirs):
@@ -824,8 +807,7 @@ def _conv1d_embed_adam_keras(dirs):
             keras.layers.Dense(4),
         ]
     )
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, tokens(seed=22), 32)
+    return keras_fit(dirs, model, tokens(seed=22), 32, adam=1e-3)
 
 
 def _transformer_adam_fast_tiny_batches(dirs):
@@ -852,11 +834,9 @@ def _keras_cnn_tiny_step(dirs):
 
 
 def _gru_embed_adam_keras(dirs):
-    import keras
 
     model = keras_gru_embed(seed=26)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return keras_fit(dirs, model, tokens(seed=26), 32)
+    return keras_fit(dirs, model, tokens(seed=26), 32, adam=3e-3)
 
 
 def _keras_cnn_adam_fast_tiny_batches(dirs):
