@@ -231,6 +231,13 @@ def _stalled(finding: Finding, model: Architecture) -> list[Remedy]:
         return [labels, rate, output]
     if cause in (StallCause.JUMP_THEN_COLLAPSE, StallCause.JUMP_THEN_STILL, StallCause.COLLAPSE):
         return [saturated, output, labels]
+    if cause == StallCause.PATHOLOGY:
+        return [
+            Remedy(
+                "Treat the gradient finding first (its remedies come before these), then read the loss again",
+                "layers whose gradients vanished, exploded or died cannot learn: the flat loss follows",
+            )
+        ]
     if cause in (StallCause.SWINGS, StallCause.RISES):  # raising the rate would make it worse
         return [_LOWER_RATE, labels]
     return [rate, labels, frozen]

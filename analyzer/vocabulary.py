@@ -117,6 +117,7 @@ class StallCause(Word):
     ZERO_RATE = "the learning rate is zero"
     CHANCE = "it fell only to the loss of a classifier that guesses"
     NORMAL = "gradients look normal while the loss does not move"
+    PATHOLOGY = "the gradient finding beside it explains it: the layers it names cannot learn"
     RISES = "gradients look normal while the loss rose: steps that overshoot, not steps too small"
     SWINGS = (
         "the loss swings without settling (the unstable finding): each swing undoes what the steps "

@@ -455,6 +455,9 @@ def test_a_pathology_of_the_gradients_outranks_a_flat_loss_listed_beside_it():
     diagnosis = learned([1.0] * 10, decaying(4, 10, 3.5))
     assert diagnosis.verdict == "vanishing"
     assert [f.kind for f in diagnosis.findings] == ["vanishing", "stalled"]
+    # the stall is the vanishing gradients', not "gradients look normal", nor a call to raise the rate
+    assert cause(diagnosis).startswith("the gradient finding beside it explains it")
+    assert cause(learned([1.0] * 10, three())) == NORMAL  # no finding of the gradients beside it
 
 
 def test_a_jump_then_a_collapse_is_stalled_with_the_jump_as_its_cause_not_exploding():

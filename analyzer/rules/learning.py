@@ -30,7 +30,8 @@ def judge_learning(
         return diagnosis
     findings = list(diagnosis.findings)
     unstable = _unstable(course, gradients, rate, limits)
-    stalled = _stalled(course, gradients, rate, limits, chance, swings=unstable is not None)
+    pathology = any(f.kind.from_gradients and not f.gated for f in findings)
+    stalled = _stalled(course, gradients, rate, limits, chance, unstable is not None, pathology)
     if stalled is not None:
         if stalled.facts.cause == StallCause.JUMP_THEN_COLLAPSE:  # the jump is the stall's cause
             findings = [f for f in findings if not isinstance(f.facts, NormRise)]
@@ -56,8 +57,10 @@ def _stalled(
     limits: Thresholds,
     chance: float | None = None,
     swings: bool = False,
+    pathology: bool = False,
 ) -> Finding | None:
-    """`swings`: the same loss is unstable, which then explains a stall the gradients do not."""
+    """`swings`: the same loss is unstable, which then explains a stall the gradients do not;
+    `pathology`: a finding of the gradients (vanishing, exploding, dead units) stands, and explains it."""
     if course.first_nonfinite_step is not None:
         return None  # it went NaN/Inf (diverged: exploding's)
     at_chance = chance is not None and course.end >= limits.chance_share * chance
@@ -83,6 +86,8 @@ def _stalled(
         cause = StallCause.COLLAPSE
     elif gradients.norm.size and np.nanmax(np.abs(gradients.norm), initial=0.0) == 0:
         cause = StallCause.FROZEN
+    elif pathology:
+        cause = StallCause.PATHOLOGY
     elif swings:
         cause = StallCause.SWINGS
     elif gradients.source in ("gradient norm", "gradient norms"):
