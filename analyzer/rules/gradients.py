@@ -156,7 +156,9 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         spike = layer.zero_spike_ratio >= limits.coarse_zero_spike_ratio
         share = np.where(exact, layer.zero_share, np.where(spike, layer.zero_excess_share, 0.0))
         needed = np.where(exact, limits.dead_zero_share, limits.coarse_dead_zero_share)
-        zero = (share >= needed) & ~layer.nonfinite & ~_range_widened(layer, exact, limits)
+        zero = (share >= needed) & ~layer.nonfinite
+        if zero.any() and not exact.all():  # the line is fitted only where coarse steps could count
+            zero &= ~_range_widened(layer, exact, limits)
         in_late = late[np.searchsorted(stats.steps, layer.steps)]
         if in_late.sum() == 0 or zero[in_late].mean() < limits.dead_step_share:
             continue
@@ -209,7 +211,9 @@ def _coarse_layers_beside(
             continue
         in_late = late[np.searchsorted(stats.steps, layer.steps)]
         unfitted = (layer.zero_spike_ratio == 0) & (layer.zero_share >= limits.coarse_dead_zero_share)
-        unfitted &= ~_range_widened(layer, resolves_exact_zeros(layer, limits.exact_zero_resolution), limits)
+        if unfitted.any():
+            exact = resolves_exact_zeros(layer, limits.exact_zero_resolution)
+            unfitted &= ~_range_widened(layer, exact, limits)
         if in_late.any() and unfitted[in_late].mean() >= limits.dead_step_share:
             out.append(layer.tag)
     return out
