@@ -186,7 +186,9 @@ def run_view(result: RunResult) -> RunView:
     if diagnosis.findings:
         top = diagnosis.findings[0]
         top_model_layers = view.findings[0]["model_layers"]
-        if norm is not None:
+        if top.reads_loss and not top.tags:  # stalled or unstable: a finding about the loss itself
+            view.where = f"the training loss ({top.facts.series})"
+        elif norm is not None:
             view.where = f"the global gradient norm ({norm.series})"
         elif top_model_layers and view.model_layers:  # in the model's words: its layers
             named = _first_few(top_model_layers, 4)

@@ -154,3 +154,19 @@ def test_a_loss_logged_every_few_steps_says_its_spikes_fall_between_its_points(t
     assert not [n for n in runs["every1"]["notes"] if "is logged every" in n]
     [note] = [n for n in runs["every16"]["notes"] if "is logged every" in n]
     assert note.startswith("the training loss (train/loss) is logged every 16 steps")
+
+
+def test_a_finding_about_the_loss_is_placed_on_the_loss_not_on_zero_tags(tmp_path, rng):
+    from analyzer.views import run_view
+
+    SummaryWriter = pytest.importorskip("tensorboardX").SummaryWriter
+    writer = SummaryWriter(str(tmp_path / "flat"))
+    for step in range(40):
+        for layer in range(2):
+            writer.add_histogram(f"grad/l{layer}", rng.normal(size=100), global_step=step)
+        writer.add_scalar("train/loss", 1.0 + 0.01 * rng.normal(), global_step=step)
+    writer.close()
+    [run] = find_runs([str(tmp_path / "flat")]).runs
+    view = run_view(analyse_run(run))
+    assert view.verdict == "stalled"
+    assert view.where == "the training loss (train/loss)"
