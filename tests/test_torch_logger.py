@@ -356,6 +356,7 @@ def _ddp_worker(rank: int, root: str, port: int) -> None:
                 x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
                 torch.nn.functional.cross_entropy(model(x), y).backward()
                 optimizer.step()
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
