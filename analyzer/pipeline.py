@@ -159,12 +159,9 @@ def analyse_evidence(
     architecture = _architecture(data, judged, sized)  # learning reads it too: a classifier's width
     judged = _with_learning(judged, data, norm, architecture, limits)
 
-    notes = _notes(data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, limits)
-    course = judged.loss_course
-    if course is not None and course.points >= limits.stall_min_points:
-        every = int(np.median(np.diff(course.steps)))
-        if every > 1:  # spikes of one to three steps fall between its points (sparse_logging.py)
-            notes.append(F.LossSparse(course.series, every))
+    notes = _notes(
+        data, norm, beside_histograms, norms_alone, sized, from_weights, optimizer, judged.loss_course, limits
+    )
     if scaling is not None:
         notes.append(
             F.LossScaled(scaling.how, len(scaling.scale_changes), scaling.skipped_steps, scaling.scale_known)
@@ -250,6 +247,7 @@ def _notes(
     sized: bool,
     from_weights: bool,
     optimizer: str | None,
+    course: LossCourse | None,
     limits: Thresholds,
 ) -> list:
     notes: list = []
@@ -269,6 +267,10 @@ def _notes(
         notes.append(F.FromWeights(optimizer))
     elif data.layers and norm is not None:
         notes.append(F.GlobalNormBeside(norm.series))
+    if course is not None and course.points >= limits.stall_min_points:
+        every = int(np.median(np.diff(course.steps)))
+        if every > 1:  # spikes of one to three steps fall between its points (sparse_logging.py)
+            notes.append(F.LossSparse(course.series, every))
     return notes
 
 

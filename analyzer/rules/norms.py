@@ -45,17 +45,17 @@ def norm_rise(
         return None
     finite = np.flatnonzero(np.isfinite(norm))  # a norm of exactly 0 is logged and finite
     # A rise that lasts until the gradients stop being finite or logged is not a spike.
-    cut_short = (
-        len(above) > 0
-        and above[-1] == finite[-1]
-        and log_norm[above[-1]] >= early + limits.exploding_cut_short_decades
-    )
-    # A rise that lasts to the last logged point along a line whose interval lies above zero: sparse
-    # logging (ten points) shows a sustained rise by its trend, not by three points above the threshold.
-    whole = theil_sen(steps[finite], log_norm[finite], limits) if len(finite) >= 2 else None
-    lasting = len(above) > 0 and above[-1] == finite[-1] and whole is not None and whole.ci_low > 0
-    if len(above) < limits.exploding_min_steps and not cut_short and not lasting:
-        return None
+    reaches_end = len(above) > 0 and above[-1] == finite[-1]
+    cut_short = reaches_end and log_norm[above[-1]] >= early + limits.exploding_cut_short_decades
+    by_points = len(above) >= limits.exploding_min_steps or cut_short
+    if not by_points:
+        # A rise that lasts to the last logged point along a line whose interval lies above zero: sparse
+        # logging (ten points) shows a sustained rise by its trend, not by three points above the threshold.
+        whole = (
+            theil_sen(steps[finite], log_norm[finite], limits) if reaches_end and len(finite) >= 2 else None
+        )
+        if whole is None or not whole.ci_low > 0:
+            return None
     peak = int(np.nanargmax(log_norm))
     rise = theil_sen(steps[: peak + 1], log_norm[: peak + 1], limits)
     facts = NormRise(
@@ -68,9 +68,8 @@ def norm_rise(
         rise_ci_high=rise.ci_high if rise else None,
         peak_step=int(steps[peak]),
     )
-    by_trend = len(above) < limits.exploding_min_steps and not cut_short
     return Finding(
-        Kind.EXPLODING, Severity.HIGH, layers(by_trend), [int(s) for s in steps[above]], facts, limits
+        Kind.EXPLODING, Severity.HIGH, layers(not by_points), [int(s) for s in steps[above]], facts, limits
     )
 
 

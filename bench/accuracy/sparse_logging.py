@@ -3,6 +3,10 @@ every Nth step at each of the N phases (steps p, p+N, p+2N, ...), and judged as 
 
     python bench/accuracy/sparse_logging.py [RUNS_DIR] [--every=8,48]   # default: learning_runs/
     python bench/accuracy/sparse_logging.py [RUNS_DIR] --loss-every-step   # thin the gradients only
+    python bench/accuracy/sparse_logging.py RUNS_DIR --first-three-sets    # the README's 32 runs
+
+RUNS_DIR is a folder learning_runs.py wrote (the committed copy holds one every-step run only);
+--first-three-sets leaves out the fourth and fifth held-back sets, as the README's figures do.
 
 The corpus logs each training every 1, 8 and 48 steps from one phase (step 0). A verdict that differs
 at every 48 may be the rules' fault, or the ten points' : the spikes of a loss on tiny batches last
@@ -26,6 +30,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
+
+import learning_runs  # noqa: E402  (bench/accuracy/, this folder)
 
 from analyzer.events import RunData  # noqa: E402
 from analyzer.options import DEFAULT_READ_OPTIONS  # noqa: E402
@@ -57,9 +63,14 @@ def thinned(data: RunData, every: int, phase: int, loss_every_step: bool = False
     )
 
 
-def main(runs_dir: Path, intervals: list[int], loss_every_step: bool = False) -> None:
+def main(
+    runs_dir: Path, intervals: list[int], loss_every_step: bool = False, first_sets: bool = False
+) -> None:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
-    every_step = {name: truth for name, truth in labels.items() if truth["every"] == 1}
+    later = set(learning_runs.FOURTH_HELD_BACK + learning_runs.FIFTH_HELD_BACK) if first_sets else set()
+    every_step = {
+        name: truth for name, truth in labels.items() if truth["every"] == 1 and truth["recipe"] not in later
+    }
     runs = {run.name.split("/")[0]: run for run in find_runs([str(runs_dir)]).runs}
     options = replace(DEFAULT_READ_OPTIONS, zero_spike_fit_share=DEFAULT_THRESHOLDS.zero_spike_fit_share)
     header = f"{'recipe':<40} {'label':>10} {'every 1':>11}" + "".join(
@@ -102,4 +113,9 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     every = next((a[8:] for a in sys.argv[1:] if a.startswith("--every=")), "8,48")
     intervals = [int(n) for n in every.split(",")]
-    main(Path(args[0]) if args else HERE / "learning_runs", intervals, "--loss-every-step" in sys.argv)
+    main(
+        Path(args[0]) if args else HERE / "learning_runs",
+        intervals,
+        loss_every_step="--loss-every-step" in sys.argv,
+        first_sets="--first-three-sets" in sys.argv,
+    )
