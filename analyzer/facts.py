@@ -142,6 +142,11 @@ class ZeroGradients:
     worst_zero_share: float = measured(SHARE, 4)
     median_zero_share: float = measured(SHARE, 4)
     zero_share_estimated: bool = measured()  # from coarse buckets, not counted exactly
+    # The gradient norm's jump at the first updates that came back down before the units died (their
+    # likely cause: one large update drives a unit's input negative for good); None without one.
+    jump_decades: float | None = measured(DECADES, 2)
+    jump_step: int | None = measured(STEP)
+    early_global_norm: float | None = measured(NUMBER, 4)
 
 
 @dataclass

@@ -145,7 +145,7 @@ def _exploding(finding: Finding, model: Architecture, true_norms: bool = True) -
     return out
 
 
-def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
+def _dead_units(finding: Finding, model: Architecture, true_norms: bool = True) -> list[Remedy]:
     share = _finite(_fact(finding, "worst_zero_share"))
     how = "an estimated" if _fact(finding, "zero_share_estimated") else ""
     if share is None:
@@ -156,7 +156,8 @@ def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
         zeros = f"{share:.0%} of the gradient entries are exactly zero"
     affected = model.layers_of(finding.tags)
     dying = [layer for layer in affected if layer.activation in DYING]
-    out = []
+    jump = _clip_before_the_jump(finding, true_norms)
+    out = list(jump)
     if not affected or not model.known:
         out.append(
             Remedy(
@@ -174,17 +175,38 @@ def _dead_units(finding: Finding, model: Architecture) -> list[Remedy]:
                 "cannot recover",
             )
         )
-    out += [
-        Remedy(
-            "Lower the learning rate",
-            "one large update can push a unit's bias so negative that it never activates again",
-        ),
+    if not jump:  # the jump's remedy lowers it already
+        out.append(
+            Remedy(
+                "Lower the learning rate",
+                "one large update can push a unit's bias so negative that it never activates again",
+            )
+        )
+    out.append(
         Remedy(
             "Initialise biases at zero or slightly positive (e.g. 0.01) and use He initialisation",
             "negative biases start units in the dead region",
-        ),
-    ]
+        )
+    )
     return out
+
+
+def _clip_before_the_jump(finding: Finding, true_norms: bool) -> list[Remedy]:
+    """Where the gradient norm jumped at the first updates just before the units died, the jump is the
+    first thing to stop."""
+    step, decades = _fact(finding, "jump_step"), _finite(_fact(finding, "jump_decades"))
+    if step is None or decades is None:
+        return []
+    norm = _finite(_fact(finding, "early_global_norm")) if true_norms else None
+    clip = _suggested_clip_norm(norm)
+    clip_text = f"clipnorm={clip:g}" if clip else "a global-norm clip near the early norm"
+    return [
+        Remedy(
+            f"Clip gradients by global norm ({clip_text}), lower the learning rate or add warm-up",
+            f"the gradient norm jumped {10**decades:.3g}x at step {step}, just before these units stopped "
+            "activating: one such update can push their inputs negative for good",
+        )
+    ]
 
 
 # Too large a step: the first remedy for a loss that swings, spikes or rises while gradients look normal.
@@ -299,8 +321,7 @@ def _suggested_clip_norm(norm: object) -> float | None:
 
 _BY_KIND = {
     Kind.VANISHING: _vanishing,
-    Kind.DEAD_UNITS: _dead_units,
     Kind.STALLED: _stalled,
 }
 # The remedies that may quote a gradient norm: only where the norms are true (not loss-scaled).
-_QUOTING_NORMS = {Kind.EXPLODING: _exploding, Kind.UNSTABLE: _unstable}
+_QUOTING_NORMS = {Kind.EXPLODING: _exploding, Kind.UNSTABLE: _unstable, Kind.DEAD_UNITS: _dead_units}

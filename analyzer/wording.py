@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import facts as F
 from .findings import Finding
+from .thresholds import Thresholds
 from .vocabulary import LossState
 
 
@@ -61,8 +62,13 @@ def _depth_decay(f: Finding, e: F.DepthDecay) -> str:
 def _zero_gradients(f: Finding, e: F.ZeroGradients) -> str:
     how = "an estimated " if e.zero_share_estimated else ""
     zeros = "zero (from coarse buckets)" if e.zero_share_estimated else "exactly zero"
+    after = ""
+    if e.jump_step is not None:
+        d = e.jump_decades
+        after = f", after the gradient norm jumped {10**d:.3g}x (+{d:.1f} decades) at step {e.jump_step}"
     return (
-        f"{how}{e.worst_zero_share:.0%} of gradient entries {zeros} in {len(f.tags)} tag(s), not recovering"
+        f"{how}{e.worst_zero_share:.0%} of gradient entries {zeros} in {len(f.tags)} tag(s), not "
+        f"recovering{after}"
     )
 
 
@@ -262,6 +268,17 @@ def count_in_words(n: int) -> str:
     return words[n] if 0 <= n < len(words) else str(n)
 
 
+def _jump_before(e: F.ZeroGradients, t: Thresholds) -> str:
+    if e.jump_step is None:
+        return ""
+    return (
+        f" Before they died, at step {e.jump_step}, the global gradient norm jumped "
+        f"{times_in_words(e.jump_decades)} above its early level and came back down: a jump of "
+        f"{limit_times(t.exploding_growth_decades)} at the first updates is no verdict of its own, but "
+        "the likely cause of units that stopped activating."
+    )
+
+
 def evidence_in_words(finding: Finding) -> str:
     """The finding's evidence as a sentence, with the rule it crossed as the thresholds in force set it;
     the numbers stay in the table."""
@@ -287,7 +304,7 @@ def evidence_in_words(finding: Finding) -> str:
             f"In {len(finding.tags)} tag(s), {how}{e.worst_zero_share:.0%} of the gradient entries are "
             f"{zero} through {_late_words(t.dead_late_from)} of training; the rule fires at "
             f"{share_in_words(needed)} of a layer's entries on {share_in_words(t.dead_step_share)} of those "
-            "steps."
+            "steps." + _jump_before(e, t)
         )
     if isinstance(e, (F.NonFiniteGradients, F.NonFiniteNorm, F.NonFiniteWeights)):
         what = "Weights were" if isinstance(e, F.NonFiniteWeights) else "Gradients were"

@@ -672,3 +672,37 @@ def test_a_rise_logged_at_ten_points_is_sustained_by_its_trend_when_it_lasts_to_
     assert judged([layer(f"grad/l{i}/kernel", back) for i in range(3)]).verdict == "healthy"
     jump = [1.0, 3.0] * 4 + [1.0, 300.0]
     assert judged([layer(f"grad/l{i}/kernel", jump) for i in range(3)]).verdict == "healthy"
+
+
+def test_dead_units_after_a_jump_that_came_back_name_the_jump_as_their_cause():
+    from analyzer.remedies import remedies_for
+
+    def run(zero) -> list:
+        """Three layers up three decades on steps 3-5, then back at RMS 1 in the first and exactly zero
+        in the other two (`zero`: their share of zeros per step)."""
+        rms = [1.0] * 3 + [1e3] * 3 + [1.0] * 14
+        dead = [r if z < 1 else 0.0 for r, z in zip(rms, zero)]
+        return [layer("grad/l0/kernel", rms)] + [layer(f"grad/l{i}/kernel", dead, zero=zero) for i in (1, 2)]
+
+    flat = [loss([5.0] * 20)]
+    died = [0.0] * 6 + [1.0] * 14
+    [dead] = [f for f in judged(run(died), losses=flat).findings if f.kind == Kind.DEAD_UNITS]
+    assert (dead.facts.jump_step, dead.facts.jump_decades) == (3, pytest.approx(3.0, abs=0.2))
+    assert wording.summary(dead).endswith("after the gradient norm jumped 1e+03x (+3.0 decades) at step 3")
+    assert "Before they died, at step 3" in wording.evidence_in_words(dead)
+    early = dead.facts.early_global_norm  # the norm of three layers of RMS 1 and 1000 entries each
+    assert early == pytest.approx(math.sqrt(3000))
+    first, *rest = remedies_for(dead)
+    assert first.action.startswith("Clip gradients by global norm (clipnorm=60)") and "step 3" in first.why
+    assert not any(r.action == "Lower the learning rate" for r in rest)  # said once, in the first
+    scaled = remedies_for(dead, true_norms=False)[0]  # a loss-scaled norm is never quoted
+    assert "clipnorm=" not in scaled.action and "near the early norm" in scaled.action
+
+    dead_from_the_start = judged(run([1.0] * 20), losses=flat).findings
+    assert [f.facts.jump_step for f in dead_from_the_start if f.kind == Kind.DEAD_UNITS] == [None]
+    no_loss = judged(run(died)).findings  # nothing says the training survived the jump: it exploded
+    assert Kind.EXPLODING in [f.kind for f in no_loss]
+    assert [f.facts.jump_step for f in no_loss if f.kind == Kind.DEAD_UNITS] == [None]
+    plain = [f for f in judged(three(zero=0.9, steps=20), losses=flat).findings if f.kind == Kind.DEAD_UNITS]
+    assert plain[0].facts.jump_step is None and "jumped" not in wording.summary(plain[0])
+    assert remedies_for(plain[0])[1].action == "Lower the learning rate"

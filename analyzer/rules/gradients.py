@@ -28,7 +28,7 @@ from ..thresholds import Thresholds
 from ..trends import RunTrends, log10_positive, theil_sen
 from ..vocabulary import Kind, Measure, Severity, Source
 from . import loss as loss_rules
-from .norms import early_log10, norm_rise
+from .norms import early_jump, early_log10, norm_rise
 
 
 def diagnose(
@@ -173,6 +173,12 @@ def _dead_units(stats: RunStats, trends: RunTrends, limits: Thresholds) -> list[
         dead_layers.sort(key=stats.tags.index)
     worst = max(shares)
     facts = ZeroGradients(worst, float(np.median(shares)), estimated)
+    jump = early_jump(stats.steps, trends.global_norm, trends.loss, limits)
+    # Units alive at the first logged step that died after a jump at the first updates: the jump is
+    # their likely cause (_came_back keeps it within the early window, long before the later half).
+    if jump is not None and min(steps) > stats.steps[0]:
+        facts.jump_decades, facts.jump_step = jump.growth_decades, jump.peak_step
+        facts.early_global_norm = jump.early_global_norm
     severity = Severity.HIGH if worst >= limits.dead_high_share else Severity.MEDIUM
     # Exact zeros are a measured fact; an estimate from coarse buckets is a weak sign that the loss
     # gate weighs like a depth ratio.

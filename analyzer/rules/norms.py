@@ -5,6 +5,7 @@ norm logged as a scalar, judged for exploding only."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,6 +72,31 @@ def norm_rise(
     return Finding(
         Kind.EXPLODING, Severity.HIGH, layers(not by_points), [int(s) for s in steps[above]], facts, limits
     )
+
+
+@dataclass(frozen=True)
+class EarlyJump:
+    """A rise of the norm at the first updates that came back down (no verdict of its own)."""
+
+    growth_decades: float  # its peak over the norm's early level
+    peak_step: int
+    early_global_norm: float
+
+
+def early_jump(
+    steps: np.ndarray, norm: np.ndarray, loss: LossTrend | None, limits: Thresholds
+) -> EarlyJump | None:
+    """The jump `norm_rise` leaves out because it came back down (_came_back): what follows it, a
+    saturated output or dead units, names it as its cause."""
+    log_norm = log10_positive(norm)
+    early = early_log10(norm, limits)
+    if not np.isfinite(early):
+        return None
+    above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
+    if not _came_back(norm, early, above, loss, limits):
+        return None
+    peak = int(above[np.argmax(log_norm[above])])
+    return EarlyJump(float(log_norm[peak] - early), int(steps[peak]), float(10**early))
 
 
 def _came_back(
