@@ -6,7 +6,7 @@ every Nth step at each of the N phases (steps p, p+N, p+2N, ...), and judged as 
     python bench/accuracy/sparse_logging.py RUNS_DIR --first-three-sets    # the README's 32 runs
 
 RUNS_DIR is a folder learning_runs.py wrote (the committed copy holds one every-step run only);
---first-three-sets leaves out the fourth and fifth held-back sets, as the README's figures do.
+--first-three-sets leaves out the later held-back sets (the fourth on), as the README's figures do.
 
 The corpus logs each training every 1, 8 and 48 steps from one phase (step 0). A verdict that differs
 at every 48 may be the rules' fault, or the ten points' : the spikes of a loss on tiny batches last
@@ -67,7 +67,8 @@ def main(
     runs_dir: Path, intervals: list[int], loss_every_step: bool = False, first_sets: bool = False
 ) -> None:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
-    later = set(learning_runs.FOURTH_HELD_BACK + learning_runs.FIFTH_HELD_BACK) if first_sets else set()
+    later = learning_runs.FOURTH_HELD_BACK + learning_runs.FIFTH_HELD_BACK + learning_runs.SIXTH_HELD_BACK
+    later = set(later) if first_sets else set()
     every_step = {
         name: truth for name, truth in labels.items() if truth["every"] == 1 and truth["recipe"] not in later
     }
