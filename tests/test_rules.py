@@ -213,6 +213,7 @@ def test_a_diverging_loss_threshold_moved_across_the_loss_changes_the_verdict(
     fired = judged(layers, replace(DEFAULT_THRESHOLDS, **{field: fires}), [loss(values)])
     assert fired.verdict == "exploding" and isinstance(fired.findings[0].facts, facts.LossDivergence)
     assert fired.findings[0].evidence_source == "gradients and loss" and not fired.findings[0].gateable
+    assert fired.findings[0].severity is Severity.CRITICAL  # a training that diverged, as NaN gradients
     assert judged(layers, replace(DEFAULT_THRESHOLDS, **{field: quiet}), [loss(values)]).verdict == "healthy"
 
 
@@ -706,3 +707,15 @@ def test_dead_units_after_a_jump_that_came_back_name_the_jump_as_their_cause():
     plain = [f for f in judged(three(zero=0.9, steps=20), losses=flat).findings if f.kind == Kind.DEAD_UNITS]
     assert plain[0].facts.jump_step is None and "jumped" not in wording.summary(plain[0])
     assert remedies_for(plain[0])[1].action == "Lower the learning rate"
+
+
+def test_a_diverged_loss_outranks_dead_units_estimated_from_coarse_buckets():
+    """The loss gate raises an estimate of dead units to critical when the loss does not fall; a loss that
+    rose a hundredfold is the surer sign of the two (a GRU too fast on batches of 4, logged every 48 steps
+    by tf.summary, read dead units in its bias beside a loss up 8.9x before the divergence ranked first)."""
+    layers = three(zero=0.9, exact=False, spike=6, excess=0.9)
+    diverged = judged(layers, losses=[loss([1.0] * 5 + [200.0] * 5)])
+    assert [f.kind for f in diverged.findings] == [Kind.EXPLODING, Kind.DEAD_UNITS]
+    assert diverged.verdict == "exploding" and diverged.findings[1].severity is Severity.CRITICAL
+    flat = judged(layers, losses=[loss([1.0] * 10)])
+    assert flat.verdict == "dead_units" and flat.findings[0].severity is Severity.CRITICAL

@@ -247,7 +247,7 @@ def _loss_rise(stats: RunStats, trends: RunTrends, limits: Thresholds) -> Findin
     steps = [int(s) for s in stats.steps]
     return Finding(
         Kind.EXPLODING,
-        Severity.HIGH,
+        Severity.CRITICAL,
         rising or list(stats.tags),
         steps,
         facts,
