@@ -192,8 +192,8 @@ def _dead_units(finding: Finding, model: Architecture, true_norms: bool = True) 
 
 
 def _clip_before_the_jump(finding: Finding, true_norms: bool) -> list[Remedy]:
-    """Where the gradient norm jumped at the first updates just before the units died, the jump is the
-    first thing to stop."""
+    """Where the gradient norm jumped at the first updates as the units died, the jump is the first thing
+    to stop."""
     step, decades = _fact(finding, "jump_step"), _finite(_fact(finding, "jump_decades"))
     if step is None or decades is None:
         return []
@@ -203,8 +203,8 @@ def _clip_before_the_jump(finding: Finding, true_norms: bool) -> list[Remedy]:
     return [
         Remedy(
             f"Clip gradients by global norm ({clip_text}), lower the learning rate or add warm-up",
-            f"the gradient norm jumped {10**decades:.3g}x at step {step}, just before these units stopped "
-            "activating: one such update can push their inputs negative for good",
+            f"the gradient norm jumped {10**decades:.3g}x at the first updates (step {step}) as these units "
+            "stopped activating: one such update can push their inputs negative for good",
         )
     ]
 

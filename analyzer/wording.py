@@ -65,7 +65,10 @@ def _zero_gradients(f: Finding, e: F.ZeroGradients) -> str:
     after = ""
     if e.jump_step is not None:
         d = e.jump_decades
-        after = f", after the gradient norm jumped {10**d:.3g}x (+{d:.1f} decades) at step {e.jump_step}"
+        after = (
+            f"; the gradient norm jumped {10**d:.3g}x (+{d:.1f} decades) at the first updates "
+            f"(step {e.jump_step})"
+        )
     return (
         f"{how}{e.worst_zero_share:.0%} of gradient entries {zeros} in {len(f.tags)} tag(s), not "
         f"recovering{after}"
@@ -272,8 +275,8 @@ def _jump_before(e: F.ZeroGradients, t: Thresholds) -> str:
     if e.jump_step is None:
         return ""
     return (
-        f" Before they died, at step {e.jump_step}, the global gradient norm jumped "
-        f"{times_in_words(e.jump_decades)} above its early level and came back down: a jump of "
+        f" At the first updates the global gradient norm jumped {times_in_words(e.jump_decades)} above "
+        f"its early level (its peak at step {e.jump_step}) and came back down: a jump of "
         f"{limit_times(t.exploding_growth_decades)} at the first updates is no verdict of its own, but "
         "the likely cause of units that stopped activating."
     )

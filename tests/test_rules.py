@@ -689,8 +689,8 @@ def test_dead_units_after_a_jump_that_came_back_name_the_jump_as_their_cause():
     died = [0.0] * 6 + [1.0] * 14
     [dead] = [f for f in judged(run(died), losses=flat).findings if f.kind == Kind.DEAD_UNITS]
     assert (dead.facts.jump_step, dead.facts.jump_decades) == (3, pytest.approx(3.0, abs=0.2))
-    assert wording.summary(dead).endswith("after the gradient norm jumped 1e+03x (+3.0 decades) at step 3")
-    assert "Before they died, at step 3" in wording.evidence_in_words(dead)
+    assert wording.summary(dead).endswith("jumped 1e+03x (+3.0 decades) at the first updates (step 3)")
+    assert "(its peak at step 3) and came back down" in wording.evidence_in_words(dead)
     early = dead.facts.early_global_norm  # the norm of three layers of RMS 1 and 1000 entries each
     assert early == pytest.approx(math.sqrt(3000))
     first, *rest = remedies_for(dead)
