@@ -107,9 +107,14 @@ class Thresholds:
     collapse_decades: float = 2.0
     # Unstable: the training loss spikes at least this many separate times ...
     unstable_min_spikes: int = 3
-    # ... each spike at least this many times the median of the spike_window points before it, and
-    # with a gradient-norm spike of the same size at its step where a norm is logged ...
+    # ... each spike at least this many times the median of the spike_window points before it ...
     unstable_spike_ratio: float = 3.0
+    # ... with a gradient-norm spike at its step where a norm is logged: the norm this many times the
+    # median of its spike_window points before it. Smaller than the loss's: a cross-entropy's gradient
+    # is bounded (|softmax - one-hot| per example), so a loss that triples raises the norm less (a
+    # BatchNorm CNN's nine 3-4x loss spikes came with norms 1.5-3.4x; at 1.5 a healthy float16 CNN
+    # logged every step read unstable) ...
+    unstable_norm_spike_ratio: float = 2.0
     # ... and reaching at least this share of the loss's first value: a jump that undoes half of what
     # the training learned (a converged loss's minibatch noise is many times its small median, far below
     # that, and so is the saw-tooth of a loss logged at epoch boundaries)

@@ -215,6 +215,7 @@ def thresholds_of(finding: Finding) -> list[F.Limit]:
         return [
             F.Limit("min_spikes", t.unstable_min_spikes),
             F.Limit("spike_ratio", t.unstable_spike_ratio),
+            F.Limit("norm_spike_ratio", t.unstable_norm_spike_ratio),
             F.Limit("spike_window", t.spike_window),
             F.Limit("swing_decades", t.unstable_swing_decades, F.DECADES),
             F.Limit("max_fall_share", t.unstable_max_fall, F.SHARE),
@@ -351,8 +352,9 @@ def evidence_in_words(finding: Finding) -> str:
             f"The training loss spiked {e.loss_spikes} separate times; the rule fires at "
             f"{count_in_words(t.unstable_min_spikes)} spikes of "
             f"{limit_times(math.log10(t.unstable_spike_ratio))} "
-            f"the median of the {t.spike_window} points before each (with the gradient norm where it is "
-            f"logged), or at a later half that swings {limit_times(t.unstable_swing_decades)} with no "
+            f"the median of the {t.spike_window} points before each (with the gradient norm "
+            f"{limit_times(math.log10(t.unstable_norm_spike_ratio))} its own where it is logged), or at a "
+            "later half that swings {limit_times(t.unstable_swing_decades)} with no "
             "downward trend."
         )
     raise TypeError(f"no words for {type(e).__name__}")

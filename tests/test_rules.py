@@ -296,6 +296,7 @@ LEARNING_EDGES = [
     ("collapse_decades", 2.5, 2.7, [1.0] * 20, collapsed(2.8), cause, COLLAPSED, NORMAL),
     ("unstable_min_spikes", 3, 4, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_spike_ratio", 3.0, 3.5, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
+    ("unstable_norm_spike_ratio", 2.4, 2.6, with_spikes(), spiking(size=2.5), verdict, "unstable", "healthy"),
     ("unstable_spike_of_start", 0.5, 1.5, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_swing_decades", 0.35, 0.45, [1.0, 2.5] * 10, None, verdict, "unstable", "stalled"),
     (

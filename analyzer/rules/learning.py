@@ -165,4 +165,4 @@ def _norm_spike_near(step: int, gradients: GradientCourse, limits: Thresholds) -
     before = before[np.isfinite(before)]
     if not before.size or not np.isfinite(gradients.norm[i]):
         return False
-    return bool(gradients.norm[i] >= limits.unstable_spike_ratio * np.median(before))
+    return bool(gradients.norm[i] >= limits.unstable_norm_spike_ratio * np.median(before))
