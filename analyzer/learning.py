@@ -34,7 +34,7 @@ class LossCourse:
     start: float  # median of its first points (Thresholds.stall_edge_share of them)
     end: float  # median of its last points
     spikes: list[Spike] = field(default_factory=list)  # separate jumps above the points before them
-    swing_decades: float = float("nan")  # log10 of the later half's 90th over 10th percentile
+    swing_decades: float = float("nan")  # log10 of the later half's 90th over 10th percentile (of means)
     later_slope_ci_high: float = float("nan")  # upper end of the later half's Theil–Sen interval
     trend_change: float = float("nan")  # end / start - 1 along the whole run's Theil–Sen line
     trend_falls: bool = False  # that line's interval lies below zero: a fall, not the noise of its points
@@ -113,7 +113,10 @@ def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOL
     later = values[int(len(values) * limits.loss_later_from) :]
     swing = float("nan")
     if len(later) >= limits.min_points_for_fit and (later >= 0).all():
-        high, low = np.percentile(later, 90), np.percentile(later, 10)
+        # a dense loss's level, not each batch's noise: means of swing_mean_points where ten of them fit
+        window = limits.swing_mean_points if len(later) >= 10 * limits.swing_mean_points else 1
+        level = later[: len(later) // window * window].reshape(-1, window).mean(1)
+        high, low = np.percentile(level, 90), np.percentile(level, 10)
         # a loss that reaches 0 on some batches and not on others swings without bound
         swing = float(np.log10(high / low)) if low > 0 else (float("inf") if high > 0 else 0.0)
     trend = theil_sen(steps[int(len(values) * limits.loss_later_from) :], log10_positive(later), limits)

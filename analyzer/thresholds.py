@@ -122,6 +122,10 @@ class Thresholds:
     # ... or its later half swings this many decades (90th over 10th percentile) with no downward
     # trend (its Theil–Sen interval reaches zero) ...
     unstable_swing_decades: float = 0.5
+    # ... its points first averaged in runs of this many where the later half holds ten such runs or
+    # more: a loss logged every step swings with each batch, and its level is what must swing (a GRU
+    # on batches of 8 swung 3.3x point by point, 1.6x in 8-step means) ...
+    swing_mean_points: int = 8
     # ... while the loss fell less than this share over the run (a converging loss's noise is no swing).
     unstable_max_fall: float = 0.5
     # A classifier ends stalled at this share of the chance-level loss or above (cross-entropy over C

@@ -142,7 +142,13 @@ def _unstable_loss(f: Finding, e: F.UnstableLoss) -> str:
             if e.largest_spike_ratio
             else ""
         )
-        with_norm = " with the gradient norm" if e.norm_spikes_with_them else ""
+        with_norm = ""
+        if e.norm_spikes_with_them and e.norm_spikes_with_them == e.loss_spikes:
+            with_norm = " with the gradient norm"
+        elif e.norm_spikes_with_them:
+            with_norm = (
+                f" ({e.norm_spikes_with_them} with the gradient norm, the others between its logged steps)"
+            )
         said = f"the training loss ({e.series}) spiked {e.loss_spikes} times{with_norm}{largest}"
     else:
         ratio = 10 ** (e.later_swing_decades or 0.0)

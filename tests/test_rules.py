@@ -261,9 +261,9 @@ def slow_fall(total: float, points: int = 20) -> list[float]:
     return [1.0 - total * k / (points - 1) for k in range(points)]
 
 
-def with_spikes(points: int = 32, at=(8, 16, 24), size: float = 4.0) -> list[float]:
-    """A loss falling fourfold, with spikes of `size` times its level at `at`."""
-    base = [2.0 * 10 ** (-0.6 * k / (points - 1)) for k in range(points)]
+def with_spikes(points: int = 32, at=(8, 16, 24), size: float = 4.0, fall: float = 0.2) -> list[float]:
+    """A loss falling `fall` decades (by a third), with spikes of `size` times its level at `at`."""
+    base = [2.0 * 10 ** (-fall * k / (points - 1)) for k in range(points)]
     return [b * size if k in at else b for k, b in enumerate(base)]
 
 
@@ -295,10 +295,12 @@ LEARNING_EDGES = [
     ("stall_min_points", 5, 7, [1.0] * 6, None, verdict, "stalled", "healthy"),
     ("collapse_decades", 2.5, 2.7, [1.0] * 20, collapsed(2.8), cause, COLLAPSED, NORMAL),
     ("unstable_min_spikes", 3, 4, with_spikes(), spiking(), verdict, "unstable", "healthy"),
-    ("unstable_spike_ratio", 3.0, 3.5, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
+    ("unstable_spike_ratio", 3.0, 4.0, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
     ("unstable_norm_spike_ratio", 2.4, 2.6, with_spikes(), spiking(size=2.5), verdict, "unstable", "healthy"),
-    ("unstable_spike_of_start", 0.5, 1.5, with_spikes(), spiking(), verdict, "unstable", "healthy"),
+    ("unstable_spike_of_start", 0.5, 4.0, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_swing_decades", 0.35, 0.45, [1.0, 2.5] * 10, None, verdict, "unstable", "stalled"),
+    # a loss logged every step whose batches alternate 1 and 4: its 8-point means do not swing
+    ("swing_mean_points", 1, 8, [1.0, 4.0] * 100, None, verdict, "unstable", "stalled"),
     (
         "unstable_max_fall",
         0.5,
@@ -720,3 +722,22 @@ def test_a_diverged_loss_outranks_dead_units_estimated_from_coarse_buckets():
     assert diverged.verdict == "exploding" and diverged.findings[1].severity is Severity.CRITICAL
     flat = judged(layers, losses=[loss([1.0] * 10)])
     assert flat.verdict == "dead_units" and flat.findings[0].severity is Severity.CRITICAL
+
+
+def test_a_spike_between_the_norms_logged_points_stands_on_the_loss_alone():
+    """Histograms every 8 steps beside a loss logged every step: a loss spike at a step without a norm is
+    not ruled out by the norm; one at a logged step whose norm did not spike is. Where the norm is logged
+    as often as the loss, a step without one (skipped by the loss scaler) shows no norm spike."""
+    values = with_spikes(points=64, at=(12, 28, 44))  # no spike on a multiple of 8
+    sparse_norm = [layer(f"grad/l{i}/kernel", [1.0] * 8, steps=range(0, 64, 8)) for i in range(3)]
+    diagnosis = learned(values, sparse_norm)
+    assert diagnosis.verdict == "unstable"
+    [unstable] = [f for f in diagnosis.findings if f.kind == "unstable"]
+    assert unstable.facts.norm_spikes_with_them == 0 and unstable.facts.loss_spikes == 3
+    on_logged = with_spikes(points=64, at=(16, 32, 48))  # on logged steps, where the norm stayed flat
+    assert learned(on_logged, sparse_norm).verdict == "healthy"
+    dense_with_gaps = [
+        layer(f"grad/l{i}/kernel", [1.0] * 61, steps=[k for k in range(64) if k not in (12, 28, 44)])
+        for i in range(3)
+    ]
+    assert learned(values, dense_with_gaps).verdict == "healthy"

@@ -121,8 +121,13 @@ def _unstable(
     excused = len(course.spikes) - len(spikes)
     with_norm = None
     if gradients.norm.size and np.isfinite(gradients.norm).any() and gradients.source != "weights":
-        spikes = [s for s in spikes if _norm_spike_near(s.step, gradients, limits)]
-        with_norm = len(spikes)
+        # Where the norm is logged less often than the loss (histograms every N steps, the loss every
+        # step), a spike between its points stands on the loss alone; where both are logged as often,
+        # a step without a norm (one the loss scaler skipped) shows none.
+        sparser = _median_gap(gradients.steps) > _median_gap(course.steps)
+        norm_spiked = {s.step: _norm_spike_at(s.step, gradients, limits, sparser) for s in spikes}
+        spikes = [s for s in spikes if norm_spiked[s.step] is not False]
+        with_norm = sum(1 for s in spikes if norm_spiked[s.step])
     by_spikes = len(spikes) >= limits.unstable_min_spikes
     by_swing = (
         course.swing_decades >= limits.unstable_swing_decades
@@ -157,12 +162,23 @@ def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limi
     return bool(((restarts > since) & (restarts <= spike.step)).any())
 
 
-def _norm_spike_near(step: int, gradients: GradientCourse, limits: Thresholds) -> bool:
-    """The gradient norm at the logged step nearest `step` stands unstable_spike_ratio times above the
-    median of the spike_window points before it."""
-    i = int(np.argmin(np.abs(gradients.steps - step)))
+def _median_gap(steps: np.ndarray) -> float:
+    return float(np.median(np.diff(steps))) if len(steps) > 1 else float("inf")
+
+
+def _norm_spike_at(step: int, gradients: GradientCourse, limits: Thresholds, sparser: bool) -> bool | None:
+    """The gradient norm at `step` stands unstable_norm_spike_ratio times above the median of the
+    spike_window points before it. Where it is not logged at that step: None (nothing to say) if the
+    norm is logged `sparser` than the loss, else False; False where it is NaN (a step the scaler
+    skipped)."""
+    at = np.flatnonzero(gradients.steps == step)
+    if not at.size:
+        return None if sparser else False
+    i = int(at[0])
+    if not np.isfinite(gradients.norm[i]):
+        return False
     before = gradients.norm[max(0, i - limits.spike_window) : i]
     before = before[np.isfinite(before)]
-    if not before.size or not np.isfinite(gradients.norm[i]):
+    if not before.size:
         return False
     return bool(gradients.norm[i] >= limits.unstable_norm_spike_ratio * np.median(before))
