@@ -73,6 +73,7 @@ def main(
         + learning_runs.SIXTH_HELD_BACK
         + learning_runs.SEVENTH_HELD_BACK
         + learning_runs.EIGHTH_HELD_BACK
+        + learning_runs.NINTH_HELD_BACK
     )
     later = set(later) if first_sets else set()
     every_step = {
