@@ -154,6 +154,11 @@ KNOWN_LEARNING_MISSES = {
     # the seventh set (20 of 24), its BatchNorm CNN under momentum SGD at 0.1 on batches of 16 logged every
     # 48 steps: nine 3-4x loss spikes of one step each fall between its ten points, which read flat
     "bn_cnn_momentum_fast_batches_of_16__torch__every48": "stalled",
+    # the ninth set (21 of 24), its Keras LSTM under SGD at 1.0 on batches of 8, unstable in truth by three
+    # spikes: every 8 and 48 steps they fall between logged points (every step, four loss spikes of 3-4x
+    # came with norms of 1.8-2.2x, one of them at the 2x asked)
+    "keras_lstm_sgd_fast_batches_of_8__tfsummary__every8": "healthy",
+    "keras_lstm_sgd_fast_batches_of_8__tfsummary__every48": "healthy",
 }
 KNOWN_LEARNING_FALSE_ALARMS = {
     "keras_lstm_adam_fast_tiny_batches__tfsummary__every48",
