@@ -69,6 +69,11 @@ def token_counts(n=4096, vocab=200, seed=0):
     return x, y.astype("float32")
 
 
+def random_labels(x: np.ndarray, classes=4, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """`x` with labels that do not depend on it."""
+    return x, np.random.default_rng(seed).integers(0, classes, len(x))
+
+
 def vectors(n=8192, features=32, classes=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.random((n, features)).astype("float32")
@@ -984,8 +989,7 @@ def _bn_cnn_sgd_steady(dirs):
 def _gru_embed_random_labels(dirs):
     import keras
 
-    x, _ = tokens(seed=38)
-    y = np.random.default_rng(38).integers(0, 4, len(x))
+    x, y = random_labels(tokens(seed=38)[0], seed=38)
     model = keras_gru_embed(seed=38)
     return tf_loop(dirs, model, keras.optimizers.Adam(1e-3), (x, y), 32, loss_every_step=True)
 
@@ -1001,14 +1005,20 @@ def _bn_cnn_adamw_cosine(dirs):
     import torch
 
     model = torch_cnn(norm=True, seed=41)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    return _cosine_on_images(dirs, model, torch.optim.AdamW(model.parameters(), lr=2e-3), seed=41)
+
+
+def _cosine_on_images(dirs, model, opt, seed: int) -> Truth:
+    """Batches of 64 images under a cosine decay over the run, its rate logged, by tensorboardX."""
+    import torch
+
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS)
     return torch_loop(
         dirs,
         "tbx",
         model,
         opt,
-        images(channels_last=False, seed=41),
+        images(channels_last=False, seed=seed),
         64,
         schedule=schedule,
         log_lr=True,
@@ -1064,8 +1074,7 @@ def torch_conv1d_embed(seed=0):
 def _conv1d_embed_random_labels(dirs):
     import torch
 
-    x, _ = tokens(seed=44)
-    y = np.random.default_rng(44).integers(0, 4, len(x))
+    x, y = random_labels(tokens(seed=44)[0], seed=44)
     model = torch_conv1d_embed(seed=44)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     return torch_loop(dirs, "torch", model, opt, (x, y), 32, loss_every_step=True)
@@ -1195,19 +1204,7 @@ def _residual_cnn_sgd_cosine(dirs):
     import torch
 
     model = torch_residual_cnn(seed=55)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=STEPS)
-    return torch_loop(
-        dirs,
-        "tbx",
-        model,
-        opt,
-        images(channels_last=False, seed=55),
-        64,
-        schedule=schedule,
-        log_lr=True,
-        name_of=lambda n: f"{n}.grad",
-    )
+    return _cosine_on_images(dirs, model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), seed=55)
 
 
 def _keras_bilstm_fit(dirs):
@@ -1434,8 +1431,7 @@ def _bn_cnn_adam_fast_batches_of_32(dirs):
 def _transformer_random_labels(dirs):
     import torch
 
-    x, _ = tokens(seed=76)
-    y = np.random.default_rng(76).integers(0, 4, len(x))
+    x, y = random_labels(tokens(seed=76)[0], seed=76)
     model = torch_transformer(seed=76)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     return torch_loop(dirs, "torch", model, opt, (x, y), 32, loss_every_step=True)
