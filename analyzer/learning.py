@@ -137,6 +137,11 @@ def loss_course(series: LossSeries | None, limits: Thresholds = DEFAULT_THRESHOL
     )
 
 
+def logged_every(steps: np.ndarray) -> float:
+    """The median gap between logged steps (inf with fewer than two)."""
+    return float(np.median(np.diff(steps))) if len(steps) > 1 else float("inf")
+
+
 def _trend_change(trend, steps: np.ndarray) -> float:
     if trend is None or len(steps) < 2:
         return float("nan")

@@ -25,6 +25,7 @@ from .learning import (
     LossCourse,
     chance_loss,
     gradient_course,
+    logged_every,
     loss_course,
     norm_course,
     rate_course,
@@ -268,7 +269,7 @@ def _notes(
     elif data.layers and norm is not None:
         notes.append(F.GlobalNormBeside(norm.series))
     if course is not None and course.points >= limits.stall_min_points:
-        every = int(np.median(np.diff(course.steps)))
+        every = int(logged_every(course.steps))
         if every > 1:  # spikes of one to three steps fall between its points (sparse_logging.py)
             notes.append(F.LossSparse(course.series, every))
     return notes

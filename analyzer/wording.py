@@ -360,7 +360,7 @@ def evidence_in_words(finding: Finding) -> str:
             f"{limit_times(math.log10(t.unstable_spike_ratio))} "
             f"the median of the {t.spike_window} points before each (with the gradient norm "
             f"{limit_times(math.log10(t.unstable_norm_spike_ratio))} its own where it is logged), or at a "
-            "later half that swings {limit_times(t.unstable_swing_decades)} with no "
+            f"later half that swings {limit_times(t.unstable_swing_decades)} with no "
             "downward trend."
         )
     raise TypeError(f"no words for {type(e).__name__}")

@@ -741,3 +741,9 @@ def test_a_spike_between_the_norms_logged_points_stands_on_the_loss_alone():
         for i in range(3)
     ]
     assert learned(values, dense_with_gaps).verdict == "healthy"
+
+
+def test_an_unstable_findings_evidence_states_its_swing_rule_in_numbers():
+    [unstable] = [f for f in learned(with_spikes(), spiking()).findings if f.kind == "unstable"]
+    words = wording.evidence_in_words(unstable)
+    assert "a later half that swings 3.16 times with no downward trend" in words and "{" not in words

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..facts import NO_WARMUP, WARMUP_SEEN, NormRise, StalledLoss, StillWeights, UnstableLoss, WeightGrowth
 from ..findings import Diagnosis, Finding, ranked
-from ..learning import GradientCourse, LossCourse, RateCourse, Spike
+from ..learning import GradientCourse, LossCourse, RateCourse, Spike, logged_every
 from ..thresholds import Thresholds
 from ..vocabulary import Kind, Severity, StallCause, Verdict
 
@@ -124,7 +124,7 @@ def _unstable(
         # Where the norm is logged less often than the loss (histograms every N steps, the loss every
         # step), a spike between its points stands on the loss alone; where both are logged as often,
         # a step without a norm (one the loss scaler skipped) shows none.
-        sparser = _median_gap(gradients.steps) > _median_gap(course.steps)
+        sparser = logged_every(gradients.steps) > logged_every(course.steps)
         norm_spiked = {s.step: _norm_spike_at(s.step, gradients, limits, sparser) for s in spikes}
         spikes = [s for s in spikes if norm_spiked[s.step] is not False]
         with_norm = sum(1 for s in spikes if norm_spiked[s.step])
@@ -160,10 +160,6 @@ def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limi
     before = loss_steps[loss_steps < spike.step]
     since = before[-limits.spike_window] if len(before) >= limits.spike_window else -1
     return bool(((restarts > since) & (restarts <= spike.step)).any())
-
-
-def _median_gap(steps: np.ndarray) -> float:
-    return float(np.median(np.diff(steps))) if len(steps) > 1 else float("inf")
 
 
 def _norm_spike_at(step: int, gradients: GradientCourse, limits: Thresholds, sparser: bool) -> bool | None:

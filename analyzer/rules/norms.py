@@ -37,12 +37,8 @@ def norm_rise(
     Theil–Sen line whose interval lies above zero (a lasting rise that sparse logging caught once), and
     did not come back down while the `loss` stayed finite. `layers(by_trend)`: the tags to name, for a
     rise shown by its trend (True) or by its points (False)."""
-    log_norm = log10_positive(norm)
-    early = early_log10(norm, limits)
-    if not np.isfinite(early):
-        return None
-    above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
-    if _came_back(norm, early, above, loss, limits):
+    log_norm, early, above = _above_early(norm, limits)
+    if not np.isfinite(early) or _came_back(norm, early, above, loss, limits):
         return None
     finite = np.flatnonzero(np.isfinite(norm))  # a norm of exactly 0 is logged and finite
     # A rise that lasts until the gradients stop being finite or logged is not a spike.
@@ -88,15 +84,18 @@ def early_jump(
 ) -> EarlyJump | None:
     """The jump `norm_rise` leaves out because it came back down (_came_back): what follows it, a
     saturated output or dead units, names it as its cause."""
-    log_norm = log10_positive(norm)
-    early = early_log10(norm, limits)
-    if not np.isfinite(early):
-        return None
-    above = np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
-    if not _came_back(norm, early, above, loss, limits):
+    log_norm, early, above = _above_early(norm, limits)
+    if not np.isfinite(early) or not _came_back(norm, early, above, loss, limits):
         return None
     peak = int(above[np.argmax(log_norm[above])])
     return EarlyJump(float(log_norm[peak] - early), int(steps[peak]), float(10**early))
+
+
+def _above_early(norm: np.ndarray, limits: Thresholds) -> tuple[np.ndarray, float, np.ndarray]:
+    """log10 of the norm, its early level, and the indices of its points the growth threshold above it."""
+    log_norm = log10_positive(norm)
+    early = early_log10(norm, limits)
+    return log_norm, early, np.flatnonzero(log_norm >= early + limits.exploding_growth_decades)
 
 
 def _came_back(

@@ -1698,6 +1698,16 @@ SECOND_HELD_BACK = [
     "transformer_adam_steady",
 ]
 
+# The sets scored after the README's figures of what a sparse log shows (sparse_logging.py --first-three-sets)
+LATER_HELD_BACK = (
+    FOURTH_HELD_BACK
+    + FIFTH_HELD_BACK
+    + SIXTH_HELD_BACK
+    + SEVENTH_HELD_BACK
+    + EIGHTH_HELD_BACK
+    + NINTH_HELD_BACK
+)
+
 
 def run_name(recipe: str, writer: str, every: int) -> str:
     return f"{recipe}__{writer}__every{every}"

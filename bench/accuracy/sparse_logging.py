@@ -67,15 +67,7 @@ def main(
     runs_dir: Path, intervals: list[int], loss_every_step: bool = False, first_sets: bool = False
 ) -> None:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
-    later = (
-        learning_runs.FOURTH_HELD_BACK
-        + learning_runs.FIFTH_HELD_BACK
-        + learning_runs.SIXTH_HELD_BACK
-        + learning_runs.SEVENTH_HELD_BACK
-        + learning_runs.EIGHTH_HELD_BACK
-        + learning_runs.NINTH_HELD_BACK
-    )
-    later = set(later) if first_sets else set()
+    later = set(learning_runs.LATER_HELD_BACK) if first_sets else set()
     every_step = {
         name: truth for name, truth in labels.items() if truth["every"] == 1 and truth["recipe"] not in later
     }
