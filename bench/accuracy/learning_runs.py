@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import logged_truth  # bench/accuracy/logged_truth.py
 import numpy as np
 import truth  # bench/accuracy/truth.py
 
@@ -1717,6 +1718,8 @@ def main(out_dir: Path, only: set[str] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = out_dir / "labels.json"
     labels = json.loads(labels_path.read_text())["runs"] if labels_path.exists() else {}
+    losses_path = out_dir / "truth_losses.json"  # the loss of every step, for logged_truth.py
+    true_losses = json.loads(losses_path.read_text()) if losses_path.exists() else {}
     for recipe, (intended, split, writer, make) in RECIPES.items():
         if only is not None and recipe not in only:
             continue
@@ -1725,6 +1728,7 @@ def main(out_dir: Path, only: set[str] | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
         record = make(dirs)
         label, detail = truth.learning_label(record.tags, record.history, record.losses)
+        true_losses[recipe] = [float(v) for v in record.losses]
         for every, path in dirs.items():
             labels[path.name] = {
                 "recipe": recipe,
@@ -1740,6 +1744,8 @@ def main(out_dir: Path, only: set[str] | None = None) -> None:
         mark = "" if label == intended else f"   (intended {intended})"
         print(f"{recipe:<32} {label:<10} {size:>6} KB  {detail}{mark}", flush=True)
     labels_path.write_text(json.dumps({"runs": dict(sorted(labels.items()))}, indent=1) + "\n")
+    losses_path.write_text(json.dumps(dict(sorted(true_losses.items()))) + "\n")
+    logged_truth.main(out_dir)  # the truth at the steps each run logs, into labels.json
 
 
 if __name__ == "__main__":

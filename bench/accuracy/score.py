@@ -175,6 +175,25 @@ def report(rows, split: str) -> bool:
     return figures.meets_targets
 
 
+def report_logged(rows, labels: dict, split: str) -> None:
+    """The same split scored on the truth at the steps each run logs (logged_truth.py): a run whose
+    true spikes all fall between its logged steps is right with either label, the full one or the one
+    its log holds, and is a failed run called healthy only where its log holds a failure."""
+    rows = [(n, lab, g) for n, s, lab, g, _ in rows if s == split and "logged_label" in labels[n]]
+    if not rows:
+        return
+    seen = {n: {lab, labels[n]["logged_label"]} for n, lab, _ in rows}
+    right = sum(1 for n, _, g in rows if g in seen[n])
+    flagged = [n for n, lab, g in rows if lab == "healthy" and g != "healthy"]
+    missed = [n for n, lab, g in rows if "healthy" not in seen[n] and g == "healthy"]
+    hidden = [n for n, lab, _ in rows if labels[n]["logged_label"] != lab]
+    print(
+        f"{split}, on the truth at the steps each run logs ({len(hidden)} run(s) whose true spikes fall "
+        f"between them): accuracy {right / len(rows):.1%} of {len(rows)} runs, healthy runs flagged "
+        f"{len(flagged)}, failed runs called healthy {len(missed)} {missed or ''}"
+    )
+
+
 def interval_disagreements(rows, labels: dict) -> dict[str, dict[int, str]] | None:
     """The learning corpus logs each training every 1, 8 and 48 steps: the recipes whose verdicts
     differ between the intervals, with them; None for a corpus without intervals."""
@@ -192,8 +211,12 @@ def main() -> None:
     splits = SPLITS if chosen == "both" else (chosen,)
     runs_dir = Path(args[0]) if args else HERE / "runs"
     rows = score(runs_dir, weights="--weights" in sys.argv)
-    ok = {split: report(rows, split) for split in splits}
-    differing = interval_disagreements(rows, json.loads((runs_dir / "labels.json").read_text())["runs"])
+    labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
+    ok = {}
+    for split in splits:
+        ok[split] = report(rows, split)
+        report_logged(rows, labels, split)
+    differing = interval_disagreements(rows, labels)
     if differing is not None:
         print(f"\nrecipes whose verdict differs between logging intervals: {len(differing)}")
         for recipe, verdicts in differing.items():

@@ -135,14 +135,30 @@ SPIKE_RATIO, SPIKE_WINDOW, SPIKE_GAP, SPIKES = 3.0, 20, 5, 3
 SWING_DECADES, UNSTABLE_FALLS_TO = 0.5, 0.5
 
 
-def spike_episodes(losses: np.ndarray) -> list[int]:
+def spike_steps(losses: np.ndarray) -> list[int]:
+    """Every step whose loss is a spike: at least SPIKE_RATIO x the median of the SPIKE_WINDOW steps
+    before it, and at least half the loss's first level."""
     floor = 0.5 * np.median(losses[:10])
-    steps = [
+    return [
         t
         for t in range(SPIKE_WINDOW, len(losses))
         if losses[t] >= max(floor, SPIKE_RATIO * np.median(losses[t - SPIKE_WINDOW : t]))
     ]
-    return [t for i, t in enumerate(steps) if i == 0 or t - steps[i - 1] >= SPIKE_GAP]
+
+
+def spike_groups(losses: np.ndarray) -> list[list[int]]:
+    """The spike steps in episodes: steps closer than SPIKE_GAP are one episode."""
+    groups: list[list[int]] = []
+    for t in spike_steps(losses):
+        if groups and t - groups[-1][-1] < SPIKE_GAP:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+def spike_episodes(losses: np.ndarray) -> list[int]:
+    return [group[0] for group in spike_groups(losses)]
 
 
 def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple[str, dict]:
@@ -154,8 +170,7 @@ def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple
     steps = [h for h in history if h is not None]
     kept = [float(v) for h, v in zip(history, losses) if h is not None]
     gradient_label, _ = label(tags, steps, kept)
-    edge = max(1, len(losses) // 10)
-    start, end = float(np.median(losses[:edge])), float(np.median(losses[-edge:]))
+    start, end = _loss_ends(losses)
     detail = {
         "loss_first": round(start, 4),
         "loss_last": round(end, 4),
@@ -164,14 +179,52 @@ def learning_label(tags: list[str], history: list, losses: list[float]) -> tuple
     if gradient_label in ("exploding", "vanishing", "dead_units"):
         return gradient_label, detail
     spikes = spike_episodes(losses)
-    half = losses[len(losses) // 2 :]
-    means = half[: len(half) // 8 * 8].reshape(-1, 8).mean(1)
-    swing = float(np.log10(np.percentile(means, 90) / max(np.percentile(means, 10), 1e-12)))
-    quarter = len(losses) // 4
-    flat_later = np.median(losses[-quarter:]) >= 0.9 * np.median(losses[-2 * quarter : -quarter])
+    swing, flat_later = _later_swing(losses)
     detail.update(spikes=len(spikes), later_swing_decades=round(swing, 3))
     if end > UNSTABLE_FALLS_TO * start and (len(spikes) >= SPIKES or (swing >= SWING_DECADES and flat_later)):
         return "unstable", detail
     if end >= LOSS_FALLS_TO * start:
         return "stalled", detail
     return "healthy", detail
+
+
+def _loss_ends(losses: np.ndarray) -> tuple[float, float]:
+    """The medians of the first and the last 10 % of steps."""
+    edge = max(1, len(losses) // 10)
+    return float(np.median(losses[:edge])), float(np.median(losses[-edge:]))
+
+
+def _later_swing(losses: np.ndarray) -> tuple[float, bool]:
+    """(decades between the 90th and 10th percentiles of the later half's 8-step means, whether the
+    last quarter's median stays at least 0.9x the third quarter's)."""
+    half = losses[len(losses) // 2 :]
+    means = half[: len(half) // 8 * 8].reshape(-1, 8).mean(1)
+    swing = float(np.log10(np.percentile(means, 90) / max(np.percentile(means, 10), 1e-12)))
+    quarter = len(losses) // 4
+    return swing, bool(np.median(losses[-quarter:]) >= 0.9 * np.median(losses[-2 * quarter : -quarter]))
+
+
+# --- the truth at the steps a log holds ------------------------------------------------------------------
+#
+# A run logged every N steps holds the loss of one step in N. Where the truth calls a training unstable
+# by its loss spikes alone (no swing of its later half), and fewer than SPIKES of its spike episodes
+# hold a logged step that is itself a spike, no reading of that log can show the spikes: the truth at
+# the logged steps is what the truth says without them, stalled where the loss did not fall, healthy
+# where it did. Every other label stands: a diverged loss stays non-finite, gradient pathologies and
+# a later half that swings span many steps. Measured on the true loss of every step, never on what a
+# writer logged.
+
+
+def logged_label(label: str, losses, logged_steps) -> str:
+    """The learning label as seen at `logged_steps` (the steps at which the run logs its loss)."""
+    if label != "unstable":
+        return label
+    losses = np.asarray(losses, dtype=np.float64)
+    swing, flat_later = _later_swing(losses)
+    if swing >= SWING_DECADES and flat_later:
+        return label
+    logged = {int(s) for s in logged_steps}
+    if sum(1 for group in spike_groups(losses) if logged.intersection(group)) >= SPIKES:
+        return label
+    start, end = _loss_ends(losses)
+    return "stalled" if end >= LOSS_FALLS_TO * start else "healthy"
