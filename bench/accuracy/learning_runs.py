@@ -1185,11 +1185,12 @@ def _bn_cnn_momentum_fast_batches_of_16(dirs):
     return torch_loop(dirs, "torch", model, opt, images(channels_last=False, seed=53), 16)
 
 
-def _keras_conv1d_embed_rmsprop_fast(dirs):
+def keras_conv1d_embed(seed=0):
+    """Keras: 16-wide token embeddings, a ReLU Conv1D, global max pooling, a linear head."""
     import keras
 
-    keras.utils.set_random_seed(54)
-    model = keras.Sequential(
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
         [
             keras.Input((20,), dtype="int32"),
             keras.layers.Embedding(200, 16),
@@ -1198,6 +1199,12 @@ def _keras_conv1d_embed_rmsprop_fast(dirs):
             keras.layers.Dense(4),
         ]
     )
+
+
+def _keras_conv1d_embed_rmsprop_fast(dirs):
+    import keras
+
+    model = keras_conv1d_embed(seed=54)
     return tf_loop(dirs, model, keras.optimizers.RMSprop(1e-2), tokens(seed=54), 4, loss_every_step=True)
 
 
@@ -1459,6 +1466,93 @@ def _amp_conv1d_embed_scaled(dirs):
     )
 
 
+# --- the tenth held-back set, written and committed before any of it is run ------------------------------
+
+
+def _keras_conv1d_embed_fit(dirs):
+    return keras_fit(dirs, keras_conv1d_embed(seed=79), tokens(seed=79), 32, adam=1e-3)
+
+
+def _transformer_adamw_linear_warmup(dirs):
+    import torch
+
+    model = torch_transformer(seed=80)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def factor(step):  # a linear warm-up over 50 steps, then a linear decay to a tenth
+        return min(1.0, (step + 1) / 50) * max(0.1, 1 - step / STEPS)
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch_loop(
+        dirs,
+        "tbx",
+        model,
+        opt,
+        tokens(seed=80),
+        32,
+        schedule=schedule,
+        log_lr=True,
+        name_of=lambda n: f"{n}.grad",
+    )
+
+
+def _bn_cnn_sgd_onecycle(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=81)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=STEPS)
+    return torch_loop(
+        dirs, "torch", model, opt, images(channels_last=False, seed=81), 32, schedule=schedule, log_lr=True
+    )
+
+
+def _transformer_adam_fast_batches_of_16(dirs):
+    import torch
+
+    model = torch_transformer(seed=82)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    return torch_loop(dirs, "torch", model, opt, tokens(seed=82), 16, loss_every_step=True)
+
+
+def _keras_cnn_sgd_fast_batches_of_8(dirs):
+    import keras
+
+    model = keras_cnn(seed=83)
+    return tf_loop(dirs, model, keras.optimizers.SGD(0.3), images(seed=83), 8)
+
+
+def _embed_bag_adam_fast_batches_of_4(dirs):
+    import torch
+
+    model = torch_embed_bag(seed=84)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-2)
+    return torch_loop(
+        dirs, "tbx", model, opt, tokens(seed=84), 4, name_of=lambda n: f"{n}.grad", loss_every_step=True
+    )
+
+
+def _gru_embed_labels_shuffled_apart(dirs):
+    import torch
+
+    x, y = tokens(seed=85)
+    y = np.random.default_rng(85).permutation(y)  # a loader that shuffles inputs and labels apart
+    model = torch_embed_gru(seed=85)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return torch_loop(dirs, "tbx", model, opt, (x, y), 32, name_of=lambda n: f"{n}.grad")
+
+
+def _keras_conv1d_embed_decay_per_step(dirs):
+    import keras
+
+    model = keras_conv1d_embed(seed=86)
+    # a decay meant once per epoch, applied every step: halved each step, below 1e-9 by step 20
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=1, decay_rate=0.5)
+    return tf_loop(
+        dirs, model, keras.optimizers.Adam(schedule), tokens(seed=86), 32, lr_of=lambda s: float(schedule(s))
+    )
+
+
 # name: (intended outcome, split, writer, recipe)
 RECIPES = {
     "summed_sigmoid_mlp": ("stalled", "dev", "tfsummary_weights", _summed_sigmoid_mlp),
@@ -1621,7 +1715,45 @@ RECIPES = {
     "transformer_random_labels": ("stalled", "held_back", "torch+loss", _transformer_random_labels),
     "keras_cnn_schedule_to_zero": ("stalled", "held_back", "tfsummary", _keras_cnn_schedule_to_zero),
     "amp_conv1d_embed_scaled": ("healthy", "held_back", "tbx", _amp_conv1d_embed_scaled),
+    "keras_conv1d_embed_fit": ("healthy", "held_back", "keras", _keras_conv1d_embed_fit),
+    "transformer_adamw_linear_warmup": ("healthy", "held_back", "tbx", _transformer_adamw_linear_warmup),
+    "bn_cnn_sgd_onecycle": ("healthy", "held_back", "torch", _bn_cnn_sgd_onecycle),
+    "transformer_adam_fast_batches_of_16": (
+        "unstable",
+        "held_back",
+        "torch+loss",
+        _transformer_adam_fast_batches_of_16,
+    ),
+    "keras_cnn_sgd_fast_batches_of_8": (
+        "unstable",
+        "held_back",
+        "tfsummary",
+        _keras_cnn_sgd_fast_batches_of_8,
+    ),
+    "embed_bag_adam_fast_batches_of_4": (
+        "unstable",
+        "held_back",
+        "tbx+loss",
+        _embed_bag_adam_fast_batches_of_4,
+    ),
+    "gru_embed_labels_shuffled_apart": ("stalled", "held_back", "tbx", _gru_embed_labels_shuffled_apart),
+    "keras_conv1d_embed_decay_per_step": (
+        "stalled",
+        "held_back",
+        "tfsummary",
+        _keras_conv1d_embed_decay_per_step,
+    ),
 }
+TENTH_HELD_BACK = [
+    "keras_conv1d_embed_fit",
+    "transformer_adamw_linear_warmup",
+    "bn_cnn_sgd_onecycle",
+    "transformer_adam_fast_batches_of_16",
+    "keras_cnn_sgd_fast_batches_of_8",
+    "embed_bag_adam_fast_batches_of_4",
+    "gru_embed_labels_shuffled_apart",
+    "keras_conv1d_embed_decay_per_step",
+]
 NINTH_HELD_BACK = [
     "keras_attention_fit",
     "embed_gru_nesterov_steady",
@@ -1707,6 +1839,7 @@ LATER_HELD_BACK = (
     + SEVENTH_HELD_BACK
     + EIGHTH_HELD_BACK
     + NINTH_HELD_BACK
+    + TENTH_HELD_BACK
 )
 
 
