@@ -30,6 +30,12 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+def framed(payload: bytes) -> bytes:
+    """One record as written to a file: what the reader below takes apart."""
+    header = struct.pack("<Q", len(payload))
+    return header + _FOOTER.pack(masked_crc32c(header)) + payload + _FOOTER.pack(masked_crc32c(payload))
+
+
 @dataclass
 class Damage:
     """Why reading a file stopped early: a sentence for the user and the byte offset."""

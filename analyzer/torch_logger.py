@@ -25,19 +25,16 @@ unknown). Under ``torch.distributed`` only rank 0 writes; parameters that FSDP s
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import weakref
 
 import numpy as np
 import torch
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from .binning import BUCKETS_PER_DECADE, Binning, bucket_limits
-from .eventlog import LAYER_LIST_PLUGIN, LAYER_LIST_TAG, OrderedThread, text_event
+from .eventlog import LAYER_LIST_PLUGIN, LAYER_LIST_TAG, EventFile, OrderedThread, text_event
 
 # Every 100th optimizer step (and the first): ten points over 1,000 steps for the analyzer's fits, at
 # a cost under 1 % on the trainings bench/torch_overhead.py measures. W&B's watch() logs every 1,000.
@@ -303,6 +300,8 @@ class GradientLogger:
         if self._writer is not None:
             self._writer.close()
             self._events.flush()
+            if isinstance(self._events, EventFile):  # ours; a SummaryWriter's file stays its own
+                self._events.close()
 
     def __enter__(self) -> GradientLogger:
         return self
@@ -326,15 +325,13 @@ def _host_copy(gradient) -> np.ndarray | None:
 
 def _event_sink(log_dir):
     """Where events go: a SummaryWriter's own file (PyTorch's or tensorboardX's), or a new event file
-    in the folder `log_dir`, written by TensorBoard's writer (no TensorFlow)."""
+    in the folder `log_dir` (no TensorFlow)."""
     get = getattr(log_dir, "_get_file_writer", None)
     if get is not None:
         return get()
     if hasattr(log_dir, "add_event"):
         return log_dir
-    os.makedirs(log_dir, exist_ok=True)
-    suffix = f".{socket.gethostname()}.gradaudit"
-    return EventFileWriter(str(log_dir), flush_secs=10, filename_suffix=suffix)
+    return EventFile(str(log_dir), suffix=".gradaudit")
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

@@ -75,3 +75,17 @@ def test_a_flipped_byte_stops_at_its_record_with_the_offset(event_file, tmp_path
         assert "CRC" in reader.damage.message and reader.damage.offset == starts[record]
         assert f"at byte {starts[record]:,}" in reader.damage.message
         assert len(tensorboard_records(damaged, tmp_path)) == record  # TensorBoard stops there too
+
+
+@pytest.mark.parametrize("size", [0, 1, 12, 4096, 300_000])
+def test_a_framed_record_is_tensorboards_byte_for_byte_and_reads_back(size):
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    from analyzer.records import framed
+
+    payload = np.random.default_rng(size).bytes(size)
+    theirs = io.BytesIO()
+    RecordWriter(theirs).write(payload)
+    assert framed(payload) == theirs.getvalue()
+    payloads, reader = read(framed(payload) * 2, chunk_bytes=4096)
+    assert payloads == [payload, payload] and reader.damage is None

@@ -284,6 +284,38 @@ def test_one_line_watches_any_optimizer_of_the_model_and_no_other(tmp_path):
     assert _steps_logged(tmp_path / "run")["gradients/weight"] == [0, 3, 6]
 
 
+def test_a_watched_folder_gets_a_new_event_file_without_importing_tensorflow(tmp_path):
+    """TensorBoard's EventFileWriter opens its file through tf.io.gfile, which imports TensorFlow
+    where it is installed (as here): seconds and hundreds of MB in a PyTorch training."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    assert importlib.util.find_spec("tensorflow") is not None  # else this test shows nothing
+    code = f"""
+import sys, torch
+from analyzer.torch_logger import watch
+model = torch.nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), 0.1)
+with watch(model, {str(tmp_path / "run")!r}, every_n_steps=2):
+    for _ in range(5):
+        optimizer.zero_grad()
+        model(torch.randn(8, 4)).square().mean().backward()
+        optimizer.step()
+print("tensorflow" in sys.modules)
+"""
+    (tmp_path / "run").mkdir()
+    before = tmp_path / "run" / "events.out.tfevents.0.earlier"
+    before.write_bytes(b"a file the user had")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr
+    assert before.read_bytes() == b"a file the user had"
+    before.unlink()
+    assert _steps_logged(tmp_path / "run") == {"gradients/weight": [0, 2, 4], "gradients/bias": [0, 2, 4]}
+    [path] = (tmp_path / "run").glob("events.out.tfevents.*")
+    assert path.name.endswith(".gradaudit")
+
+
 def test_accumulated_gradients_are_read_once_per_optimizer_step_summed(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1, bias=False)
