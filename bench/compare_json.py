@@ -8,9 +8,10 @@ A change that keeps behaviour shows no difference; one that means to change verd
 the differences it intends with this script's output. The base version runs from a `git worktree`
 of REF, imported ahead of the installed package (PYTHONPATH), with the same interpreter and
 dependencies. Corpora: the bundled sample runs, the labelled accuracy corpus (gradient histograms,
-norms only, and weights only as `score.py --weights` reads them) and the shared real logs where
-they are present. `schema_version`, `version` and `generator` are left out of the comparison, and a file's age
-("changed 12 s ago") is masked.
+norms only, and weights only as `score.py --weights` reads them), the committed learning corpus
+(`learning_runs.py`'s runs) and the shared real logs where they are present. `schema_version`,
+`version` and `generator` are left out of the comparison, and a file's age ("changed 12 s ago") is
+masked.
 Exits 1 when any document differs.
 """
 
@@ -35,6 +36,7 @@ CORPORA: dict[str, tuple[list[str], list[str]]] = {
     "accuracy": (["bench/accuracy/runs"], []),
     "accuracy_norms": (["bench/accuracy/norm_runs"], []),
     "accuracy_weights": (["bench/accuracy/runs"], ["--tags", WEIGHT_TAGS]),
+    "learning": (["bench/accuracy/learning_runs"], []),
     "real_logs": (["../shared/real_logs"], []),
 }
 VERSION_FIELDS = ("schema_version", "version", "generator")
