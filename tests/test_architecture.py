@@ -15,9 +15,9 @@ ORDER = [
     "vocabulary",  # the words every layer shares
     "options",  # what to read
     "binning",  # gradients → legacy histograms, for every logger (numpy only)
-    "eventlog",  # the loggers' model-layers event, file names and writing thread (TensorBoard's protos)
+    "records",  # TFRecord framing: the readers take records apart, the loggers frame them
+    "eventlog",  # the loggers' model-layers event, event files and writing thread (TensorBoard's protos)
     "runs",
-    "records",
     "blocks",
     "zeros",  # the zero bucket's excess over a heavy-tailed fit
     "stats",  # the readers reduce histograms to statistics as they read them
