@@ -361,7 +361,8 @@ def evidence_in_words(finding: Finding) -> str:
             f"the median of the {t.spike_window} points before each (with the gradient norm "
             f"{limit_times(math.log10(t.unstable_norm_spike_ratio))} its own where it is logged), or at a "
             f"later half that swings {limit_times(t.unstable_swing_decades)} with no "
-            "downward trend."
+            f"downward trend; not where the loss fell by more than {100 * t.unstable_max_fall:g} % "
+            "(for spikes, at its ends and along its trend, and not only to chance level)."
         )
     raise TypeError(f"no words for {type(e).__name__}")
 

@@ -747,3 +747,31 @@ def test_an_unstable_findings_evidence_states_its_swing_rule_in_numbers():
     [unstable] = [f for f in learned(with_spikes(), spiking()).findings if f.kind == "unstable"]
     words = wording.evidence_in_words(unstable)
     assert "a later half that swings 3.16 times with no downward trend" in words and "{" not in words
+    assert "not where the loss fell by more than 50 %" in words
+
+
+def converged_with_spikes(fall: float) -> list[float]:
+    """A loss falling `fall` decades in a straight line, spiking 4x at three points."""
+    return with_spikes(fall=fall)
+
+
+def test_spikes_along_a_loss_that_fell_by_more_than_half_at_its_ends_and_along_its_line_are_survived():
+    # 0.3 decades: a fall of 50 % at the ends and along the line, both sides of unstable_max_fall
+    fell = converged_with_spikes(0.33)
+    assert learned(fell, spiking()).verdict == "healthy"
+    assert learned(converged_with_spikes(0.27), spiking()).verdict == "unstable"
+    at = replace(DEFAULT_THRESHOLDS, unstable_max_fall=0.55)
+    assert learned(fell, spiking(), at).verdict == "unstable"
+    # ... but not when the classifier ended at its chance level: a fall from a blow-up learned nothing
+    assert learned(fell, spiking(), chance=1.0).verdict == "unstable"  # ends at 0.96 >= 0.9 x 1.0
+    assert learned(fell, spiking(), chance=2.0).verdict == "healthy"
+
+
+def test_a_loss_that_fell_by_half_at_its_ends_only_does_not_excuse_its_spikes():
+    # flat with its spikes, then a drop in its last points: the ends fell by more than half, the line not
+    values = with_spikes(fall=0.0)[:-4] + [0.9] * 4
+    from analyzer.learning import loss_course
+
+    course = loss_course(loss(values))
+    assert course.change <= -0.5 < course.trend_change
+    assert learned(values, spiking()).verdict == "unstable"

@@ -29,7 +29,7 @@ def judge_learning(
     if course is None or course.points < limits.stall_min_points:
         return diagnosis
     findings = list(diagnosis.findings)
-    unstable = _unstable(course, gradients, rate, limits)
+    unstable = _unstable(course, gradients, rate, limits, chance)
     pathology = any(f.kind.from_gradients and not f.gated for f in findings)
     stalled = _stalled(course, gradients, rate, limits, chance, unstable is not None, pathology)
     if stalled is not None:
@@ -114,7 +114,11 @@ def _stalled(
 
 
 def _unstable(
-    course: LossCourse, gradients: GradientCourse, rate: RateCourse | None, limits: Thresholds
+    course: LossCourse,
+    gradients: GradientCourse,
+    rate: RateCourse | None,
+    limits: Thresholds,
+    chance: float | None = None,
 ) -> Finding | None:
     restarts = rate.raised_at(limits) if rate is not None else np.zeros(0, np.int64)
     spikes = [s for s in course.spikes if not _at_restart(s, restarts, course.steps, limits)]
@@ -128,7 +132,7 @@ def _unstable(
         norm_spiked = {s.step: _norm_spike_at(s.step, gradients, limits, sparser) for s in spikes}
         spikes = [s for s in spikes if norm_spiked[s.step] is not False]
         with_norm = sum(1 for s in spikes if norm_spiked[s.step])
-    by_spikes = len(spikes) >= limits.unstable_min_spikes
+    by_spikes = len(spikes) >= limits.unstable_min_spikes and not _survived(course, limits, chance)
     by_swing = (
         course.swing_decades >= limits.unstable_swing_decades
         and course.later_slope_ci_high >= 0
@@ -150,6 +154,20 @@ def _unstable(
     )
     steps = [s.step for s in spikes] or [int(s) for s in course.steps[len(course.steps) // 2 :]]
     return Finding(Kind.UNSTABLE, Severity.HIGH, [], steps, facts, limits, reads_loss=True, gateable=False)
+
+
+def _survived(course: LossCourse, limits: Thresholds, chance: float | None) -> bool:
+    """The loss fell by more than unstable_max_fall at its ends and along its whole line, and not only
+    to a classifier's chance level: its spikes were what a fast step cost a training that learned (a
+    BatchNorm CNN under a one-cycle schedule spiked 6.6x six times with its norm and fell 64 %). Both
+    measures, since the ends of a sparse loss are noisy: thinned to every 8 steps, two phases of truly
+    unstable runs fell by half at their ends alone."""
+    at_chance = chance is not None and course.end >= limits.chance_share * chance
+    return (
+        course.change <= -limits.unstable_max_fall
+        and course.trend_change <= -limits.unstable_max_fall
+        and not at_chance
+    )
 
 
 def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limits: Thresholds) -> bool:
