@@ -126,7 +126,8 @@ class Thresholds:
     # more: a loss logged every step swings with each batch, and its level is what must swing (a GRU
     # on batches of 8 swung 3.3x point by point, 1.6x in 8-step means) ...
     swing_mean_points: int = 8
-    # ... while the loss fell less than this share over the run (a converging loss's noise is no swing).
+    # ... while the loss fell less than this share over the run (a converging loss's noise is no swing;
+    # spikes are excused only where it fell more at its ends and along its line, and not to chance).
     unstable_max_fall: float = 0.5
     # A classifier ends stalled at this share of the chance-level loss or above (cross-entropy over C
     # classes guessed uniformly is ln C), however far it fell from a worse start, where its output
