@@ -220,7 +220,16 @@ def main() -> None:
     if differing is not None:
         print(f"\nrecipes whose verdict differs between logging intervals: {len(differing)}")
         for recipe, verdicts in differing.items():
-            print(f"  {recipe}: " + ", ".join(f"every {e}: {v}" for e, v in sorted(verdicts.items())))
+            line = f"  {recipe}: " + ", ".join(f"every {e}: {v}" for e, v in sorted(verdicts.items()))
+            held = {
+                truth["every"]: truth["logged_label"]
+                for truth in labels.values()
+                if truth["recipe"] == recipe and "logged_label" in truth
+            }
+            if len(set(held.values())) > 1:  # the logs do not hold the same truth
+                held_words = ", ".join(f"{v} every {e}" for e, v in sorted(held.items()))
+                line += f" (the logs hold {held_words})"
+            print(line)
     sys.exit(0 if ok[splits[0]] else 1)
 
 
