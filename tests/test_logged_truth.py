@@ -72,3 +72,25 @@ def test_a_later_half_that_swings_stays_unstable_however_sparse_the_log():
 @pytest.mark.parametrize("label", ["healthy", "stalled", "exploding", "vanishing", "dead_units"])
 def test_every_other_label_stands(label):
     assert truth.logged_label(label, spiky(0.7), every(48)) == label
+
+
+def test_the_committed_corpus_logged_labels_follow_from_its_true_losses_and_logged_steps():
+    import json
+
+    import logged_truth
+    from conftest import REPO
+
+    from analyzer.runs import find_runs
+
+    corpus = REPO / "bench" / "accuracy" / "learning_runs"
+    labels = json.loads((corpus / "labels.json").read_text())["runs"]
+    losses = json.loads((corpus / "truth_losses.json").read_text())
+    runs = {run.name.split("/")[0]: run for run in find_runs([str(corpus)]).runs}
+    unstable = {name: lab for name, lab in labels.items() if lab["label"] == "unstable"}
+    assert len(unstable) >= 10 and all("logged_label" in lab for lab in labels.values())
+    hidden = 0
+    for name, lab in unstable.items():
+        steps = logged_truth.logged_loss_steps(runs[name])
+        assert truth.logged_label("unstable", losses[lab["recipe"]], steps) == lab["logged_label"], name
+        hidden += lab["logged_label"] != "unstable"
+    assert hidden >= 5  # spikes between the points of a log every 8 or 48 steps
