@@ -115,6 +115,13 @@ class Thresholds:
     # BatchNorm CNN's nine 3-4x loss spikes came with norms 1.5-3.4x; at 1.5 a healthy float16 CNN
     # logged every step read unstable) ...
     unstable_norm_spike_ratio: float = 2.0
+    # ... or at least this many times it where that is this many robust deviations (1.4826 x the median
+    # absolute deviation of the log norm over those points) above it: a norm that barely varies spikes
+    # less far (a Keras LSTM under SGD at 1.0 on batches of 8, unstable in truth: four 3-4x loss spikes
+    # with norms 1.8-2.2x, three of them 2.3-4.6 deviations up; a healthy LayerNorm GRU's three
+    # 1.7-1.9x norms: one)
+    unstable_norm_spike_min_ratio: float = 1.5
+    unstable_norm_spike_deviations: float = 2.0
     # ... and reaching at least this share of the loss's first value: a jump that undoes half of what
     # the training learned (a converged loss's minibatch noise is many times its small median, far below
     # that, and so is the saw-tooth of a loss logged at epoch boundaries)

@@ -222,6 +222,8 @@ def thresholds_of(finding: Finding) -> list[F.Limit]:
             F.Limit("min_spikes", t.unstable_min_spikes),
             F.Limit("spike_ratio", t.unstable_spike_ratio),
             F.Limit("norm_spike_ratio", t.unstable_norm_spike_ratio),
+            F.Limit("norm_spike_min_ratio", t.unstable_norm_spike_min_ratio),
+            F.Limit("norm_spike_deviations", t.unstable_norm_spike_deviations),
             F.Limit("spike_window", t.spike_window),
             F.Limit("swing_decades", t.unstable_swing_decades, F.DECADES),
             F.Limit("max_fall_share", t.unstable_max_fall, F.SHARE),
@@ -359,7 +361,9 @@ def evidence_in_words(finding: Finding) -> str:
             f"{count_in_words(t.unstable_min_spikes)} spikes of "
             f"{limit_times(math.log10(t.unstable_spike_ratio))} "
             f"the median of the {t.spike_window} points before each (with the gradient norm "
-            f"{limit_times(math.log10(t.unstable_norm_spike_ratio))} its own where it is logged), or at a "
+            f"{limit_times(math.log10(t.unstable_norm_spike_ratio))} its own where it is logged, or "
+            f"{limit_times(math.log10(t.unstable_norm_spike_min_ratio))} and "
+            f"{t.unstable_norm_spike_deviations:g} deviations of its own noise), or at a "
             f"later half that swings {limit_times(t.unstable_swing_decades)} with no "
             f"downward trend; not where the loss fell by more than {100 * t.unstable_max_fall:g} % "
             "(for spikes, at its ends and along its trend, and not only to chance level)."

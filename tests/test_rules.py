@@ -273,6 +273,14 @@ def spiking(points: int = 32, at=(8, 16, 24), size: float = 4.0) -> list:
     return [layer(f"grad/l{i}/kernel", rms) for i in range(3)]
 
 
+def spiking_on_noise(points: int = 32, at=(8, 16, 24), size: float = 1.8, levels=(1.0, 1.1)) -> list:
+    """Layers whose gradients alternate between `levels` (1.0 and 1.1: a robust deviation of 0.07 in
+    the log) and rise to `size` at the loss's spikes (1.8: 1.7x their median, 6 to 7 deviations up,
+    the spikes before it in the window widening the spread)."""
+    rms = [size if k in at else levels[k % 2] for k in range(points)]
+    return [layer(f"grad/l{i}/kernel", rms) for i in range(3)]
+
+
 def collapsed(decades: float, steps: int = 20) -> list:
     """Layers whose gradients fall by `decades` over the run, in every layer."""
     return [
@@ -296,8 +304,41 @@ LEARNING_EDGES = [
     ("collapse_decades", 2.5, 2.7, [1.0] * 20, collapsed(2.8), cause, COLLAPSED, NORMAL),
     ("unstable_min_spikes", 3, 4, with_spikes(), spiking(), verdict, "unstable", "healthy"),
     ("unstable_spike_ratio", 3.0, 4.0, with_spikes(), spiking(size=5.0), verdict, "unstable", "healthy"),
-    ("unstable_norm_spike_ratio", 2.4, 2.6, with_spikes(), spiking(size=2.5), verdict, "unstable", "healthy"),
+    # a norm 2.5x a level between 1.0 and 1.6 (1.9x the median before the first spike, 1.6x before the
+    # others, whose windows hold a spike; under 2 robust deviations)
+    (
+        "unstable_norm_spike_ratio",
+        1.5,
+        1.6,
+        with_spikes(),
+        spiking_on_noise(size=2.5, levels=(1.0, 1.6)),
+        verdict,
+        "unstable",
+        "healthy",
+    ),
     ("unstable_spike_of_start", 0.5, 4.0, with_spikes(), spiking(), verdict, "unstable", "healthy"),
+    # a norm 1.8x a steady level: a spike at 1.7x asked, not at 1.9x (under the 2x of the ratio alone)
+    (
+        "unstable_norm_spike_min_ratio",
+        1.7,
+        1.9,
+        with_spikes(),
+        spiking(size=1.8),
+        verdict,
+        "unstable",
+        "healthy",
+    ),
+    # a norm 1.7x the median of a noisy level, 6 to 7 robust deviations up
+    (
+        "unstable_norm_spike_deviations",
+        6.0,
+        7.0,
+        with_spikes(),
+        spiking_on_noise(),
+        verdict,
+        "unstable",
+        "healthy",
+    ),
     ("unstable_swing_decades", 0.35, 0.45, [1.0, 2.5] * 10, None, verdict, "unstable", "stalled"),
     # a loss logged every step whose batches alternate 1 and 4: its 8-point means do not swing
     ("swing_mean_points", 1, 8, [1.0, 4.0] * 100, None, verdict, "unstable", "stalled"),
@@ -748,6 +789,7 @@ def test_an_unstable_findings_evidence_states_its_swing_rule_in_numbers():
     words = wording.evidence_in_words(unstable)
     assert "a later half that swings 3.16 times with no downward trend" in words and "{" not in words
     assert "not where the loss fell by more than 50 %" in words
+    assert "or 1.5 times and 2 deviations of its own noise" in words
 
 
 def converged_with_spikes(fall: float) -> list[float]:

@@ -182,9 +182,10 @@ def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limi
 
 def _norm_spike_at(step: int, gradients: GradientCourse, limits: Thresholds, sparser: bool) -> bool | None:
     """The gradient norm at `step` stands unstable_norm_spike_ratio times above the median of the
-    spike_window points before it. Where it is not logged at that step: None (nothing to say) if the
-    norm is logged `sparser` than the loss, else False; False where it is NaN (a step the scaler
-    skipped)."""
+    spike_window points before it, or unstable_norm_spike_min_ratio times and
+    unstable_norm_spike_deviations robust deviations of their log norm above it. Where it is not
+    logged at that step: None (nothing to say) if the norm is logged `sparser` than the loss, else
+    False; False where it is NaN (a step the scaler skipped)."""
     at = np.flatnonzero(gradients.steps == step)
     if not at.size:
         return None if sparser else False
@@ -195,4 +196,13 @@ def _norm_spike_at(step: int, gradients: GradientCourse, limits: Thresholds, spa
     before = before[np.isfinite(before)]
     if not before.size:
         return False
-    return bool(gradients.norm[i] >= limits.unstable_norm_spike_ratio * np.median(before))
+    ratio = gradients.norm[i] / np.median(before)
+    if ratio >= limits.unstable_norm_spike_ratio:
+        return True
+    # a norm that barely varies spikes less far: measured in robust deviations of its log
+    logs = np.log(before[before > 0])
+    if ratio < limits.unstable_norm_spike_min_ratio or logs.size < 3:
+        return False
+    spread = 1.4826 * float(np.median(np.abs(logs - np.median(logs))))  # a normal sigma, from the MAD
+    above = float(np.log(gradients.norm[i]) - np.median(logs))
+    return above >= limits.unstable_norm_spike_deviations * spread
