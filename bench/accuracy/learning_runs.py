@@ -1638,6 +1638,108 @@ def _conv1d_embed_warmup_never_ends(dirs):
     )
 
 
+# --- the twelfth held-back set, written and committed before any of it is run ----------------------------
+
+
+def _bn_cnn_adamw_fast_batches_of_16(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=95)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return torch_loop(
+        dirs, "torch", model, opt, images(channels_last=False, seed=95), 16, loss_every_step=True
+    )
+
+
+def _keras_lstm_adam_fast_batches_of_8(dirs):
+    import keras
+
+    model = keras_lstm(seed=96)
+    return tf_loop(dirs, model, keras.optimizers.Adam(1e-2), sequences(seed=96), 8, loss_every_step=True)
+
+
+def _residual_cnn_momentum_fast_batches_of_16(dirs):
+    import torch
+
+    model = torch_residual_cnn(seed=97)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return torch_loop(
+        dirs, "tbx", model, opt, images(channels_last=False, seed=97), 16, name_of=lambda n: f"{n}.grad"
+    )
+
+
+def _gru_rmsprop_fast_batches_of_8(dirs):
+    import torch
+
+    model = torch_gru(seed=98)
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-2)
+    return torch_loop(
+        dirs, "tbx", model, opt, sequences(seed=98), 8, name_of=lambda n: f"{n}.grad", loss_every_step=True
+    )
+
+
+def _keras_bn_cnn_fit_sgd_cosine(dirs):
+    import keras
+
+    model = keras_bn_cnn(seed=99)
+    schedule = keras.optimizers.schedules.CosineDecay(0.05, STEPS)
+    model.compile(
+        keras.optimizers.SGD(schedule, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return keras_fit(dirs, model, images(seed=99), 64)
+
+
+def _transformer_adamw_warmup_batches_of_16(dirs):
+    import torch
+
+    model = torch_transformer(seed=100)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 30))
+    return torch_loop(dirs, "torch", model, opt, tokens(seed=100), 16, schedule=schedule, log_lr=True)
+
+
+def _keras_cnn_labels_shuffled_apart(dirs):
+    import keras
+
+    x, y = images(seed=101)
+    y = np.random.default_rng(101).permutation(y)  # a loader that shuffles inputs and labels apart
+    return tf_loop(dirs, keras_cnn(seed=101), keras.optimizers.Adam(1e-3), (x, y), 32)
+
+
+def _bn_cnn_plateau_stepped_per_batch(dirs):
+    import torch
+
+    model = torch_cnn(norm=True, seed=102)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=2)
+    last = []
+
+    def loss_of(output, target):
+        loss = torch.nn.functional.cross_entropy(output, target)
+        last.append(float(loss.detach()))
+        return loss
+
+    class PerBatch:
+        """ReduceLROnPlateau meant per epoch on the validation loss, stepped on each batch's loss: three
+        batches without a new best divide the rate by ten."""
+
+        def step(self):
+            plateau.step(last[-1])
+
+    return torch_loop(
+        dirs,
+        "torch",
+        model,
+        opt,
+        images(channels_last=False, seed=102),
+        32,
+        schedule=PerBatch(),
+        log_lr=True,
+        loss_of=loss_of,
+    )
+
+
 # name: (intended outcome, split, writer, recipe)
 RECIPES = {
     "summed_sigmoid_mlp": ("stalled", "dev", "tfsummary_weights", _summed_sigmoid_mlp),
@@ -1846,7 +1948,50 @@ RECIPES = {
     "keras_lstm_fit": ("healthy", "held_back", "keras", _keras_lstm_fit),
     "lstm_zeroed_inputs": ("stalled", "held_back", "tbx", _lstm_zeroed_inputs),
     "conv1d_embed_warmup_never_ends": ("stalled", "held_back", "tbx", _conv1d_embed_warmup_never_ends),
+    "bn_cnn_adamw_fast_batches_of_16": (
+        "unstable",
+        "held_back",
+        "torch+loss",
+        _bn_cnn_adamw_fast_batches_of_16,
+    ),
+    "keras_lstm_adam_fast_batches_of_8": (
+        "unstable",
+        "held_back",
+        "tfsummary+loss",
+        _keras_lstm_adam_fast_batches_of_8,
+    ),
+    "residual_cnn_momentum_fast_batches_of_16": (
+        "unstable",
+        "held_back",
+        "tbx",
+        _residual_cnn_momentum_fast_batches_of_16,
+    ),
+    "gru_rmsprop_fast_batches_of_8": ("unstable", "held_back", "tbx+loss", _gru_rmsprop_fast_batches_of_8),
+    "keras_bn_cnn_fit_sgd_cosine": ("healthy", "held_back", "keras", _keras_bn_cnn_fit_sgd_cosine),
+    "transformer_adamw_warmup_batches_of_16": (
+        "healthy",
+        "held_back",
+        "torch",
+        _transformer_adamw_warmup_batches_of_16,
+    ),
+    "keras_cnn_labels_shuffled_apart": (
+        "stalled",
+        "held_back",
+        "tfsummary",
+        _keras_cnn_labels_shuffled_apart,
+    ),
+    "bn_cnn_plateau_stepped_per_batch": ("stalled", "held_back", "torch", _bn_cnn_plateau_stepped_per_batch),
 }
+TWELFTH_HELD_BACK = [
+    "bn_cnn_adamw_fast_batches_of_16",
+    "keras_lstm_adam_fast_batches_of_8",
+    "residual_cnn_momentum_fast_batches_of_16",
+    "gru_rmsprop_fast_batches_of_8",
+    "keras_bn_cnn_fit_sgd_cosine",
+    "transformer_adamw_warmup_batches_of_16",
+    "keras_cnn_labels_shuffled_apart",
+    "bn_cnn_plateau_stepped_per_batch",
+]
 ELEVENTH_HELD_BACK = [
     "keras_bn_cnn_adam_fast_batches_of_16",
     "lstm_rmsprop_fast_batches_of_8",
@@ -1954,6 +2099,7 @@ LATER_HELD_BACK = (
     + NINTH_HELD_BACK
     + TENTH_HELD_BACK
     + ELEVENTH_HELD_BACK
+    + TWELFTH_HELD_BACK
 )
 
 
