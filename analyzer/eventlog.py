@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 
-from .records import framed
+from .records import RecordFile
 
 # The model's config as Keras's TensorBoard callback writes it (tag "keras", the graph plugin's
 # metadata, a string tensor of model.to_json()), so that TensorBoard's graph view and gradaudit's
@@ -55,22 +55,21 @@ class EventFile:
     def __init__(self, folder: str, suffix: str = ""):
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, event_file_name() + suffix)
-        self._file = open(self.path, "xb")  # a new name: never another writer's file
+        self._records = RecordFile(self.path)
         self._flushed = time.monotonic()
         self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def add_event(self, event: event_pb2.Event) -> None:
-        self._file.write(framed(event.SerializeToString()))
+        self._records.write(event.SerializeToString())
         if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        self._file.flush()
+        self._records.flush()
         self._flushed = time.monotonic()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._records.close()
 
 
 class OrderedThread:

@@ -2,7 +2,7 @@
 snapshot of the weights through Keras's StatelessScope (what it would update is collected and
 dropped), differentiated by the backend's own autodiff (``jax.value_and_grad`` under ``jax.jit``,
 ``torch.autograd.grad``). Neither TensorFlow nor a reader of gradaudit's is imported; events are
-framed as TFRecords by records.framed."""
+framed as TFRecords by records.RecordFile."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import keras
 import numpy as np
 
-from .records import framed
+from .records import RecordFile
 
 
 class StatelessProbe:
@@ -100,20 +100,4 @@ class StatelessProbe:
 
     def record_writer(self, path: str):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        return _RecordFile(open(path, "xb"))  # write() and flush(), as TensorFlow's
-
-
-class _RecordFile:
-    """Records framed with the C CRC32C (TensorBoard's RecordWriter computes it in Python)."""
-
-    def __init__(self, file):
-        self._file = file
-
-    def write(self, payload: bytes) -> None:
-        self._file.write(framed(payload))
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+        return RecordFile(path)  # write() and flush(), as TensorFlow's

@@ -36,6 +36,24 @@ def framed(payload: bytes) -> bytes:
     return header + _FOOTER.pack(masked_crc32c(header)) + payload + _FOOTER.pack(masked_crc32c(payload))
 
 
+class RecordFile:
+    """A new file of framed records (opened exclusively: never another writer's file), with write(),
+    flush() and close() as TensorFlow's record writer has them."""
+
+    def __init__(self, path: str):
+        self._file = open(path, "xb")
+
+    def write(self, payload: bytes) -> None:
+        self._file.write(framed(payload))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
 @dataclass
 class Damage:
     """Why reading a file stopped early: a sentence for the user and the byte offset."""

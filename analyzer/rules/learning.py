@@ -63,7 +63,7 @@ def _stalled(
     `pathology`: a finding of the gradients (vanishing, exploding, dead units) stands, and explains it."""
     if course.first_nonfinite_step is not None:
         return None  # it went NaN/Inf (diverged: exploding's)
-    at_chance = chance is not None and course.end >= limits.chance_share * chance
+    at_chance = _at_chance(course, limits, chance)
     fell = course.fell(limits.stall_band) or not np.isfinite(course.change)  # NaN: no start to judge
     if fell and not at_chance:
         return None  # it fell (along its noisy ends or its trend): learning
@@ -162,12 +162,16 @@ def _survived(course: LossCourse, limits: Thresholds, chance: float | None) -> b
     BatchNorm CNN under a one-cycle schedule spiked 6.6x six times with its norm and fell 64 %). Both
     measures, since the ends of a sparse loss are noisy: thinned to every 8 steps, two phases of truly
     unstable runs fell by half at their ends alone."""
-    at_chance = chance is not None and course.end >= limits.chance_share * chance
     return (
         course.change <= -limits.unstable_max_fall
         and course.trend_change <= -limits.unstable_max_fall
-        and not at_chance
+        and not _at_chance(course, limits, chance)
     )
+
+
+def _at_chance(course: LossCourse, limits: Thresholds, chance: float | None) -> bool:
+    """A classifier (its chance-level loss known) ends at chance_share of it or above."""
+    return chance is not None and course.end >= limits.chance_share * chance
 
 
 def _at_restart(spike: Spike, restarts: np.ndarray, loss_steps: np.ndarray, limits: Thresholds) -> bool:

@@ -101,6 +101,11 @@ class Truth:
 # --- PyTorch loops -------------------------------------------------------------------------------------
 
 
+def dot_grad(name: str) -> str:
+    """A parameter's tag as loops that log `f"{name}.grad"` write it."""
+    return f"{name}.grad"
+
+
 class _TorchLogs:
     """One SummaryWriter per interval, each writing what a loop logging every N steps writes; with
     loss_every_step, the loss and learning rate at every step and the histograms every N steps."""
@@ -563,9 +568,7 @@ def _transformer_lr_zero(dirs):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     # a warmup whose factor was written as integer division: 0 for every step of the run
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: step // 1000)
-    return torch_loop(
-        dirs, "tbx", model, opt, tokens(), 32, schedule=schedule, log_lr=True, name_of=lambda n: f"{n}.grad"
-    )
+    return torch_loop(dirs, "tbx", model, opt, tokens(), 32, schedule=schedule, log_lr=True, name_of=dot_grad)
 
 
 def _cnn_summed_softmax_blowup(dirs):
@@ -601,7 +604,7 @@ def _lstm_sgd_fast_clipped(dirs):
         sequences(),
         8,
         clip=5.0,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -658,7 +661,7 @@ def _amp_cnn_unlogged_scale(dirs):
         images(channels_last=False, seed=1),
         32,
         amp_scale=2.0**16,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -701,7 +704,7 @@ def _embed_bag_adam(dirs):
         torch.optim.Adam(model.parameters(), lr=3e-3),
         tokens(),
         32,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -728,7 +731,7 @@ def _adam_on_random_labels(dirs, model, x: np.ndarray, batch: int, seed: int) ->
 
     y = np.random.default_rng(seed).integers(0, 4, len(x))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    return torch_loop(dirs, "tbx", model, optimizer, (x, y), batch, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, optimizer, (x, y), batch, name_of=dot_grad)
 
 
 def _tanh_mlp_random_labels(dirs):
@@ -764,7 +767,7 @@ def _transformer_adam_steady(dirs):
         torch.optim.Adam(model.parameters(), lr=1e-3),
         tokens(seed=8),
         32,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -778,9 +781,7 @@ def _gru_adam(dirs, lr: float, batch: int, seed: int):
 
     model = torch_gru(seed=seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return torch_loop(
-        dirs, "tbx", model, optimizer, sequences(seed=seed), batch, name_of=lambda n: f"{n}.grad"
-    )
+    return torch_loop(dirs, "tbx", model, optimizer, sequences(seed=seed), batch, name_of=dot_grad)
 
 
 def _gru_adam_fast_tiny_batches(dirs):
@@ -896,7 +897,7 @@ def _amp_cnn_scaled(dirs):
         images(channels_last=False, seed=28),
         32,
         amp_scale=2.0**16,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -927,9 +928,7 @@ def _lstm_sgd_fast_tiny_batches(dirs):
 
     model = torch_lstm(seed=32)
     opt = torch.optim.SGD(model.parameters(), lr=2.0)
-    return torch_loop(
-        dirs, "tbx", model, opt, sequences(seed=32), 4, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=32), 4, name_of=dot_grad, loss_every_step=True)
 
 
 def _cnn_momentum_fast_tiny_batches(dirs):
@@ -947,9 +946,7 @@ def _gru_adam_fast_batches_of_8(dirs):
 
     model = torch_gru(seed=34)
     opt = torch.optim.Adam(model.parameters(), lr=3e-2)
-    return torch_loop(
-        dirs, "tbx", model, opt, sequences(seed=34), 8, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=34), 8, name_of=dot_grad, loss_every_step=True)
 
 
 def _keras_lstm_rmsprop_fast(dirs):
@@ -982,7 +979,7 @@ def _bn_cnn_sgd_steady(dirs):
         opt,
         images(channels_last=False, seed=37),
         32,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
         loss_every_step=True,
     )
 
@@ -1023,7 +1020,7 @@ def _cosine_on_images(dirs, model, opt, seed: int) -> Truth:
         64,
         schedule=schedule,
         log_lr=True,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -1047,9 +1044,7 @@ def _gru_sgd_tiny_step(dirs):
 
     model = torch_gru(seed=43)
     opt = torch.optim.SGD(model.parameters(), lr=3e-5)
-    return torch_loop(
-        dirs, "tbx", model, opt, sequences(seed=43), 32, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=43), 32, name_of=dot_grad, loss_every_step=True)
 
 
 def torch_conv1d_embed(seed=0):
@@ -1102,7 +1097,7 @@ def _embed_bag_sgd_fast_tiny_batches(dirs):
 
     model = torch_embed_bag(seed=47)
     opt = torch.optim.SGD(model.parameters(), lr=5.0)
-    return torch_loop(dirs, "tbx", model, opt, tokens(seed=47), 4, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, opt, tokens(seed=47), 4, name_of=dot_grad)
 
 
 def _amp_transformer_scaled(dirs):
@@ -1172,7 +1167,7 @@ def _residual_cnn_adam_fast_batches_of_8(dirs):
         opt,
         images(channels_last=False, seed=52),
         8,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
         loss_every_step=True,
     )
 
@@ -1249,7 +1244,7 @@ def _gru_schedule_decayed_early(dirs):
         32,
         schedule=schedule,
         log_lr=True,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -1298,7 +1293,7 @@ def _layernorm_gru_adam_fast(dirs):
 
     model = Classifier()
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    return torch_loop(dirs, "tbx", model, opt, sequences(seed=63), 8, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=63), 8, name_of=dot_grad)
 
 
 def _keras_bn_cnn_momentum_fit(dirs):
@@ -1330,7 +1325,7 @@ def _conv1d_embed_adamw_warmup_cosine(dirs):
         32,
         schedule=schedule,
         log_lr=True,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
         loss_every_step=True,
     )
 
@@ -1406,7 +1401,7 @@ def _embed_gru_nesterov_steady(dirs):
 
     model = torch_embed_gru(seed=72)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    return torch_loop(dirs, "tbx", model, opt, tokens(seed=72), 32, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, opt, tokens(seed=72), 32, name_of=dot_grad)
 
 
 def _lstm_adam_fast_batches_of_4(dirs):
@@ -1414,9 +1409,7 @@ def _lstm_adam_fast_batches_of_4(dirs):
 
     model = torch_lstm(seed=73)
     opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    return torch_loop(
-        dirs, "tbx", model, opt, sequences(seed=73), 4, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=73), 4, name_of=dot_grad, loss_every_step=True)
 
 
 def _keras_lstm_sgd_fast_batches_of_8(dirs):
@@ -1461,9 +1454,7 @@ def _amp_conv1d_embed_scaled(dirs):
 
     model = torch_conv1d_embed(seed=78)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    return torch_loop(
-        dirs, "tbx", model, opt, tokens(seed=78), 32, amp_scale=2.0**16, name_of=lambda n: f"{n}.grad"
-    )
+    return torch_loop(dirs, "tbx", model, opt, tokens(seed=78), 32, amp_scale=2.0**16, name_of=dot_grad)
 
 
 # --- the tenth held-back set, written and committed before any of it is run ------------------------------
@@ -1492,7 +1483,7 @@ def _transformer_adamw_linear_warmup(dirs):
         32,
         schedule=schedule,
         log_lr=True,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -1527,9 +1518,7 @@ def _embed_bag_adam_fast_batches_of_4(dirs):
 
     model = torch_embed_bag(seed=84)
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)
-    return torch_loop(
-        dirs, "tbx", model, opt, tokens(seed=84), 4, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, tokens(seed=84), 4, name_of=dot_grad, loss_every_step=True)
 
 
 def _gru_embed_labels_shuffled_apart(dirs):
@@ -1539,7 +1528,7 @@ def _gru_embed_labels_shuffled_apart(dirs):
     y = np.random.default_rng(85).permutation(y)  # a loader that shuffles inputs and labels apart
     model = torch_embed_gru(seed=85)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    return torch_loop(dirs, "tbx", model, opt, (x, y), 32, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, opt, (x, y), 32, name_of=dot_grad)
 
 
 def _keras_conv1d_embed_decay_per_step(dirs):
@@ -1586,7 +1575,7 @@ def _bn_cnn_momentum_fast_clipped(dirs):
         images(channels_last=False, seed=89),
         8,
         clip=1.0,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
         loss_every_step=True,
     )
 
@@ -1615,7 +1604,7 @@ def _lstm_zeroed_inputs(dirs):
     model = torch_lstm(seed=93)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     # features scaled by a maximum computed over an empty slice as inf: every input is 0
-    return torch_loop(dirs, "tbx", model, opt, (np.zeros_like(x), y), 32, name_of=lambda n: f"{n}.grad")
+    return torch_loop(dirs, "tbx", model, opt, (np.zeros_like(x), y), 32, name_of=dot_grad)
 
 
 def _conv1d_embed_warmup_never_ends(dirs):
@@ -1634,7 +1623,7 @@ def _conv1d_embed_warmup_never_ends(dirs):
         32,
         schedule=schedule,
         log_lr=True,
-        name_of=lambda n: f"{n}.grad",
+        name_of=dot_grad,
     )
 
 
@@ -1663,9 +1652,7 @@ def _residual_cnn_momentum_fast_batches_of_16(dirs):
 
     model = torch_residual_cnn(seed=97)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return torch_loop(
-        dirs, "tbx", model, opt, images(channels_last=False, seed=97), 16, name_of=lambda n: f"{n}.grad"
-    )
+    return torch_loop(dirs, "tbx", model, opt, images(channels_last=False, seed=97), 16, name_of=dot_grad)
 
 
 def _gru_rmsprop_fast_batches_of_8(dirs):
@@ -1673,9 +1660,7 @@ def _gru_rmsprop_fast_batches_of_8(dirs):
 
     model = torch_gru(seed=98)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-2)
-    return torch_loop(
-        dirs, "tbx", model, opt, sequences(seed=98), 8, name_of=lambda n: f"{n}.grad", loss_every_step=True
-    )
+    return torch_loop(dirs, "tbx", model, opt, sequences(seed=98), 8, name_of=dot_grad, loss_every_step=True)
 
 
 def _keras_bn_cnn_fit_sgd_cosine(dirs):

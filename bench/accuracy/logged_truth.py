@@ -35,9 +35,14 @@ from analyzer.trends import training_loss  # noqa: E402
 STEP_LOSS_WRITERS = ("torch", "tbx", "tfsummary")
 
 
-def logged_loss_steps(run) -> np.ndarray:
+def logged_loss(run):
+    """The training loss the run logged, as gradaudit reads it (None without one)."""
     data, _ = read_evidence(run, DEFAULT_READ_OPTIONS)
-    series = training_loss(data.losses)
+    return training_loss(data.losses)
+
+
+def logged_loss_steps(run) -> np.ndarray:
+    series = logged_loss(run)
     return series.steps if series is not None else np.zeros(0, np.int64)
 
 
@@ -53,8 +58,7 @@ def main(runs_dir: Path) -> None:
             continue
         if label["writer"].split("+")[0].split("_")[0] not in STEP_LOSS_WRITERS:
             continue
-        data, _ = read_evidence(runs[name], DEFAULT_READ_OPTIONS)
-        series = training_loss(data.losses)
+        series = logged_loss(runs[name])
         if series is not None and np.array_equal(series.steps, np.arange(len(series.steps))):
             true_losses[recipe] = [float(v) for v in series.values]
     unknown = 0

@@ -6,6 +6,8 @@
 
     python bench/accuracy/score.py --weights                          # the weight-only benchmark
 
+    python bench/accuracy/score.py DIR --threshold=NAME=VALUE         # a variant (analyzer/thresholds.py)
+
 The corpus is split by recipe (make_runs.split_of): the rules were tuned on the "dev" recipes only;
 the "held_back" ones are scored once, and their figure is the one to quote, so it prints first.
 For each split: each run's label and verdict, the confusion matrix, precision and recall per class,
@@ -25,14 +27,16 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 from analyzer.batch import BatchOptions, process_runs  # noqa: E402
+from analyzer.config import thresholds_from  # noqa: E402
 from analyzer.runs import find_runs  # noqa: E402
 from analyzer.tags import layer_path as layer_of  # noqa: E402 (a kernel and its bias are one layer)
+from analyzer.thresholds import DEFAULT_THRESHOLDS, Thresholds  # noqa: E402
 
 CLASSES = ["healthy", "vanishing", "exploding", "dead_units"]
 LEARNING_CLASSES = ["stalled", "unstable"]  # the learning corpus's (learning_runs.py)
@@ -44,7 +48,7 @@ WEIGHT_WRITERS = {"seed"}
 WEIGHT_TAGS = r"^(?!.*grad).*/histogram$"
 
 
-def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
+def score(runs_dir: Path, weights: bool = False, limits: Thresholds = DEFAULT_THRESHOLDS) -> list[tuple]:
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
     if weights:
         labels = {
@@ -53,7 +57,9 @@ def score(runs_dir: Path, weights: bool = False) -> list[tuple]:
             if truth["writer"] in WEIGHT_WRITERS
         }
     runs = [run for run in find_runs([str(runs_dir)]).runs if run.name.split("/")[0] in labels]
-    options = BatchOptions(html=False, tag_pattern=WEIGHT_TAGS) if weights else BatchOptions(html=False)
+    options = BatchOptions(html=False, limits=limits)
+    if weights:
+        options = replace(options, tag_pattern=WEIGHT_TAGS)
     verdicts, layers = {}, {}
     for output in process_runs(runs, options):
         top = output.name.split("/")[0]  # runs under a Keras train/ subfolder
@@ -210,7 +216,9 @@ def main() -> None:
     chosen = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--split=")), "both")
     splits = SPLITS if chosen == "both" else (chosen,)
     runs_dir = Path(args[0]) if args else HERE / "runs"
-    rows = score(runs_dir, weights="--weights" in sys.argv)
+    overrides = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--threshold=")]
+    limits = thresholds_from({}, overrides, "--threshold")
+    rows = score(runs_dir, weights="--weights" in sys.argv, limits=limits)
     labels = json.loads((runs_dir / "labels.json").read_text())["runs"]
     ok = {}
     for split in splits:
